@@ -1,0 +1,302 @@
+// Package fake is an in-memory reconcile.Runtime for fast unit tests of
+// berth's pure logic. It keeps pods in a map and records every call, so a
+// test can assert that nothing mutating happened. Its behaviour is held to
+// the real runtime's by the contract suite in runtime/runtimetest.
+//
+// Containers "run" until they are stopped, except that a command of the
+// form `sh -c 'exit N'` (or `true`, `false`) exits at once with that code.
+package fake
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"berth.dev/berth/reconcile"
+)
+
+var _ reconcile.Runtime = (*Runtime)(nil)
+
+// Runtime is an in-memory container runtime.
+type Runtime struct {
+	mu     sync.Mutex
+	images map[string]bool
+	pods   map[reconcile.PodID]*pod
+	calls  []string
+	pid    uint32
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Fail, when set, is consulted before each call with the call's name
+	// ("EnsureImage", "CreateSandbox", …) and a subject; a non-nil error is
+	// returned by the call.
+	Fail func(call, subject string) error
+}
+
+type pod struct {
+	obs  reconcile.ObservedPod
+	done map[string]chan struct{}
+}
+
+// New returns an empty runtime holding the given images.
+func New(images ...string) *Runtime {
+	r := &Runtime{images: map[string]bool{}, pods: map[reconcile.PodID]*pod{}, pid: 1000, Now: time.Now}
+	for _, i := range images {
+		r.images[i] = true
+	}
+	return r
+}
+
+// AddImage makes image present in the store.
+func (r *Runtime) AddImage(image string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.images[image] = true
+}
+
+// Calls returns the calls made so far, as "Name subject".
+func (r *Runtime) Calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+// MutatingCalls returns the calls that changed the runtime's state.
+func (r *Runtime) MutatingCalls() []string {
+	var out []string
+	for _, c := range r.Calls() {
+		if strings.HasPrefix(c, "CreateSandbox") || strings.HasPrefix(c, "StartContainer") || strings.HasPrefix(c, "RemovePod") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ResetCalls forgets the recorded calls.
+func (r *Runtime) ResetCalls() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = nil
+}
+
+func (r *Runtime) record(call, subject string) error {
+	r.calls = append(r.calls, call+" "+subject)
+	if r.Fail != nil {
+		return r.Fail(call, subject)
+	}
+	return nil
+}
+
+// List implements reconcile.Runtime.
+func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.record("List", ""); err != nil {
+		return nil, err
+	}
+	out := make([]reconcile.ObservedPod, 0, len(r.pods))
+	for _, p := range r.pods {
+		o := p.obs
+		o.Containers = append([]reconcile.ObservedContainer(nil), p.obs.Containers...)
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// EnsureImage implements reconcile.Runtime. Images cannot be pulled: an
+// image that is not present is an error unless the policy allows a pull
+// and the image was registered with AddImage.
+func (r *Runtime) EnsureImage(ctx context.Context, image, policy string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.record("EnsureImage", image); err != nil {
+		return err
+	}
+	if !r.images[image] {
+		return fmt.Errorf("image %q: not found", image)
+	}
+	return nil
+}
+
+// CreateSandbox implements reconcile.Runtime.
+func (r *Runtime) CreateSandbox(ctx context.Context, p *reconcile.DesiredPod) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.record("CreateSandbox", p.ID.String()); err != nil {
+		return err
+	}
+	if existing, ok := r.pods[p.ID]; ok {
+		if existing.obs.Hash != p.Hash {
+			return fmt.Errorf("pod %s: a sandbox with another spec exists", p.ID)
+		}
+		existing.obs.SandboxReady = true
+		return nil
+	}
+	r.pods[p.ID] = &pod{
+		obs: reconcile.ObservedPod{
+			ID: p.ID, Hash: p.Hash, Revision: p.Revision, Owner: p.Owner,
+			IP: fmt.Sprintf("10.0.%d.%d", len(r.pods)/250, len(r.pods)%250+2), GracePeriod: p.GracePeriod(),
+			CreatedAt: r.Now(), SandboxReady: true,
+		},
+		done: map[string]chan struct{}{},
+	}
+	return nil
+}
+
+var exitRE = regexp.MustCompile(`^exit ([0-9]+)$`)
+
+// exitCode tells whether the container's command exits at once, and how.
+func exitCode(c *reconcile.Container) (int, bool) {
+	argv := append(append([]string(nil), c.Command...), c.Args...)
+	switch {
+	case len(argv) == 1 && argv[0] == "true":
+		return 0, true
+	case len(argv) == 1 && argv[0] == "false":
+		return 1, true
+	case len(argv) == 3 && argv[0] == "sh" && argv[1] == "-c":
+		if m := exitRE.FindStringSubmatch(strings.TrimSpace(argv[2])); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+func findContainer(p *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) *reconcile.Container {
+	list := p.Spec.Containers
+	if kind == reconcile.InitContainer {
+		list = p.Spec.InitContainers
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// StartContainer implements reconcile.Runtime.
+func (r *Runtime) StartContainer(ctx context.Context, p *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.record("StartContainer", p.ID.String()+"/"+name); err != nil {
+		return err
+	}
+	sp, ok := r.pods[p.ID]
+	if !ok {
+		return fmt.Errorf("pod %s: no sandbox", p.ID)
+	}
+	spec := findContainer(p, kind, name)
+	if spec == nil {
+		return fmt.Errorf("pod %s: no %s container %q in spec", p.ID, kind, name)
+	}
+	if !r.images[spec.Image] {
+		return fmt.Errorf("image %q: not found", spec.Image)
+	}
+	// Replace an existing container of the same name.
+	cs := sp.obs.Containers[:0]
+	for _, c := range sp.obs.Containers {
+		if !(c.Kind == kind && c.Name == name) {
+			cs = append(cs, c)
+		}
+	}
+	r.pid++
+	c := reconcile.ObservedContainer{
+		Name: name, Kind: kind, ID: p.ID.Namespace + "_" + p.ID.Name + "_" + name, Image: spec.Image,
+		State: reconcile.StateRunning, PID: r.pid, StartedAt: r.Now(),
+	}
+	done := make(chan struct{})
+	if code, exits := exitCode(spec); exits {
+		c.State, c.ExitCode, c.PID, c.FinishedAt = reconcile.StateExited, code, 0, r.Now()
+		close(done)
+	}
+	sp.obs.Containers = append(cs, c)
+	sp.done[string(kind)+"/"+name] = done
+	return nil
+}
+
+// WaitContainer implements reconcile.Runtime.
+func (r *Runtime) WaitContainer(ctx context.Context, id reconcile.PodID, kind reconcile.ContainerKind, name string) (int, error) {
+	r.mu.Lock()
+	if err := r.record("WaitContainer", id.String()+"/"+name); err != nil {
+		r.mu.Unlock()
+		return 0, err
+	}
+	sp, ok := r.pods[id]
+	var done chan struct{}
+	if ok {
+		done = sp.done[string(kind)+"/"+name]
+	}
+	r.mu.Unlock()
+	if done == nil {
+		return 0, fmt.Errorf("pod %s: container %q not found", id, name)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if sp, ok := r.pods[id]; ok {
+		if c := sp.obs.Container(kind, name); c != nil {
+			return c.ExitCode, nil
+		}
+	}
+	return 137, nil
+}
+
+// RemovePod implements reconcile.Runtime.
+func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.record("RemovePod", id.String()); err != nil {
+		return err
+	}
+	sp, ok := r.pods[id]
+	if !ok {
+		return nil
+	}
+	for i := range sp.obs.Containers {
+		c := &sp.obs.Containers[i]
+		if c.State == reconcile.StateRunning {
+			c.State, c.ExitCode, c.FinishedAt = reconcile.StateExited, 143, r.Now()
+		}
+	}
+	for _, d := range sp.done {
+		select {
+		case <-d:
+		default:
+			close(d)
+		}
+	}
+	delete(r.pods, id)
+	return nil
+}
+
+// Kill makes a running container exit with code, as if it crashed or was
+// killed outside berth.
+func (r *Runtime) Kill(id reconcile.PodID, kind reconcile.ContainerKind, name string, code int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sp, ok := r.pods[id]
+	if !ok {
+		return fmt.Errorf("pod %s not found", id)
+	}
+	c := sp.obs.Container(kind, name)
+	if c == nil {
+		return fmt.Errorf("container %q not found", name)
+	}
+	c.State, c.ExitCode, c.PID, c.FinishedAt = reconcile.StateExited, code, 0, r.Now()
+	if d := sp.done[string(kind)+"/"+name]; d != nil {
+		select {
+		case <-d:
+		default:
+			close(d)
+		}
+	}
+	return nil
+}
