@@ -1,0 +1,43 @@
+# berth — GitOps agent for container hosts.
+SHELL := /bin/bash
+GO ?= go
+BIN ?= bin/berth
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TEST_TIMEOUT ?= 20m
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/berth
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
+
+deps: ## install the Debian packages berth and its tests need (apt-get update first)
+	$(SUDO) scripts/install-deps.sh
+
+demo: deps build ## set up a private containerd, turn examples/ into a Git repo and apply it
+	$(SUDO) scripts/demo.sh
+
+demo-clean: ## remove the demo's pods, stop its containerd and delete its state
+	$(SUDO) scripts/demo.sh clean
+
+test: deps ## run unit and integration tests (as root: real containerd, runc, CNI)
+	$(SUDO) env "PATH=$$PATH" BERTH_TEST_SSH=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-unit: ## run only the tests that need no containerd
+	$(GO) test -count=1 -short ./...
+
+vet: ## gofmt check and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+bench: deps build ## measure apply wall time (1 and 20 pods, no-change) against a private containerd
+	$(SUDO) bench/apply.sh
+
+clean: ## remove build output
+	rm -rf bin
+
+.PHONY: help build deps demo demo-clean test test-unit vet bench clean

@@ -1,0 +1,94 @@
+// Package record keeps berth's small durable records under the state
+// directory (the last applied revision, and later the last good one). Each
+// record is a JSON file replaced atomically: written to a temporary file,
+// synced, renamed over the old one, and the directory synced, so a power
+// loss leaves either the old record or the new one, never a torn file.
+package record
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Revision records one revision berth acted on.
+type Revision struct {
+	Commit string    `json:"commit"`
+	Ref    string    `json:"ref,omitempty"`
+	URL    string    `json:"url,omitempty"`
+	Path   string    `json:"path,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// Names of the records.
+const (
+	LastApplied = "last-applied.json"
+)
+
+// Write stores v as JSON in dir/name atomically.
+func Write(dir, name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("record %s: %w", name, err)
+	}
+	return WriteFileAtomic(filepath.Join(dir, name), append(b, '\n'), 0o644)
+}
+
+// Read loads dir/name into v. A missing record is reported with ok=false
+// and no error.
+func Read(dir, name string, v any) (ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("record %s: %w", name, err)
+	}
+	return true, nil
+}
+
+// WriteFileAtomic replaces path with data: temporary file, fsync, rename,
+// fsync of the directory.
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
