@@ -1,0 +1,358 @@
+package testenv
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"golang.org/x/sys/unix"
+)
+
+// Containerd is a private containerd daemon started by StartContainerd.
+type Containerd struct {
+	dir     string
+	address string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	exited  chan struct{}
+	waitErr error
+	stop    sync.Once
+}
+
+// CNIBinDir is where the tests expect the CNI plugins (Debian's
+// containernetworking-plugins).
+const CNIBinDir = "/usr/lib/cni"
+
+// CheckHost reports what the machine lacks to run integration tests:
+// root, containerd, runc, the CNI plugins and busybox-static.
+func CheckHost() error {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (tests run containers and network namespaces)")
+	}
+	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "runc"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin+" (apt-get install containerd runc)")
+		}
+	}
+	for _, p := range []string{"bridge", "host-local", "loopback"} {
+		if _, err := os.Stat(filepath.Join(CNIBinDir, p)); err != nil {
+			missing = append(missing, filepath.Join(CNIBinDir, p)+" (apt-get install containernetworking-plugins)")
+		}
+	}
+	if _, err := os.Stat(busyboxPath); err != nil {
+		missing = append(missing, busyboxPath+" (apt-get install busybox-static)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("integration tests cannot run, missing: %s", strings.Join(missing, "; "))
+	}
+	return nil
+}
+
+// StartContainerd starts a containerd daemon whose root, state, socket,
+// configuration and log all live under dir (created if needed; keep its
+// path short, a unix socket path is limited to 107 bytes). It waits until
+// the daemon serves requests. The CRI plugin is disabled. Call Stop when
+// done.
+func StartContainerd(dir string) (*Containerd, error) {
+	if err := CheckHost(); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	c := &Containerd{
+		dir:     dir,
+		address: filepath.Join(dir, "containerd.sock"),
+		log:     &syncBuffer{},
+		exited:  make(chan struct{}),
+	}
+	if len(c.address) > 100 {
+		return nil, fmt.Errorf("containerd socket path %q is too long", c.address)
+	}
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+]
+
+[grpc]
+  address = %q
+
+[ttrpc]
+  address = %q
+
+[debug]
+  level = "info"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.address, c.address+".ttrpc", filepath.Join(dir, "opt"))
+	configPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	c.cmd = exec.Command("containerd", "--config", configPath)
+	c.cmd.Stdout = c.log
+	c.cmd.Stderr = c.log
+	// Own process group: a ^C to the test does not reach the daemon first,
+	// so the cleanup can still talk to it.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start containerd: %w", err)
+	}
+	go func() {
+		c.waitErr = c.cmd.Wait()
+		close(c.exited)
+	}()
+	if err := c.waitServing(30 * time.Second); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("%w\ncontainerd log:\n%s", err, c.Log())
+	}
+	return c, nil
+}
+
+func (c *Containerd) waitServing(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-c.exited:
+			return fmt.Errorf("containerd exited early: %v", c.waitErr)
+		default:
+		}
+		if _, err := os.Stat(c.address); err == nil {
+			cl, err := client.New(c.address)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				ok, _ := cl.IsServing(ctx)
+				cancel()
+				cl.Close()
+				if ok {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("containerd did not serve on %s within %s", c.address, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// NewContainerd starts a private containerd for one test (or benchmark)
+// and stops it when the test ends. The daemon's log is printed when the test
+// failed or runs with -v. A host that cannot run containerd fails the test.
+func NewContainerd(tb testing.TB) *Containerd {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "berth-ctrd-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := StartContainerd(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		tb.Fatalf("testenv: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			tb.Errorf("testenv: stop containerd: %v", err)
+		}
+		if tb.Failed() || testing.Verbose() {
+			tb.Logf("containerd log:\n%s", c.Log())
+		}
+		c.RemoveDir()
+	})
+	return c
+}
+
+// Main starts a private containerd for a whole test binary, stores it in
+// *c, runs the tests and stops the daemon; it returns the exit code for
+// os.Exit. The daemon's log is printed when a test failed or with -v. If the
+// daemon cannot start, Main prints why and returns 1: the tests fail, they
+// are not skipped.
+func Main(m *testing.M, c **Containerd) int {
+	dir, err := os.MkdirTemp("", "berth-ctrd-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
+	d, err := StartContainerd(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
+	*c = d
+	code := m.Run()
+	if err := d.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: stop containerd:", err)
+		code = 1
+	}
+	if code != 0 || testing.Verbose() {
+		fmt.Fprintf(os.Stderr, "containerd log:\n%s\n", d.Log())
+	}
+	d.RemoveDir()
+	return code
+}
+
+// Address returns the daemon's gRPC socket path.
+func (c *Containerd) Address() string { return c.address }
+
+// Dir returns the directory holding the daemon's root, state and socket.
+func (c *Containerd) Dir() string { return c.dir }
+
+// Log returns what the daemon logged so far.
+func (c *Containerd) Log() string { return c.log.String() }
+
+// Client returns a new client of the daemon using namespace ns by default.
+// The caller closes it.
+func (c *Containerd) Client(ns string) (*client.Client, error) {
+	return client.New(c.address, client.WithDefaultNamespace(ns))
+}
+
+// Stop kills and deletes any task left in the daemon (so no shim or
+// container process outlives it), then stops the daemon by its PID:
+// SIGTERM, and SIGKILL after ten seconds. It is safe to call more than once.
+func (c *Containerd) Stop() error {
+	var err error
+	c.stop.Do(func() {
+		select {
+		case <-c.exited:
+		default:
+			c.killTasks()
+		}
+		if c.cmd.Process != nil {
+			_ = c.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-c.exited:
+			case <-time.After(10 * time.Second):
+				_ = c.cmd.Process.Kill()
+				<-c.exited
+				err = errors.New("containerd did not stop on SIGTERM, killed")
+			}
+		}
+	})
+	return err
+}
+
+// killTasks removes every task of every namespace, best effort.
+func (c *Containerd) killTasks() {
+	cl, err := client.New(c.address)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nss, err := cl.NamespaceService().List(ctx)
+	if err != nil {
+		return
+	}
+	for _, ns := range nss {
+		nctx := namespaces.WithNamespace(ctx, ns)
+		ctrs, err := cl.Containers(nctx)
+		if err != nil {
+			continue
+		}
+		for _, ctr := range ctrs {
+			task, err := ctr.Task(nctx, nil)
+			if err != nil {
+				continue
+			}
+			_, _ = task.Delete(nctx, client.WithProcessKill)
+		}
+	}
+}
+
+// RemoveDir unmounts whatever is still mounted under the daemon's
+// directory and removes it. Call it after Stop.
+func (c *Containerd) RemoveDir() error {
+	for _, m := range mountsUnder(c.dir) {
+		_ = unix.Unmount(m, unix.MNT_DETACH)
+	}
+	return os.RemoveAll(c.dir)
+}
+
+// mountsUnder returns the mount points at or below dir, deepest first.
+func mountsUnder(dir string) []string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// MountsUnder returns the mount points at or below dir, as the host's
+// mount table shows them. Leak checks use it.
+func MountsUnder(dir string) []string { return mountsUnder(dir) }
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

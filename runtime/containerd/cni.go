@@ -1,0 +1,157 @@
+package containerd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	gocni "github.com/containerd/go-cni"
+
+	"berth.dev/berth/reconcile"
+)
+
+// DefaultConfList returns berth's own CNI network: a bridge with host-local
+// IPAM whose state lives in ipamDir, acting as the gateway, masquerading
+// outbound traffic and letting pods reach themselves through a port mapping
+// (hairpin). go-cni adds the loopback network on its own.
+func DefaultConfList(name, bridge, subnet, ipamDir string) ([]byte, error) {
+	conf := map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       name,
+		"plugins": []any{
+			map[string]any{
+				"type":        "bridge",
+				"bridge":      bridge,
+				"isGateway":   true,
+				"ipMasq":      true,
+				"hairpinMode": true,
+				"ipam": map[string]any{
+					"type":    "host-local",
+					"ranges":  [][]map[string]string{{{"subnet": subnet}}},
+					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+					"dataDir": ipamDir,
+				},
+			},
+		},
+	}
+	return json.MarshalIndent(conf, "", "  ")
+}
+
+func newCNI(stateDir string, opts Options) (gocni.CNI, error) {
+	cniOpts := []gocni.Opt{
+		gocni.WithPluginDir(opts.CNIBinDirs),
+		gocni.WithMinNetworkCount(2),
+		gocni.WithInterfacePrefix("eth"),
+	}
+	load := []gocni.Opt{gocni.WithLoNetwork}
+	if opts.CNIConfDir != "" {
+		cniOpts = append(cniOpts, gocni.WithPluginConfDir(opts.CNIConfDir), gocni.WithPluginMaxConfNum(1))
+		load = append(load, gocni.WithDefaultConf)
+	} else {
+		b, err := DefaultConfList(opts.NetworkName, opts.Bridge, opts.Subnet, filepath.Join(stateDir, "cni", "networks"))
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(stateDir, "cni", "net.d", "10-"+opts.NetworkName+".conflist")
+		if err := writeFileAtomic(path, b, 0o600); err != nil {
+			return nil, fmt.Errorf("write cni config: %w", err)
+		}
+		load = append(load, gocni.WithConfListFile(path))
+	}
+	c, err := gocni.New(cniOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("cni: %w", err)
+	}
+	if err := c.Load(load...); err != nil {
+		return nil, fmt.Errorf("load cni config: %w", err)
+	}
+	return c, nil
+}
+
+func cniLabels(id reconcile.PodID) gocni.NamespaceOpts {
+	return gocni.WithLabels(map[string]string{
+		"IgnoreUnknown":              "1",
+		"K8S_POD_NAMESPACE":          id.Namespace,
+		"K8S_POD_NAME":               id.Name,
+		"K8S_POD_INFRA_CONTAINER_ID": SandboxID(id),
+	})
+}
+
+// cniAdd attaches the pinned netns at path to the networks and returns the
+// pod's IPv4 (or first) address.
+func (r *Runtime) cniAdd(ctx context.Context, id reconcile.PodID, path string) (string, error) {
+	res, err := r.cni.Setup(ctx, SandboxID(id), path, cniLabels(id))
+	if err != nil {
+		return "", fmt.Errorf("cni add: %w", err)
+	}
+	var first string
+	for name, iface := range res.Interfaces {
+		if name == "lo" {
+			continue
+		}
+		for _, ipc := range iface.IPConfigs {
+			if ipc.IP == nil {
+				continue
+			}
+			if ipc.IP.To4() != nil {
+				return ipc.IP.String(), nil
+			}
+			if first == "" {
+				first = ipc.IP.String()
+			}
+		}
+	}
+	if first == "" {
+		return "", fmt.Errorf("cni add: no IP address in result")
+	}
+	return first, nil
+}
+
+// cniDel detaches the pod from the networks and releases its address. It
+// works when the namespace at path is already gone: the plugins release
+// the IPAM allocation first and treat a missing namespace as done.
+func (r *Runtime) cniDel(ctx context.Context, id reconcile.PodID, path string) error {
+	pinned := isPinned(path)
+	if _, err := os.Stat(path); err == nil && !pinned {
+		// A mount point left by an interrupted pin; plugins would refuse it.
+		_ = os.Remove(path)
+	}
+	if err := r.cni.Remove(ctx, SandboxID(id), path, cniLabels(id)); err != nil {
+		return fmt.Errorf("cni del: %w", err)
+	}
+	if !pinned && r.ownNetwork != "" {
+		if err := teardownIPMasq(r.ownNetwork, SandboxID(id)); err != nil {
+			return fmt.Errorf("cni del: %w", err)
+		}
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

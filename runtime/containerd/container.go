@@ -1,0 +1,263 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+
+	"berth.dev/berth/reconcile"
+)
+
+// StartContainer replaces the named container of pod: it removes an
+// existing one (TERM, then KILL after the pod's grace period), creates a
+// new container from the image (a snapshot with the container's ID as key,
+// held by a lease with the same ID), and starts its task with stdout and
+// stderr appended to the container's log file. The sandbox must be ready.
+func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) error {
+	ctx = r.nsctx(ctx)
+	c := findContainer(pod, kind, name)
+	if c == nil {
+		return fmt.Errorf("pod %s has no %s container %q", pod.ID, kind, name)
+	}
+	sb, err := r.client.ContainerService().Get(ctx, SandboxID(pod.ID))
+	if err != nil {
+		return fmt.Errorf("sandbox of %s: %w", pod.ID, err)
+	}
+	p := r.Paths(pod.ID)
+	if sb.Labels[LabelSandboxReady] != "true" || !isPinned(p.NetNS) || !isPinned(p.IPC) || !isPinned(p.UTS) {
+		return fmt.Errorf("pod %s: %w", pod.ID, errSandboxNotReady)
+	}
+	id := ContainerID(pod.ID, name)
+	if err := r.removeContainer(ctx, id, pod.GracePeriod()); err != nil {
+		return fmt.Errorf("remove previous container %s: %w", id, err)
+	}
+
+	img, err := r.client.GetImage(ctx, NormalizeImage(c.Image))
+	if err != nil {
+		return fmt.Errorf("image %q: %w", c.Image, err)
+	}
+	if err := ensureUnpacked(ctx, img); err != nil {
+		return err
+	}
+	imgSpec, err := img.Spec(ctx)
+	if err != nil {
+		return fmt.Errorf("image %q config: %w", c.Image, err)
+	}
+	for _, vm := range c.VolumeMounts {
+		if vm.SubPath == "" || !filepath.IsLocal(vm.SubPath) {
+			continue
+		}
+		for _, v := range pod.Spec.Volumes {
+			if v.Name == vm.Name && v.EmptyDir != nil {
+				if err := os.MkdirAll(filepath.Join(p.volume(v.Name), vm.SubPath), 0o777); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	specOpts, err := SpecOpts(SpecInput{Pod: pod, Container: c, Image: imgSpec.Config, Paths: p})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(p.logDir(), 0o755); err != nil {
+		return err
+	}
+
+	labels := podLabels(pod)
+	maps.Copy(labels, map[string]string{
+		LabelRole:          RoleContainer,
+		LabelContainerName: name,
+		LabelContainerKind: string(kind),
+		LabelImage:         c.Image,
+	})
+	// The lease holds the snapshot from its creation until the container
+	// record does; a crash in between leaves a lease that New deletes.
+	_, err = r.client.LeasesService().Create(ctx, leases.WithID(id), leases.WithLabels(map[string]string{
+		LabelManaged:   "true",
+		LabelSandboxID: SandboxID(pod.ID),
+	}))
+	if err != nil && !errdefs.IsAlreadyExists(err) {
+		return fmt.Errorf("create lease: %w", err)
+	}
+	lctx := leases.WithLease(ctx, id)
+	if err := r.client.SnapshotService(snapshotter).Remove(lctx, id); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove stale snapshot %s: %w", id, err)
+	}
+	ctr, err := r.client.NewContainer(lctx, id,
+		client.WithImage(img),
+		client.WithSnapshotter(snapshotter),
+		client.WithNewSnapshot(id, img),
+		client.WithRuntime(runtimeName, nil),
+		client.WithNewSpec(specOpts...),
+		client.WithContainerLabels(labels),
+	)
+	if err != nil {
+		r.cleanupFailedStart(ctx, id)
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	task, err := ctr.NewTask(ctx, cio.LogFile(p.LogPath(name)))
+	if err != nil {
+		r.cleanupFailedStart(ctx, id)
+		return fmt.Errorf("create task %s: %w", id, err)
+	}
+	if err := task.Start(ctx); err != nil {
+		r.cleanupFailedStart(ctx, id)
+		return fmt.Errorf("start task %s: %w", id, err)
+	}
+	if _, err := ctr.SetLabels(ctx, map[string]string{LabelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+		r.log.Warn("record start time failed", "container", id, "error", err)
+	}
+	return nil
+}
+
+func (r *Runtime) cleanupFailedStart(ctx context.Context, id string) {
+	cctx, cancel := r.cleanupContext(ctx, time.Minute)
+	defer cancel()
+	if err := r.removeContainer(cctx, id, 0); err != nil {
+		r.log.Warn("clean up failed start", "container", id, "error", err)
+	}
+}
+
+func findContainer(pod *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) *reconcile.Container {
+	list := pod.Spec.Containers
+	if kind == reconcile.InitContainer {
+		list = pod.Spec.InitContainers
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// WaitContainer blocks until the task of the named container exits and
+// returns its exit code. A task that already exited returns at once.
+func (r *Runtime) WaitContainer(ctx context.Context, id reconcile.PodID, kind reconcile.ContainerKind, name string) (int, error) {
+	ctx = r.nsctx(ctx)
+	cid := ContainerID(id, name)
+	ctr, err := r.client.LoadContainer(ctx, cid)
+	if err != nil {
+		return 0, fmt.Errorf("container %s: %w", cid, err)
+	}
+	labels, err := ctr.Labels(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if labels[LabelManaged] != "true" || labels[LabelContainerKind] != string(kind) {
+		return 0, fmt.Errorf("container %s is not the %s container %q of %s: %w", cid, kind, name, id, errdefs.ErrNotFound)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("task %s: %w", cid, err)
+	}
+	ch, err := task.Wait(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("wait %s: %w", cid, err)
+	}
+	select {
+	case st := <-ch:
+		code, _, err := st.Result()
+		if err != nil {
+			return 0, fmt.Errorf("wait %s: %w", cid, err)
+		}
+		return int(code), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// removeContainer stops the container's task (TERM, KILL after grace),
+// deletes the task, the container and its snapshot, and the lease. Each
+// part that is already gone is skipped. A container that is not berth's is
+// left alone and reported.
+func (r *Runtime) removeContainer(ctx context.Context, id string, grace time.Duration) error {
+	ctr, err := r.client.LoadContainer(ctx, id)
+	switch {
+	case errdefs.IsNotFound(err):
+	case err != nil:
+		return err
+	default:
+		labels, err := ctr.Labels(ctx)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		if err == nil && labels[LabelManaged] != "true" {
+			return fmt.Errorf("container %s: %w", id, errNotManaged)
+		}
+		if err := r.stopTask(ctx, ctr, grace); err != nil {
+			return err
+		}
+		r.log.Debug("task deleted", "container", id)
+		if err := ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete container %s: %w", id, err)
+		}
+	}
+	if err := r.client.SnapshotService(snapshotter).Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove snapshot %s: %w", id, err)
+	}
+	if err := r.client.LeasesService().Delete(ctx, leases.Lease{ID: id}, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete lease %s: %w", id, err)
+	}
+	return nil
+}
+
+// stopTask sends SIGTERM to a running task, SIGKILL if it has not exited
+// after grace, and deletes the task.
+func (r *Runtime) stopTask(ctx context.Context, ctr client.Container, grace time.Duration) error {
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("task %s: %w", ctr.ID(), err)
+	}
+	st, err := task.Status(ctx)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("task %s status: %w", ctr.ID(), err)
+	}
+	if err == nil && st.Status != client.Stopped && st.Status != client.Created {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		exited, err := task.Wait(wctx)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("wait %s: %w", ctr.ID(), err)
+		}
+		if err == nil {
+			if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("kill %s: %w", ctr.ID(), err)
+			}
+			timer := time.NewTimer(grace)
+			select {
+			case <-exited:
+				timer.Stop()
+			case <-timer.C:
+				r.log.Debug("grace period over, killing", "container", ctr.ID())
+				if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+					return fmt.Errorf("kill %s: %w", ctr.ID(), err)
+				}
+				select {
+				case <-exited:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	r.log.Debug("task stopped", "container", ctr.ID())
+	if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete task %s: %w", ctr.ID(), err)
+	}
+	return nil
+}

@@ -1,0 +1,320 @@
+package containerd_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/internal/testenv"
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/runtime/containerd"
+	"berth.dev/berth/runtime/runtimetest"
+)
+
+var ctrd *testenv.Containerd
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &ctrd)) }
+
+const testImage = "example.local/busybox:1"
+
+// env is one test's runtime setup: its own containerd namespace, network
+// and state directory.
+type env struct {
+	ns       string
+	net      testenv.Net
+	stateDir string
+}
+
+var (
+	envsMu sync.Mutex
+	envs   = map[*testing.T]*env{}
+)
+
+// newRuntime returns a Runtime on the test's own namespace, network and
+// state directory; called again with the same t it opens a second
+// instance on the same ones.
+func newRuntime(t *testing.T) (*containerd.Runtime, *env) {
+	t.Helper()
+	envsMu.Lock()
+	e, ok := envs[t]
+	envsMu.Unlock()
+	if !ok {
+		e = &env{ns: testenv.Namespace(t, ctrd)}
+		testenv.BusyboxImage(t, ctrd, e.ns, testImage)
+		e.net = testenv.Network(t)
+		e.stateDir = t.TempDir()
+		envsMu.Lock()
+		envs[t] = e
+		envsMu.Unlock()
+		t.Cleanup(func() {
+			envsMu.Lock()
+			delete(envs, t)
+			envsMu.Unlock()
+		})
+	}
+	rt, err := containerd.New(context.Background(), containerd.Options{
+		Address:     ctrd.Address(),
+		Namespace:   e.ns,
+		StateDir:    e.stateDir,
+		CNIBinDirs:  []string{testenv.CNIBinDir},
+		NetworkName: e.net.Name,
+		Bridge:      e.net.Bridge,
+		Subnet:      e.net.Subnet,
+		Logger:      testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("containerd.New: %v", err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt, e
+}
+
+// testLogger logs at debug level through t.Log.
+func testLogger(t *testing.T) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: tWriter{t}, DisableTime: false})
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestContract(t *testing.T) {
+	runtimetest.Run(t, func(t *testing.T) (reconcile.Runtime, string) {
+		rt, _ := newRuntime(t)
+		return rt, testImage
+	})
+}
+
+func ctx(t *testing.T) context.Context { return runtimetest.Context(t) }
+
+// logOf returns what a container wrote to its log file.
+func logOf(t *testing.T, rt *containerd.Runtime, id reconcile.PodID, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(rt.Paths(id).LogPath(name))
+	if err != nil {
+		t.Fatalf("read log of %s: %v", name, err)
+	}
+	return string(b)
+}
+
+// run starts a container in the pod's sandbox that runs script, waits for it
+// and returns its output.
+func run(t *testing.T, rt *containerd.Runtime, pod *reconcile.DesiredPod, name, script string) (string, int) {
+	t.Helper()
+	pod.Spec.Containers = append(pod.Spec.Containers, reconcile.Container{
+		Name: name, Image: testImage, Command: []string{"sh", "-c", script},
+		VolumeMounts: pod.Spec.Containers[0].VolumeMounts,
+	})
+	if err := rt.StartContainer(ctx(t), pod, reconcile.AppContainer, name); err != nil {
+		t.Fatalf("StartContainer(%s): %v", name, err)
+	}
+	code, err := rt.WaitContainer(ctx(t), pod.ID, reconcile.AppContainer, name)
+	if err != nil {
+		t.Fatalf("WaitContainer(%s): %v", name, err)
+	}
+	return logOf(t, rt, pod.ID, name), code
+}
+
+func TestPodSharesNetworkVolumeHostnameIPC(t *testing.T) {
+	rt, e := newRuntime(t)
+	pod := runtimetest.NewPod("web", reconcile.Container{
+		Name: "httpd", Image: testImage,
+		Command:      []string{"sh", "-c", "echo hello from $HOSTNAME > /www/index.html && exec httpd -f -p 8080 -h /www"},
+		VolumeMounts: []reconcile.VolumeMount{{Name: "www", MountPath: "/www"}},
+	})
+	pod.Spec.Volumes = []reconcile.Volume{{Name: "www", EmptyDir: &reconcile.EmptyDirVolumeSource{}}}
+	runtimetest.Up(t, rt, pod)
+
+	out, code := run(t, rt, pod, "client", `for i in $(seq 50); do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1`)
+	if code != 0 || strings.TrimSpace(out) != "hello from web" {
+		t.Errorf("wget from the second container: exit %d, output %q; want 0, %q", code, out, "hello from web")
+	}
+	out, _ = run(t, rt, pod, "hostname", "hostname; cat /etc/hostname")
+	if out != "web\nweb\n" {
+		t.Errorf("hostname output %q, want web twice", out)
+	}
+
+	pods, err := rt.List(ctx(t))
+	if err != nil || len(pods) != 1 {
+		t.Fatalf("List = %+v, %v", pods, err)
+	}
+	ip := pods[0].IP
+	if _, subnet, _ := net.ParseCIDR(e.net.Subnet); !subnet.Contains(net.ParseIP(ip)) {
+		t.Errorf("pod IP %q not in the network's subnet %s", ip, e.net.Subnet)
+	}
+	out, _ = run(t, rt, pod, "hosts", "cat /etc/hosts; wget -qO- http://"+ip+":8080/")
+	if !strings.Contains(out, ip+"\tweb") || !strings.Contains(out, "hello from web") {
+		t.Errorf("/etc/hosts and pod IP fetch: %q", out)
+	}
+
+	// All containers of the pod share the pinned net, IPC and UTS namespaces.
+	httpd := pods[0].Container(reconcile.AppContainer, "httpd")
+	if httpd == nil || httpd.PID == 0 {
+		t.Fatalf("httpd container: %+v", httpd)
+	}
+	out, _ = run(t, rt, pod, "ns", "for n in net ipc uts; do readlink /proc/self/ns/$n; done")
+	var want []string
+	for _, ns := range []string{"net", "ipc", "uts"} {
+		l, err := os.Readlink("/proc/" + itoa(httpd.PID) + "/ns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, l)
+	}
+	if strings.Fields(out) == nil || strings.Join(strings.Fields(out), " ") != strings.Join(want, " ") {
+		t.Errorf("namespaces of second container %q, of httpd %q", out, want)
+	}
+	for _, ns := range []string{"net", "ipc", "uts"} {
+		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		if strings.Contains(out, host) {
+			t.Errorf("pod shares the host's %s namespace", ns)
+		}
+	}
+	// `ip netns` lists the pod's network namespace.
+	list, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(list), containerd.NetNSName(rt.Namespace(), pod.ID)) {
+		t.Errorf("ip netns list does not show %s:\n%s", containerd.NetNSName(rt.Namespace(), pod.ID), list)
+	}
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+func TestRemovePodTermThenKill(t *testing.T) {
+	rt, _ := newRuntime(t)
+	host := t.TempDir()
+	mount := []reconcile.VolumeMount{{Name: "marks", MountPath: "/marks"}}
+	pod := runtimetest.NewPod("stubborn",
+		// Ignores TERM: only KILL after the grace period stops it.
+		reconcile.Container{Name: "ignore", Image: testImage, VolumeMounts: mount,
+			Command: []string{"sh", "-c", `trap "echo term >> /marks/ignore" TERM; touch /marks/ignore-ready; while true; do sleep 0.1; done`}},
+		// Exits on TERM.
+		reconcile.Container{Name: "polite", Image: testImage, VolumeMounts: mount,
+			Command: []string{"sh", "-c", `trap "echo bye >> /marks/polite; exit 0" TERM; touch /marks/polite-ready; while true; do sleep 0.1; done`}},
+	)
+	pod.Spec.Volumes = []reconcile.Volume{{Name: "marks", HostPath: &reconcile.HostPathVolumeSource{Path: host}}}
+	runtimetest.Up(t, rt, pod)
+	for _, f := range []string{"ignore-ready", "polite-ready"} { // traps installed
+		waitFor(t, func() bool { _, err := os.Stat(filepath.Join(host, f)); return err == nil })
+	}
+	grace := 2 * time.Second
+	start := time.Now()
+	if err := rt.RemovePod(ctx(t), pod.ID, grace); err != nil {
+		t.Fatalf("RemovePod: %v", err)
+	}
+	took := time.Since(start)
+	t.Logf("RemovePod took %s with grace %s", took, grace)
+	if took < grace {
+		t.Errorf("RemovePod took %s: a container trapping TERM was killed before the grace period %s", took, grace)
+	}
+	for f, want := range map[string]string{"ignore": "term\n", "polite": "bye\n"} {
+		if b, _ := os.ReadFile(filepath.Join(host, f)); string(b) != want {
+			t.Errorf("container %s recorded %q, want %q (one TERM)", f, b, want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLogsAndExitCodes(t *testing.T) {
+	rt, _ := newRuntime(t)
+	pod := runtimetest.NewPod("logs", reconcile.Container{
+		Name: "main", Image: testImage,
+		Command: []string{"sh", "-c"}, Args: []string{`echo out; echo err >&2; echo "$GREETING" ; pwd; exit 5`},
+		Env:        []reconcile.EnvVar{{Name: "GREETING", Value: "hi there"}},
+		WorkingDir: "/tmp",
+	})
+	runtimetest.Up(t, rt, pod)
+	code, err := rt.WaitContainer(ctx(t), pod.ID, reconcile.AppContainer, "main")
+	if err != nil || code != 5 {
+		t.Fatalf("WaitContainer = %d, %v; want 5", code, err)
+	}
+	got := logOf(t, rt, pod.ID, "main")
+	for _, want := range []string{"out\n", "err\n", "hi there\n", "/tmp\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log %q lacks %q", got, want)
+		}
+	}
+}
+
+func TestHostPathReadOnlyAndSubPath(t *testing.T) {
+	rt, _ := newRuntime(t)
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "greeting"), []byte("from host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pod := runtimetest.NewPod("vols", reconcile.Container{
+		Name: "main", Image: testImage,
+		Command: []string{"sh", "-c", `cat /host/greeting; echo x > /host/new && echo WROTE; echo sub > /sub/f; ls /data`},
+		VolumeMounts: []reconcile.VolumeMount{
+			{Name: "host", MountPath: "/host", ReadOnly: true},
+			{Name: "scratch", MountPath: "/sub", SubPath: "a/b"},
+			{Name: "scratch", MountPath: "/data"},
+		},
+	})
+	pod.Spec.Volumes = []reconcile.Volume{
+		{Name: "host", HostPath: &reconcile.HostPathVolumeSource{Path: host}},
+		{Name: "scratch", EmptyDir: &reconcile.EmptyDirVolumeSource{}},
+	}
+	runtimetest.Up(t, rt, pod)
+	if _, err := rt.WaitContainer(ctx(t), pod.ID, reconcile.AppContainer, "main"); err != nil {
+		t.Fatal(err)
+	}
+	got := logOf(t, rt, pod.ID, "main")
+	if !strings.Contains(got, "from host") || strings.Contains(got, "WROTE") || !strings.Contains(got, "a\n") {
+		t.Errorf("log %q: want host file read, read-only write refused, subPath a/ visible in /data", got)
+	}
+	if _, err := os.Stat(filepath.Join(host, "new")); err == nil {
+		t.Errorf("write through a readOnly hostPath reached the host")
+	}
+	if b, err := os.ReadFile(filepath.Join(rt.Paths(pod.ID).Dir, "volumes", "scratch", "a", "b", "f")); err != nil || string(b) != "sub\n" {
+		t.Errorf("subPath file on host: %q, %v", b, err)
+	}
+}
+
+func TestSharedShim(t *testing.T) {
+	rt, _ := newRuntime(t)
+	image := testImage
+	pod := runtimetest.NewPod("grouped", runtimetest.Sleeper("a", image), runtimetest.Sleeper("b", image))
+	runtimetest.Up(t, rt, pod)
+	pods, err := rt.List(ctx(t))
+	if err != nil || len(pods) != 1 || len(pods[0].Containers) != 2 {
+		t.Fatalf("List = %+v, %v", pods, err)
+	}
+	ppid := func(pid uint32) string {
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		return f[1]
+	}
+	a, b := ppid(pods[0].Containers[0].PID), ppid(pods[0].Containers[1].PID)
+	if a != b {
+		t.Errorf("containers of one pod have different shims (parents %s and %s)", a, b)
+	}
+}

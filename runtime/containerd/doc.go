@@ -1,0 +1,32 @@
+// Package containerd runs berth's pods on containerd: it implements
+// reconcile.Runtime with the containerd client, a CNI bridge network (via
+// go-cni) and pinned network, IPC and UTS namespaces.
+//
+// A pod is a sandbox record plus one containerd container per container of
+// the pod:
+//
+//   - The sandbox record is a containerd container with no task and no
+//     rootfs whose labels carry the pod's identity, spec hash, revision,
+//     owner, grace period, and later its IP and a ready flag. It is created
+//     before anything else and deleted after everything else, so the labels
+//     always describe what exists.
+//   - The pod's network namespace is pinned at /var/run/netns/berth-<sandbox
+//     id> (so `ip netns` lists it) and joined to the CNI network with
+//     loopback and a bridge (host-local IPAM under <StateDir>/cni/networks).
+//     Its IPC and UTS namespaces (hostname = spec.hostname or the pod name)
+//     are pinned under <StateDir>/pods/<sandbox id>/ns.
+//   - emptyDir volumes, logs and the pod's /etc/hosts, /etc/resolv.conf and
+//     /etc/hostname live under <StateDir>/pods/<sandbox id>.
+//   - Each container has a deterministic ID, a snapshot with the same key
+//     held by a lease with the same ID, and an OCI spec built by the pure
+//     function SpecOpts. All containers of a pod share one runc shim.
+//
+// Invariants: observed state is rebuilt from labels alone (List); IDs are
+// derived from the pod identity, so every step can be replayed after a crash
+// and finds what an earlier attempt made; containers without the label
+// berth.dev/managed=true are never listed, stopped or deleted; teardown runs
+// on a fresh bounded context, always calls CNI DEL, and treats not-found as
+// success. It works against containerd 1.6 and later: it uses only the
+// classic services (containers, tasks, images, content, snapshots, leases,
+// introspection), not the transfer or sandbox APIs.
+package containerd

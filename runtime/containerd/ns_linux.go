@@ -1,0 +1,150 @@
+package containerd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// pinNamespaces creates new namespaces of the kinds in targets (CLONE_NEWNET,
+// CLONE_NEWIPC, CLONE_NEWUTS) on a dedicated OS thread and bind-mounts each
+// onto its target file, so it outlives the thread. With CLONE_NEWUTS the new
+// namespace's hostname is set to hostname first.
+//
+// The thread returns to its original namespaces afterwards; if it cannot,
+// it stays locked, and the Go runtime ends it with the goroutine.
+func pinNamespaces(targets map[int]string, hostname string) error {
+	flags := 0
+	for flag, path := range targets {
+		flags |= flag
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o444)
+		if err != nil {
+			return err
+		}
+		f.Close()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Keep handles on the thread's namespaces to return to them.
+		orig := map[int]int{}
+		defer func() {
+			for _, fd := range orig {
+				unix.Close(fd)
+			}
+		}()
+		for flag := range targets {
+			fd, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), nsFile(flag)), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				runtime.UnlockOSThread()
+				errc <- err
+				return
+			}
+			orig[flag] = fd
+		}
+		errc <- pinOnThread(flags, targets, hostname)
+		for flag, fd := range orig {
+			if err := unix.Setns(fd, flag); err != nil {
+				// Leave the thread locked: the Go runtime then ends it
+				// instead of reusing it in the wrong namespaces.
+				return
+			}
+		}
+		runtime.UnlockOSThread()
+	}()
+	return <-errc
+}
+
+// pinOnThread unshares the current (locked) thread into new namespaces and
+// bind-mounts them onto their targets.
+func pinOnThread(flags int, targets map[int]string, hostname string) error {
+	if err := unix.Unshare(flags); err != nil {
+		return fmt.Errorf("unshare: %w", err)
+	}
+	if flags&unix.CLONE_NEWUTS != 0 && hostname != "" {
+		if err := unix.Sethostname([]byte(hostname)); err != nil {
+			return fmt.Errorf("sethostname: %w", err)
+		}
+	}
+	tid := unix.Gettid()
+	for flag, path := range targets {
+		src := fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, nsFile(flag))
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("pin %s at %s: %w", nsFile(flag), path, err)
+		}
+	}
+	return nil
+}
+
+func nsFile(flag int) string {
+	switch flag {
+	case unix.CLONE_NEWNET:
+		return "net"
+	case unix.CLONE_NEWIPC:
+		return "ipc"
+	case unix.CLONE_NEWUTS:
+		return "uts"
+	}
+	return "unknown"
+}
+
+// isPinned reports whether path is a bind-mounted namespace.
+func isPinned(path string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.NSFS_MAGIC
+}
+
+// unpin unmounts a pinned namespace and removes its mount point. A missing
+// path is not an error.
+func unpin(path string) error {
+	for range 8 {
+		err := unix.Unmount(path, unix.MNT_DETACH)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if errors.Is(err, unix.EINVAL) {
+			break // not a mount point (any more)
+		}
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// ensureNetNSDir creates dir and makes it a shared mount, as iproute2's
+// `ip netns add` does, so namespaces pinned in it propagate to mount
+// namespaces that were copied from the host's.
+func ensureNetNSDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("make %s shared: %w", dir, err)
+	}
+	if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make %s shared: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/errdefs"
+
+	"berth.dev/berth/reconcile"
+)
+
+// removeSlack bounds the teardown beyond the grace period.
+const removeSlack = time.Minute
+
+// RemovePod stops every container of the pod in parallel (SIGTERM, SIGKILL
+// after grace), deletes their tasks, containers, snapshots and leases,
+// detaches the network (CNI DEL, even when the namespace is gone), unpins
+// the namespaces, removes the pod's directory and deletes the sandbox
+// record last. It runs on a fresh context bounded by grace plus a minute,
+// so a cancelled caller does not leave a half-removed pod. Removing a pod
+// that does not exist succeeds.
+func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.Duration) error {
+	ctx, cancel := r.cleanupContext(ctx, grace+removeSlack)
+	defer cancel()
+	log := r.log.With("pod", id.String())
+	sb := SandboxID(id)
+
+	ctrs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelSandboxID, sb))
+	if err != nil {
+		return fmt.Errorf("list containers of %s: %w", id, err)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, c := range ctrs {
+		if c.ID == sb || c.Labels[LabelRole] == RoleSandbox {
+			continue
+		}
+		wg.Add(1)
+		go func(cid string) {
+			defer wg.Done()
+			if err := r.removeContainer(ctx, cid, grace); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}(c.ID)
+	}
+	wg.Wait()
+	// Leases (and their snapshots) of starts that were interrupted before
+	// the container record existed.
+	ls, err := r.client.LeasesService().List(ctx, labelFilter(LabelManaged, "true", LabelSandboxID, sb))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list leases: %w", err))
+	}
+	for _, l := range ls {
+		if err := r.removeContainer(ctx, l.ID, 0); err != nil {
+			errs = append(errs, err)
+		}
+		if err := r.client.LeasesService().Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		// Keep the network and the record: the pod still has containers.
+		return fmt.Errorf("remove pod %s: %w", id, errors.Join(errs...))
+	}
+
+	log.Debug("containers removed")
+	p := r.Paths(id)
+	if err := r.cniDel(ctx, id, p.NetNS); err != nil {
+		return fmt.Errorf("remove pod %s: %w", id, err)
+	}
+	log.Debug("network detached")
+	for _, path := range []string{p.NetNS, p.IPC, p.UTS} {
+		if err := unpin(path); err != nil {
+			return fmt.Errorf("remove pod %s: %w", id, err)
+		}
+	}
+	if err := os.RemoveAll(p.Dir); err != nil {
+		return fmt.Errorf("remove pod %s: %w", id, err)
+	}
+	rec, err := r.client.ContainerService().Get(ctx, sb)
+	switch {
+	case errdefs.IsNotFound(err):
+	case err != nil:
+		return fmt.Errorf("remove pod %s: %w", id, err)
+	case rec.Labels[LabelManaged] != "true":
+		log.Warn("container with the sandbox's id is not berth's, leaving it", "container", sb)
+	default:
+		if err := r.client.ContainerService().Delete(ctx, sb); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("remove pod %s: delete sandbox record: %w", id, err)
+		}
+	}
+	log.Debug("pod removed")
+	return nil
+}

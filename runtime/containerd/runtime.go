@@ -1,0 +1,346 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	gocni "github.com/containerd/go-cni"
+	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/reconcile"
+)
+
+var _ reconcile.Runtime = (*Runtime)(nil)
+
+// Defaults of Options.
+const (
+	DefaultAddress     = "/run/containerd/containerd.sock"
+	DefaultNamespace   = "berth"
+	DefaultStateDir    = "/var/lib/berth"
+	DefaultNetworkName = "berth"
+	DefaultBridge      = "berth0"
+	DefaultSubnet      = "10.87.0.0/16"
+	// DefaultNetNSDir is where iproute2 keeps named network namespaces.
+	DefaultNetNSDir = "/var/run/netns"
+	snapshotter     = "overlayfs"
+	runtimeName     = "io.containerd.runc.v2"
+)
+
+// DefaultCNIBinDirs are searched for CNI plugins when Options.CNIBinDirs is
+// empty: Debian's containernetworking-plugins, then the upstream location.
+var DefaultCNIBinDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
+
+// Options configure a Runtime. Zero fields take the defaults above.
+type Options struct {
+	// Address is containerd's socket.
+	Address string
+	// Namespace is the containerd namespace berth's objects live in.
+	Namespace string
+	// StateDir holds pod directories (volumes, logs, /etc files, pinned
+	// IPC/UTS namespaces) and berth's CNI configuration and IPAM state.
+	StateDir string
+	// CNIConfDir, when set, holds the user's CNI configuration: the first
+	// configuration file in it (by name) is used instead of berth's own
+	// bridge network, and NetworkName, Bridge and Subnet are ignored.
+	CNIConfDir string
+	// CNIBinDirs are searched for CNI plugins.
+	CNIBinDirs []string
+	// NetworkName, Bridge and Subnet describe berth's own bridge network,
+	// written to <StateDir>/cni/net.d/10-<NetworkName>.conflist.
+	NetworkName string
+	Bridge      string
+	Subnet      string
+	// InsecureRegistries are registry hosts ("host" or "host:port") pulled
+	// from over plain HTTP. Loopback hosts (localhost, 127.0.0.1, ::1) always
+	// are.
+	InsecureRegistries []string
+	// NetNSDir is where network namespaces are pinned; default
+	// /var/run/netns, so `ip netns` lists them.
+	NetNSDir string
+	// Logger receives the runtime's logs; default: discard.
+	Logger hclog.Logger
+}
+
+// Runtime implements reconcile.Runtime on containerd.
+type Runtime struct {
+	client   *client.Client
+	ns       string
+	stateDir string
+	netnsDir string
+	cni      gocni.CNI
+	insecure []string
+	log      hclog.Logger
+	// ownNetwork is the name of berth's own bridge network, empty when
+	// the user's CNI configuration is used.
+	ownNetwork string
+}
+
+// New connects to containerd, prepares the state directory and the CNI
+// network, and deletes berth's stale leases (leases whose container does
+// not exist, left by a start that was interrupted).
+func New(ctx context.Context, opts Options) (*Runtime, error) {
+	if opts.Address == "" {
+		opts.Address = DefaultAddress
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
+	if len(opts.CNIBinDirs) == 0 {
+		opts.CNIBinDirs = DefaultCNIBinDirs
+	}
+	if opts.NetworkName == "" {
+		opts.NetworkName = DefaultNetworkName
+	}
+	if opts.Bridge == "" {
+		opts.Bridge = DefaultBridge
+	}
+	if opts.Subnet == "" {
+		opts.Subnet = DefaultSubnet
+	}
+	if opts.NetNSDir == "" {
+		opts.NetNSDir = DefaultNetNSDir
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if _, _, err := net.ParseCIDR(opts.Subnet); err != nil {
+		return nil, fmt.Errorf("subnet: %w", err)
+	}
+	if len(opts.Bridge) > 15 {
+		return nil, fmt.Errorf("bridge name %q is longer than 15 characters", opts.Bridge)
+	}
+	stateDir, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{filepath.Join(stateDir, "pods"), filepath.Join(stateDir, "cni", "net.d"), filepath.Join(stateDir, "cni", "networks")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	cni, err := newCNI(stateDir, opts)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.New(opts.Address, client.WithDefaultNamespace(opts.Namespace), client.WithDefaultRuntime(runtimeName))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %s: %w", opts.Address, err)
+	}
+	r := &Runtime{
+		client:   cl,
+		ns:       opts.Namespace,
+		stateDir: stateDir,
+		netnsDir: opts.NetNSDir,
+		cni:      cni,
+		insecure: opts.InsecureRegistries,
+		log:      opts.Logger.Named("containerd"),
+	}
+	if opts.CNIConfDir == "" {
+		r.ownNetwork = opts.NetworkName
+	}
+	if err := r.deleteStaleLeases(r.nsctx(ctx)); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("delete stale leases: %w", err)
+	}
+	return r, nil
+}
+
+// Close closes the connection to containerd. Pods keep running.
+func (r *Runtime) Close() error { return r.client.Close() }
+
+// Client returns the containerd client the runtime uses.
+func (r *Runtime) Client() *client.Client { return r.client }
+
+// Namespace returns the containerd namespace the runtime works in.
+func (r *Runtime) Namespace() string { return r.ns }
+
+func (r *Runtime) nsctx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, r.ns)
+}
+
+// cleanupContext returns a context for teardown that survives the
+// cancellation of ctx, bounded by d.
+func (r *Runtime) cleanupContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	return r.nsctx(c), cancel
+}
+
+func labelFilter(kv ...string) string {
+	f := ""
+	for i := 0; i+1 < len(kv); i += 2 {
+		if f != "" {
+			f += ","
+		}
+		f += "labels." + strconv.Quote(kv[i]) + "==" + strconv.Quote(kv[i+1])
+	}
+	return f
+}
+
+func (r *Runtime) deleteStaleLeases(ctx context.Context) error {
+	ls, err := r.client.LeasesService().List(ctx, labelFilter(LabelManaged, "true"))
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if _, err := r.client.ContainerService().Get(ctx, l.ID); err == nil {
+			continue
+		} else if !errdefs.IsNotFound(err) {
+			return err
+		}
+		r.log.Info("deleting stale lease", "lease", l.ID)
+		if err := r.client.LeasesService().Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// List rebuilds the pods berth manages from the labels of the containers in
+// the runtime's namespace and the state of their tasks.
+func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
+	ctx = r.nsctx(ctx)
+	ctrs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true"))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	resp, err := r.client.TaskService().List(ctx, &tasksapi.ListTasksRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	tasks := make(map[string]*tasktypes.Process, len(resp.Tasks))
+	for _, t := range resp.Tasks {
+		tasks[t.ID] = t
+	}
+	pods := map[reconcile.PodID]*reconcile.ObservedPod{}
+	get := func(l map[string]string) *reconcile.ObservedPod {
+		id := reconcile.PodID{Namespace: l[LabelPodNamespace], Name: l[LabelPodName]}
+		p, ok := pods[id]
+		if !ok {
+			p = &reconcile.ObservedPod{ID: id, Containers: []reconcile.ObservedContainer{}}
+			pods[id] = p
+		}
+		return p
+	}
+	for _, c := range ctrs {
+		l := c.Labels
+		if l[LabelManaged] != "true" || l[LabelPodName] == "" {
+			continue
+		}
+		p := get(l)
+		switch l[LabelRole] {
+		case RoleSandbox:
+			setPodLabels(p, l)
+			p.CreatedAt = c.CreatedAt
+			p.IP = l[LabelIP]
+			p.SandboxReady = l[LabelSandboxReady] == "true" && isPinned(r.Paths(p.ID).NetNS)
+		case RoleContainer:
+			if p.Hash == "" {
+				setPodLabels(p, l)
+			}
+			oc := reconcile.ObservedContainer{
+				Name:  l[LabelContainerName],
+				Kind:  reconcile.ContainerKind(l[LabelContainerKind]),
+				ID:    c.ID,
+				Image: l[LabelImage],
+				State: reconcile.StateCreated,
+			}
+			if t, ok := tasks[c.ID]; ok {
+				switch t.Status {
+				case tasktypes.Status_CREATED:
+					oc.State = reconcile.StateCreated
+				case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
+					oc.State = reconcile.StateRunning
+					oc.PID = t.Pid
+				case tasktypes.Status_STOPPED:
+					oc.State = reconcile.StateExited
+					oc.ExitCode = int(t.ExitStatus)
+					if t.ExitedAt != nil {
+						oc.FinishedAt = t.ExitedAt.AsTime()
+					}
+				default:
+					oc.State = reconcile.StateUnknown
+				}
+			}
+			if oc.State != reconcile.StateCreated {
+				if ts, err := time.Parse(time.RFC3339Nano, l[LabelStartedAt]); err == nil {
+					oc.StartedAt = ts
+				} else {
+					oc.StartedAt = c.CreatedAt
+				}
+			}
+			p.Containers = append(p.Containers, oc)
+		}
+	}
+	out := make([]reconcile.ObservedPod, 0, len(pods))
+	for _, p := range pods {
+		sort.Slice(p.Containers, func(i, j int) bool {
+			a, b := p.Containers[i], p.Containers[j]
+			if a.Kind != b.Kind {
+				return a.Kind == reconcile.InitContainer
+			}
+			return a.Name < b.Name
+		})
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b reconcile.ObservedPod) int {
+		if a.ID.Namespace != b.ID.Namespace {
+			if a.ID.Namespace < b.ID.Namespace {
+				return -1
+			}
+			return 1
+		}
+		if a.ID.Name < b.ID.Name {
+			return -1
+		}
+		if a.ID.Name > b.ID.Name {
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+func setPodLabels(p *reconcile.ObservedPod, l map[string]string) {
+	p.Hash = l[LabelHash]
+	p.Revision = l[LabelRevision]
+	p.Owner = l[LabelOwner]
+	if d, err := time.ParseDuration(l[LabelGracePeriod]); err == nil {
+		p.GracePeriod = d
+	}
+}
+
+// podLabels are the identity labels of the sandbox record and of every
+// container of the pod.
+func podLabels(pod *reconcile.DesiredPod) map[string]string {
+	return map[string]string{
+		LabelManaged:      "true",
+		LabelPodNamespace: pod.ID.Namespace,
+		LabelPodName:      pod.ID.Name,
+		LabelOwner:        pod.Owner,
+		LabelHash:         pod.Hash,
+		LabelRevision:     pod.Revision,
+		LabelGracePeriod:  pod.GracePeriod().String(),
+		LabelSandboxID:    SandboxID(pod.ID),
+	}
+}
+
+// errNotManaged is returned when an object with berth's ID lacks berth's
+// label: berth leaves it alone.
+var errNotManaged = errors.New("exists but is not managed by berth")
