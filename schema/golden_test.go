@@ -1,0 +1,100 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/tools/txtar"
+)
+
+// The golden files in testdata/schema are txtar archives: the comment says
+// what the case is about, the files are the repository, and the file "want"
+// holds what Load returns: its diagnostics one per line, or the objects.
+// BERTH_UPDATE=1 go test ./schema rewrites "want".
+
+const goldenDir = "../testdata/schema"
+
+func TestGolden(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(goldenDir, "*.txtar"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files in %s: %v", goldenDir, err)
+	}
+	update := os.Getenv("BERTH_UPDATE") != ""
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
+			ar, err := txtar.ParseFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fsys := fstest.MapFS{}
+			wantIdx := -1
+			for i, f := range ar.Files {
+				if f.Name == "want" {
+					wantIdx = i
+					continue
+				}
+				fsys[f.Name] = &fstest.MapFile{Data: f.Data, Mode: 0o644}
+			}
+			res, err := Load(fsys, Options{})
+			got := render(t, res, err)
+			if update {
+				if wantIdx >= 0 {
+					ar.Files = slices.Delete(ar.Files, wantIdx, wantIdx+1)
+				}
+				ar.Files = append(ar.Files, txtar.File{Name: "want", Data: []byte(got)})
+				if err := os.WriteFile(file, txtar.Format(ar), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if wantIdx < 0 {
+				t.Fatalf("no want file; run with BERTH_UPDATE=1")
+			}
+			if diff := cmp.Diff(string(ar.Files[wantIdx].Data), got); diff != "" {
+				t.Errorf("Load mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// render prints what Load returned for a golden file.
+func render(t *testing.T, res *Result, err error) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err != nil {
+		var lerr *Error
+		if !errors.As(err, &lerr) {
+			t.Fatalf("Load returned a plain error: %v", err)
+		}
+		b.WriteString(err.Error())
+		b.WriteString("\n")
+		return b.String()
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(&b, w)
+	}
+	for _, o := range res.Objects {
+		fmt.Fprintf(&b, "%s at %s\n", o.Key(), o.Source)
+		view := struct {
+			APIVersion string `json:"apiVersion"`
+			Metadata   any    `json:"metadata"`
+			Pod        any    `json:"pod,omitempty"`
+		}{o.APIVersion, o.Metadata, o.Pod}
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(view); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,666 @@
+package schema
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/build"
+	"cuelang.org/go/cue/cuecontext"
+	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/parser"
+	"cuelang.org/go/cue/token"
+	"cuelang.org/go/encoding/json"
+	"cuelang.org/go/encoding/yaml"
+
+	"berth.dev/berth/reconcile"
+)
+
+// Default limits on untrusted input.
+const (
+	// DefaultMaxFileSize is the largest file Load reads: 1 MiB.
+	DefaultMaxFileSize = 1 << 20
+	// DefaultMaxDocuments is the most YAML documents one file may hold.
+	DefaultMaxDocuments = 1000
+)
+
+// maxDepth bounds how deep Load looks for objects in a CUE package.
+const maxDepth = 64
+
+// Options tunes Load. The zero value is ready to use.
+type Options struct {
+	// MaxFileSize is the largest file, in bytes, Load reads; a larger one is
+	// an error. Zero means DefaultMaxFileSize.
+	MaxFileSize int64
+	// MaxDocuments is the most YAML documents one file may hold; more is an
+	// error. Zero means DefaultMaxDocuments.
+	MaxDocuments int
+}
+
+// Validate checks o and fills in defaults.
+func (o *Options) Validate() error {
+	if o.MaxFileSize < 0 || o.MaxDocuments < 0 {
+		return errors.New("schema options: limits must not be negative")
+	}
+	if o.MaxFileSize == 0 {
+		o.MaxFileSize = DefaultMaxFileSize
+	}
+	if o.MaxDocuments == 0 {
+		o.MaxDocuments = DefaultMaxDocuments
+	}
+	return nil
+}
+
+// Result is what a revision declares.
+type Result struct {
+	// Objects are the validated objects, sorted by file and position.
+	Objects []reconcile.Object
+	// Warnings are problems that do not fail the revision.
+	Warnings []Diagnostic
+}
+
+// Load reads every object of the repository snapshot fsys, validates each
+// against the schema for its kind and decodes it.
+//
+// If any object or file has a problem, Load returns a nil Result and an
+// *Error holding every diagnostic of the revision. Other errors (fsys cannot
+// be read at all, bad options) are returned as they are.
+func Load(fsys fs.FS, opts Options) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := fs.Stat(fsys, "."); err != nil {
+		return nil, fmt.Errorf("load objects: %w", err)
+	}
+	ctx := cuecontext.New()
+	sch, err := compileSchema(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l := &loader{fsys: fsys, opts: opts, ctx: ctx, schema: sch}
+	l.readTree()
+	slices.SortStableFunc(l.loaded, func(a, b loaded) int { return comparePos(a.obj.Source, b.obj.Source) })
+
+	var objects []reconcile.Object
+	first := map[string]reconcile.Position{}
+	for _, lo := range l.loaded {
+		obj := lo.obj
+		if key := obj.Key(); obj.Kind != "" && obj.Metadata.Name != "" {
+			if prev, dup := first[key]; dup {
+				l.diags = append(l.diags, Diagnostic{Pos: obj.Source, Object: key,
+					Message: "duplicate object: also declared at " + prev.String()})
+				continue
+			}
+			first[key] = obj.Source
+		}
+		if lo.ok {
+			objects = append(objects, obj)
+		}
+	}
+
+	diags := sortDiagnostics(l.diags)
+	var warnings []Diagnostic
+	failed := false
+	for _, d := range diags {
+		if d.Severity == SeverityError {
+			failed = true
+		} else {
+			warnings = append(warnings, d)
+		}
+	}
+	if failed {
+		return nil, &Error{Diagnostics: diags}
+	}
+	return &Result{Objects: objects, Warnings: warnings}, nil
+}
+
+// loaded is an object after validation; ok tells whether it is valid.
+// Invalid objects are kept for duplicate detection.
+type loaded struct {
+	obj reconcile.Object
+	ok  bool
+}
+
+// candidate is a value that declares an object, before validation.
+type candidate struct {
+	// d is the user's value.
+	d cue.Value
+	// start is where the object starts.
+	start reconcile.Position
+}
+
+type loader struct {
+	fsys   fs.FS
+	opts   Options
+	ctx    *cue.Context
+	schema cue.Value
+	diags  []Diagnostic
+	loaded []loaded
+}
+
+// pathErr drops the operation and path from a *fs.PathError, which the
+// diagnostic's position already names.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// fileName turns a path of fsys into the name used in positions.
+func fileName(p string) string { return "./" + p }
+
+func (l *loader) errorf(file string, format string, args ...any) {
+	l.diags = append(l.diags, Diagnostic{
+		Pos:     reconcile.Position{File: fileName(file)},
+		Message: fmt.Sprintf(format, args...),
+	})
+}
+
+func (l *loader) errorAt(pos token.Pos, file, format string, args ...any) {
+	p := reconcile.Position{File: fileName(file)}
+	if isUserPos(pos) {
+		p = toPosition(pos)
+	}
+	l.diags = append(l.diags, Diagnostic{Pos: p, Message: fmt.Sprintf(format, args...)})
+}
+
+// cueErrors reports CUE errors that are not about one object (syntax
+// errors, conflicts in a CUE package).
+func (l *loader) cueErrors(err error, file string) {
+	for _, e := range cueerrors.Errors(err) {
+		format, args := e.Msg()
+		if strings.HasSuffix(format, "errors in empty disjunction:") && len(cueerrors.Errors(err)) > 1 {
+			continue
+		}
+		p := reconcile.Position{File: fileName(file)}
+		if up := userPos(e); up.IsValid() {
+			p = toPosition(up)
+		}
+		var path string
+		if ps := e.Path(); len(ps) > 0 {
+			path = strings.Join(ps, ".")
+		}
+		msg := fmt.Sprintf(format, args...)
+		if f, ok := strings.CutPrefix(msg, "yaml: "); ok {
+			msg = "invalid YAML: " + f
+		}
+		l.diags = append(l.diags, Diagnostic{Pos: p, Path: path, Message: msg})
+	}
+}
+
+// guard turns a panic while handling file into a diagnostic, so bad input
+// never takes berth down.
+func (l *loader) guard(file string) {
+	if r := recover(); r != nil {
+		l.errorf(file, "internal error while evaluating this file: %v", r)
+	}
+}
+
+// readTree walks fsys and loads every supported file. Hidden files and
+// directories (a name starting with '.') and CUE's module directory cue.mod
+// are skipped. The .cue files of one directory form one CUE package.
+func (l *loader) readTree() {
+	cueDirs := map[string][]cueFile{}
+	var dirOrder []string
+	_ = fs.WalkDir(l.fsys, ".", func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			l.errorf(p, "cannot read: %v", pathErr(err))
+			return nil
+		}
+		name := de.Name()
+		if p != "." && (strings.HasPrefix(name, ".") || de.IsDir() && name == "cue.mod") {
+			if de.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		ext := path.Ext(name)
+		if de.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json" && ext != ".cue") {
+			return nil
+		}
+		target := p
+		switch {
+		case de.Type()&fs.ModeSymlink != 0:
+			var ok bool
+			if target, ok = l.resolveLink(p); !ok {
+				return nil
+			}
+		case !de.Type().IsRegular():
+			return nil
+		}
+		data, ok := l.read(p, target)
+		if !ok {
+			return nil
+		}
+		switch ext {
+		case ".yaml", ".yml":
+			l.loadYAML(p, data)
+		case ".json":
+			l.loadJSON(p, data)
+		case ".cue":
+			dir := path.Dir(p)
+			if _, seen := cueDirs[dir]; !seen {
+				dirOrder = append(dirOrder, dir)
+			}
+			cueDirs[dir] = append(cueDirs[dir], cueFile{p, data})
+		}
+		return nil
+	})
+	for _, dir := range dirOrder {
+		l.loadCUE(dir, cueDirs[dir])
+	}
+}
+
+// resolveLink follows the symbolic link p inside fsys and returns the regular
+// file it names. A link that leaves fsys, or goes through a linked directory,
+// is an error; a link to a directory is skipped (its files are loaded where
+// they are).
+func (l *loader) resolveLink(p string) (string, bool) {
+	rl, ok := l.fsys.(fs.ReadLinkFS)
+	if !ok {
+		l.errorf(p, "symbolic link not followed: the source cannot read links")
+		return "", false
+	}
+	cur := p
+	for range 40 {
+		target, err := rl.ReadLink(cur)
+		if err != nil {
+			l.errorf(p, "cannot read symbolic link: %v", pathErr(err))
+			return "", false
+		}
+		next := path.Join(path.Dir(cur), target)
+		if path.IsAbs(target) || next == ".." || strings.HasPrefix(next, "../") {
+			l.errorf(p, "symbolic link points outside the repository")
+			return "", false
+		}
+		// Every directory on the way must be a real one: a linked directory
+		// could lead anywhere.
+		for dir := path.Dir(next); dir != "."; dir = path.Dir(dir) {
+			fi, err := rl.Lstat(dir)
+			if err != nil || fi.Mode()&fs.ModeSymlink != 0 || !fi.IsDir() {
+				l.errorf(p, "symbolic link not followed: %s is not a plain directory", fileName(dir))
+				return "", false
+			}
+		}
+		fi, err := rl.Lstat(next)
+		if err != nil {
+			l.errorf(p, "broken symbolic link to %s", fileName(next))
+			return "", false
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			cur = next
+		case fi.Mode().IsRegular():
+			return next, true
+		default:
+			return "", false
+		}
+	}
+	l.errorf(p, "too many levels of symbolic links")
+	return "", false
+}
+
+// read returns the content of target, the file behind p, within the size
+// limit.
+func (l *loader) read(p, target string) ([]byte, bool) {
+	f, err := l.fsys.Open(target)
+	if err != nil {
+		l.errorf(p, "cannot read: %v", pathErr(err))
+		return nil, false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > l.opts.MaxFileSize {
+		l.errorf(p, "file is larger than the limit of %s", formatSize(l.opts.MaxFileSize))
+		return nil, false
+	}
+	data, err := io.ReadAll(io.LimitReader(f, l.opts.MaxFileSize+1))
+	if err != nil {
+		l.errorf(p, "cannot read: %v", err)
+		return nil, false
+	}
+	if int64(len(data)) > l.opts.MaxFileSize {
+		l.errorf(p, "file is larger than the limit of %s", formatSize(l.opts.MaxFileSize))
+		return nil, false
+	}
+	return data, true
+}
+
+func formatSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// loadYAML reads the documents of a YAML file; each non-empty document is
+// one object. KYAML, being YAML, needs nothing special.
+func (l *loader) loadYAML(p string, data []byte) {
+	defer l.guard(p)
+	data = normalizeBreaks(data)
+	dec := yaml.NewDecoder(fileName(p), bytes.NewReader(data))
+	for n := 0; ; n++ {
+		expr, err := dec.Extract()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			l.yamlError(err, p, data)
+			return
+		}
+		if n == l.opts.MaxDocuments {
+			l.errorAt(expr.Pos(), p, "file has more than %d documents", l.opts.MaxDocuments)
+			return
+		}
+		if lit, ok := expr.(*ast.BasicLit); ok && lit.Kind == token.NULL {
+			continue // an empty document
+		}
+		fixFloatLiterals(expr)
+		l.addDocument(p, expr)
+	}
+}
+
+// fixFloatLiterals undoes how CUE's YAML decoder writes a number that YAML
+// typed as a float but that looks like an integer (an integer too large for
+// 64 bits, or !!float 123): as the literal "number & 123", which does not
+// compile. The plain number compiles, and the schema then judges its range.
+func fixFloatLiterals(expr ast.Expr) {
+	ast.Walk(expr, func(n ast.Node) bool {
+		if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.FLOAT {
+			lit.Value = strings.TrimPrefix(lit.Value, "number & ")
+		}
+		return true
+	}, nil)
+}
+
+// yamlBreaks are the line breaks of YAML other than "\n": the YAML parser
+// counts lines with all of them, CUE's position table only with "\n".
+var yamlBreaks = strings.NewReplacer("\r\n", "\n", "\r", "\n", "\u0085", "\n", "\u2028", "\n", "\u2029", "\n")
+
+// normalizeBreaks turns every YAML line break into "\n", so that line
+// numbers agree (and CUE's decoder does not index past its table).
+func normalizeBreaks(data []byte) []byte {
+	if !bytes.ContainsAny(data, "\r\u0085\u2028\u2029") {
+		return data
+	}
+	return []byte(yamlBreaks.Replace(string(data)))
+}
+
+// yamlError reports a YAML syntax error. The YAML parser gives only the
+// line, as "file:line: message"; the column is taken to be the first
+// non-blank character of that line, which is where the offending token
+// usually is.
+func (l *loader) yamlError(err error, p string, data []byte) {
+	msg := err.Error()
+	pos := reconcile.Position{File: fileName(p)}
+	if rest, ok := strings.CutPrefix(msg, fileName(p)+":"); ok {
+		msg = strings.TrimSpace(rest)
+		if num, text, ok := strings.Cut(msg, ": "); ok {
+			if line, err := strconv.Atoi(num); err == nil && line > 0 {
+				pos.Line, pos.Column = line, firstColumn(data, line)
+				msg = text
+			}
+		}
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	l.diags = append(l.diags, Diagnostic{Pos: pos, Message: "invalid YAML: " + msg})
+}
+
+// firstColumn returns the column of the first non-blank byte of line in
+// data, or 1.
+func firstColumn(data []byte, line int) int {
+	for i := 1; i < line; i++ {
+		nl := bytes.IndexByte(data, '\n')
+		if nl < 0 {
+			return 1
+		}
+		data = data[nl+1:]
+	}
+	if nl := bytes.IndexByte(data, '\n'); nl >= 0 {
+		data = data[:nl]
+	}
+	if i := bytes.IndexFunc(data, func(r rune) bool { return r != ' ' && r != '\r' }); i >= 0 {
+		return i + 1
+	}
+	return 1
+}
+
+// loadJSON reads a JSON file holding one object.
+func (l *loader) loadJSON(p string, data []byte) {
+	defer l.guard(p)
+	expr, err := json.Extract(fileName(p), data)
+	if err != nil {
+		pos := reconcile.Position{File: fileName(p)}
+		if e, ok := err.(cueerrors.Error); ok && isUserPos(e.Position()) {
+			pos = toPosition(e.Position())
+		}
+		msg := "invalid JSON"
+		if cause := errors.Unwrap(err); cause != nil {
+			msg += ": " + cause.Error()
+		}
+		l.diags = append(l.diags, Diagnostic{Pos: pos, Message: msg})
+		return
+	}
+	l.addDocument(p, expr)
+}
+
+// addDocument records a YAML or JSON document as a candidate object.
+func (l *loader) addDocument(p string, expr ast.Expr) {
+	d := l.ctx.BuildExpr(expr)
+	if err := d.Err(); err != nil {
+		l.cueErrors(err, p)
+		return
+	}
+	start := reconcile.Position{File: fileName(p), Line: 1, Column: 1}
+	if pos := expr.Pos(); isUserPos(pos) {
+		start = toPosition(pos)
+	}
+	if k := d.IncompleteKind(); k != cue.StructKind {
+		l.diags = append(l.diags, Diagnostic{Pos: start,
+			Message: "document must be an object with apiVersion and kind, got " + kindName(k)})
+		return
+	}
+	l.add(candidate{d: d, start: start})
+}
+
+type cueFile struct {
+	name string
+	data []byte
+}
+
+// loadCUE builds the CUE package of dir from files and records every object
+// it declares. The files may import only the CUE standard library.
+func (l *loader) loadCUE(dir string, files []cueFile) {
+	defer l.guard(files[0].name)
+	inst := build.NewContext().NewInstance(fileName(dir), nil)
+	var pkgName, pkgFile string
+	ok := true
+	for _, file := range files {
+		name := file.name
+		f, err := parser.ParseFile(fileName(name), file.data)
+		if err != nil {
+			l.cueErrors(err, name)
+			ok = false
+			continue
+		}
+		if pkgFile == "" {
+			pkgName, pkgFile = f.PackageName(), name
+		} else if n := f.PackageName(); n != pkgName {
+			l.errorAt(f.Pos(), name, "package %q differs from package %q of %s: the .cue files of a directory form one package",
+				n, pkgName, fileName(pkgFile))
+			ok = false
+			continue
+		}
+		for _, decl := range f.Preamble() {
+			if a, isAttr := decl.(*ast.Attribute); isAttr && strings.HasPrefix(a.Text, "@if(") {
+				l.errorAt(a.Pos(), name, "build attributes (@if) are not supported: every .cue file of a directory is loaded")
+				ok = false
+			}
+		}
+		for spec := range f.ImportSpecs() {
+			ip, _ := strconv.Unquote(spec.Path.Value)
+			if first, _, _ := strings.Cut(ip, "/"); strings.Contains(first, ".") {
+				l.errorAt(spec.Pos(), name, "import %q is not supported: CUE files may import only the CUE standard library", ip)
+				ok = false
+			}
+		}
+		if err := inst.AddSyntax(f); err != nil {
+			l.cueErrors(err, name)
+			ok = false
+		}
+	}
+	if !ok {
+		return
+	}
+	v := l.ctx.BuildInstance(inst)
+	if err := v.Validate(); err != nil {
+		l.cueErrors(err, files[0].name)
+		return
+	}
+	l.findObjects(v, 0)
+}
+
+// findObjects records every struct in v, at any depth of regular fields and
+// list elements, that has concrete string fields apiVersion and kind.
+func (l *loader) findObjects(v cue.Value, depth int) {
+	if depth > maxDepth {
+		return
+	}
+	switch v.IncompleteKind() {
+	case cue.StructKind:
+		if isObject(v) {
+			start := reconcile.Position{}
+			if pos := v.Pos(); isUserPos(pos) {
+				start = toPosition(pos)
+			}
+			l.add(candidate{d: v, start: start})
+			return
+		}
+		it, err := v.Fields()
+		if err != nil {
+			return
+		}
+		for it.Next() {
+			l.findObjects(it.Value(), depth+1)
+		}
+	case cue.ListKind:
+		it, err := v.List()
+		if err != nil {
+			return
+		}
+		for it.Next() {
+			l.findObjects(it.Value(), depth+1)
+		}
+	}
+}
+
+func isObject(v cue.Value) bool {
+	for _, f := range []string{"apiVersion", "kind"} {
+		fv := v.LookupPath(cue.MakePath(cue.Str(f)))
+		if !fv.Exists() || !fv.IsConcrete() || fv.Kind() != cue.StringKind {
+			return false
+		}
+	}
+	return true
+}
+
+// add validates c right away, so that its CUE values can be freed before the
+// next file is read, and records the result.
+func (l *loader) add(c candidate) {
+	obj, ok := l.validate(c)
+	l.loaded = append(l.loaded, loaded{obj, ok})
+}
+
+// validate checks one candidate and decodes it. It returns the object (with
+// at least its identity filled in) and whether it is valid.
+func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.diags = append(l.diags, Diagnostic{Pos: c.start, Object: obj.Key(),
+				Message: fmt.Sprintf("internal error while validating: %v", r)})
+			ok = false
+		}
+	}()
+	obj = identity(c.d)
+	obj.Source = c.start
+	x := &validator{ctx: l.ctx, object: objectName(obj), root: c.d, start: c.start}
+	defer func() { l.diags = append(l.diags, x.diags...) }()
+
+	kindV := c.d.LookupPath(cue.MakePath(cue.Str("kind")))
+	if !kindV.Exists() {
+		x.report(c.d.Pos(), sel("kind"), "required field is missing")
+		return obj, false
+	}
+	if obj.Kind == "" {
+		x.report(valuePos(kindV), sel("kind"), "must be a string, got "+kindName(kindV.IncompleteKind()))
+		return obj, false
+	}
+	info, known := kinds[obj.Kind]
+	if !known {
+		x.report(valuePos(kindV), sel("kind"), fmt.Sprintf("%q is not supported by berth; supported kinds: %s",
+			obj.Kind, strings.Join(slices.Sorted(maps.Keys(kinds)), ", ")))
+		return obj, false
+	}
+	def := l.schema.LookupPath(cue.ParsePath(info.definition))
+	u := def.Unify(c.d)
+	if err := u.Validate(cue.Concrete(true)); err != nil {
+		// Find and explain every problem, not only the ones CUE reports.
+		x.walk(def, u, c.d, nil)
+		if len(x.diags) == 0 {
+			x.reportErr(err, def, c.d, nil)
+		}
+	}
+	if len(x.diags) > 0 {
+		return obj, false
+	}
+	if err := u.LookupPath(cue.ParsePath("metadata")).Decode(&obj.Metadata); err != nil {
+		x.reportErr(err, def, c.d, sel("metadata"))
+		return obj, false
+	}
+	if err := info.decode(u, &obj); err != nil {
+		x.reportErr(err, def, c.d, nil)
+		return obj, false
+	}
+	checkMeta(x, &obj.Metadata)
+	info.check(x, &obj)
+	return obj, len(x.diags) == 0
+}
+
+// identity reads apiVersion, kind, namespace and name from the user's value
+// as far as they are strings; the namespace defaults to "default".
+func identity(d cue.Value) reconcile.Object {
+	str := func(p string) string {
+		s, _ := d.LookupPath(cue.ParsePath(p)).String()
+		return s
+	}
+	obj := reconcile.Object{TypeMeta: reconcile.TypeMeta{APIVersion: str("apiVersion"), Kind: str("kind")}}
+	obj.Metadata.Name = str("metadata.name")
+	obj.Metadata.Namespace = cmp.Or(str("metadata.namespace"), "default")
+	return obj
+}
+
+// objectName names obj in diagnostics: "Kind/namespace/name", or only the
+// kind when the name is unknown.
+func objectName(obj reconcile.Object) string {
+	if obj.Kind == "" {
+		return ""
+	}
+	if obj.Metadata.Name == "" {
+		return obj.Kind
+	}
+	return obj.Key()
+}
