@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Wall time of `berth apply` against a private containerd:
+#   - N two-container pods from nothing (image already present),
+#   - a no-change apply with those N pods running,
+#   - removing all N pods.
+# for N in $SIZES (default "1 20"), REPS times each (default 3); prints the
+# median and the range in milliseconds.
+#
+#   bench/apply.sh                    (needs root, bin/berth; make bench builds it)
+#   SIZES="1 20 50" REPS=5 bench/apply.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+berth=$top/bin/berth
+SIZES=${SIZES:-1 20}
+REPS=${REPS:-3}
+[ -x "$berth" ] || { echo "bench: build first (make build)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+pid=
+cleanup() {
+	if [ -n "$pid" ]; then
+		"$berth" apply --repo "$work/empty" --allow-delete-all >/dev/null 2>&1 || true
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/containerd.toml" <<TOML
+version = 2
+root = "$work/root"
+state = "$work/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/containerd.sock"
+TOML
+containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do ctr -a "$work/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+
+export BERTH_CONTAINERD_ADDRESS=$work/containerd.sock BERTH_NAMESPACE=bench BERTH_STATE_DIR=$work/berth
+export BERTH_NETWORK=berth-bench BERTH_BRIDGE=berthbench0 BERTH_POD_SUBNET=10.252.0.0/16 BERTH_LOG_LEVEL=warn
+scripts/make-image.sh "$work/busybox.tar" example.local/busybox:1 2>/dev/null
+ctr -a "$work/containerd.sock" -n bench images import "$work/busybox.tar" >/dev/null
+
+mkdir -p "$work/empty"
+gen() { # gen DIR N
+	mkdir -p "$1"
+	for i in $(seq "$2"); do
+		cat >"$1/pod-$i.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod-$i
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: web
+      image: example.local/busybox:1
+      command: ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 & wait"]
+    - name: sleeper
+      image: example.local/busybox:1
+      command: ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+YAML
+	done
+}
+ms() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
+stats() { sort -n | awk '{a[NR]=$1} END {printf "%d (%d–%d)", a[int((NR+1)/2)], a[1], a[NR]}'; }
+
+echo "berth $("$berth" version | cut -d' ' -f2), containerd $(containerd --version | awk '{print $3}'), $(nproc) CPUs, REPS=$REPS"
+printf '| pods | apply from nothing (ms) | no-change apply (ms) | remove all (ms) |\n|---|---|---|---|\n'
+for n in $SIZES; do
+	gen "$work/repo-$n" "$n"
+	create=() nochange=() remove=()
+	for _ in $(seq "$REPS"); do
+		create+=("$(ms "$berth" apply --repo "$work/repo-$n")")
+		for _ in 1 2 3; do nochange+=("$(ms "$berth" apply --repo "$work/repo-$n")"); done
+		remove+=("$(ms "$berth" apply --repo "$work/empty" --allow-delete-all)")
+	done
+	printf '| %d | %s | %s | %s |\n' "$n" \
+		"$(printf '%s\n' "${create[@]}" | stats)" "$(printf '%s\n' "${nochange[@]}" | stats)" "$(printf '%s\n' "${remove[@]}" | stats)"
+done

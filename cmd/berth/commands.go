@@ -1,0 +1,369 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"berth.dev/berth/internal/record"
+	"berth.dev/berth/reconcile"
+	ctrd "berth.dev/berth/runtime/containerd"
+	"berth.dev/berth/schema"
+	"berth.dev/berth/source"
+)
+
+func repoFlags(fs *flag.FlagSet, c *cli) {
+	fs.StringVar(&c.repo, "repo", "", "Git URL or local directory holding the definitions")
+	fs.StringVar(&c.ref, "ref", "", "branch, tag or commit (default: the remote's HEAD)")
+	fs.StringVar(&c.path, "path", "", "subdirectory of the repository to use")
+	fs.StringVar(&c.output, "o", "text", "output format: text or json")
+}
+
+func applyFlags(fs *flag.FlagSet, c *cli) {
+	repoFlags(fs, c)
+	fs.IntVar(&c.workers, "workers", 4, "pods created or removed at once")
+	fs.BoolVar(&c.allowDeleteAll, "allow-delete-all", false, "allow a revision that deletes every pod berth runs")
+}
+
+func vetFlags(fs *flag.FlagSet, c *cli) {
+	fs.StringVar(&c.output, "o", "text", "output format: text or json")
+}
+
+func statusFlags(fs *flag.FlagSet, c *cli) {
+	fs.StringVar(&c.output, "o", "text", "output format: text or json")
+}
+
+func checkOutput(o string) error {
+	if o != "text" && o != "json" {
+		return fmt.Errorf("-o %q: want text or json", o)
+	}
+	return nil
+}
+
+// revision is a fetched, validated revision of the repository.
+type revision struct {
+	src     *source.Revision
+	objects []reconcile.Object
+}
+
+// commit is the revision's short name for messages.
+func (r *revision) commit() string { return shortCommit(r.src.Commit) }
+
+func shortCommit(c string) string {
+	if len(c) > 12 && !strings.Contains(c, ":") {
+		return c[:12]
+	}
+	return c
+}
+
+// load fetches SRC at REF and validates it. Validation problems are
+// printed, one per line, and reported as errReported.
+func (c *cli) load(ctx context.Context) (*revision, error) {
+	if c.repo == "" {
+		return nil, errors.New("--repo is required (a Git URL or a local directory)")
+	}
+	src, err := source.Open(source.Options{
+		URL:      c.repo,
+		Ref:      c.ref,
+		Path:     c.path,
+		CacheDir: filepath.Join(c.stateDir, "git", urlKey(c.repo)),
+		Logger:   c.log.Named("source"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	rev, _, err := src.Fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := c.validate(rev)
+	if err != nil {
+		return nil, err
+	}
+	return &revision{src: rev, objects: objs}, nil
+}
+
+// urlKey names the Git cache of a repository: a hash of its URL without
+// credentials, local paths made absolute, so spellings of one repository
+// share a cache and no secret ends up in a path.
+func urlKey(u string) string {
+	if !strings.Contains(u, "://") && !strings.Contains(u, "@") {
+		if abs, err := filepath.Abs(u); err == nil {
+			u = abs
+		}
+	}
+	sum := sha256.Sum256([]byte(source.DisplayURL(u)))
+	return hex.EncodeToString(sum[:8])
+}
+
+// validate loads the revision's files and prints every problem.
+func (c *cli) validate(rev *source.Revision) ([]reconcile.Object, error) {
+	res, err := schema.Load(rev.Files, schema.Options{})
+	var diags *schema.Error
+	if errors.As(err, &diags) {
+		fmt.Fprintf(c.stderr, "revision %s is invalid (%d problems); nothing was changed:\n", shortCommit(rev.Commit), len(diags.Diagnostics))
+		for _, d := range diags.Diagnostics {
+			fmt.Fprintln(c.stderr, d.String())
+		}
+		return nil, errReported
+	}
+	if err != nil {
+		return nil, fmt.Errorf("revision %s: %w", shortCommit(rev.Commit), err)
+	}
+	return res.Objects, nil
+}
+
+func (c *cli) runtime(ctx context.Context) (*ctrd.Runtime, error) {
+	return ctrd.New(ctx, ctrd.Options{
+		Address:     c.containerdAddress,
+		Namespace:   c.namespace,
+		StateDir:    c.stateDir,
+		CNIConfDir:  c.cniConfDir,
+		NetworkName: c.networkName,
+		Bridge:      c.bridge,
+		Subnet:      c.podSubnet,
+		Logger:      c.log.Named("runtime"),
+	})
+}
+
+// plan loads the revision and plans it against what runs.
+func (c *cli) plan(ctx context.Context) (*revision, *reconcile.Plan, *ctrd.Runtime, error) {
+	if err := checkOutput(c.output); err != nil {
+		return nil, nil, nil, err
+	}
+	rev, err := c.load(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	desired, err := reconcile.Expand(rev.objects, rev.src.Commit)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("revision %s: %w", rev.commit(), err)
+	}
+	rt, err := c.runtime(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	observed, err := rt.List(ctx)
+	if err != nil {
+		rt.Close()
+		return nil, nil, nil, fmt.Errorf("list pods: %w", err)
+	}
+	return rev, reconcile.MakePlan(rev.src.Commit, desired, observed), rt, nil
+}
+
+func (c *cli) printPlan(p *reconcile.Plan) error {
+	if c.output == "json" {
+		return p.WriteJSON(c.stdout)
+	}
+	return p.WriteText(c.stdout)
+}
+
+func runPlan(ctx context.Context, c *cli, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	_, p, rt, err := c.plan(ctx)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	if err := c.printPlan(p); err != nil {
+		return err
+	}
+	if p.HasChanges() {
+		return &exitCodeError{code: exitChanges}
+	}
+	return nil
+}
+
+func runApply(ctx context.Context, c *cli, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	rev, p, rt, err := c.plan(ctx)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	if n := p.Count(reconcile.ActionDelete); n > 0 && n == len(p.Changes) && !c.allowDeleteAll {
+		return fmt.Errorf("revision %s would delete all %d pods berth runs here; refusing without --allow-delete-all", rev.commit(), n)
+	}
+	log := c.log.With("revision", rev.commit())
+	log.Info("applying", "plan", p.Summary())
+	start := time.Now()
+	res := reconcile.Apply(ctx, rt, p, reconcile.ApplyOptions{Workers: c.workers, Logger: log.Named("apply")})
+	if c.output == "json" {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Revision string             `json:"revision"`
+			Results  []reconcile.Result `json:"results"`
+		}{p.Revision, res.Results}); err != nil {
+			return err
+		}
+	} else {
+		if err := p.WriteText(c.stdout); err != nil {
+			return err
+		}
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("revision %s: %w", rev.commit(), err)
+	}
+	if err := record.Write(c.stateDir, record.LastApplied, record.Revision{
+		Commit: rev.src.Commit, Ref: c.ref, URL: rev.src.URL, Path: c.path, Time: time.Now().UTC(),
+	}); err != nil {
+		return fmt.Errorf("record applied revision: %w", err)
+	}
+	log.Info("applied", "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func runVet(ctx context.Context, c *cli, args []string) error {
+	if err := checkOutput(c.output); err != nil {
+		return err
+	}
+	dir := "."
+	switch len(args) {
+	case 0:
+	case 1:
+		dir = args[0]
+	default:
+		return fmt.Errorf("vet takes one directory, got %q", args)
+	}
+	src, err := source.Open(source.Options{URL: dir, Logger: c.log.Named("source"), ForceDir: true})
+	if err != nil {
+		return err
+	}
+	rev, _, err := src.Fetch(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := schema.Load(rev.Files, schema.Options{})
+	var diags *schema.Error
+	if errors.As(err, &diags) {
+		if c.output == "json" {
+			enc := json.NewEncoder(c.stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(struct {
+				Valid       bool                `json:"valid"`
+				Diagnostics []schema.Diagnostic `json:"diagnostics"`
+			}{false, diags.Diagnostics})
+		} else {
+			for _, d := range diags.Diagnostics {
+				fmt.Fprintln(c.stdout, d.String())
+			}
+			fmt.Fprintf(c.stderr, "%d problems\n", len(diags.Diagnostics))
+		}
+		return errReported
+	}
+	if err != nil {
+		return err
+	}
+	if c.output == "json" {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Valid       bool                `json:"valid"`
+			Objects     int                 `json:"objects"`
+			Diagnostics []schema.Diagnostic `json:"diagnostics"`
+		}{true, len(res.Objects), []schema.Diagnostic{}})
+	}
+	fmt.Fprintf(c.stdout, "%s: %d objects, valid\n", dir, len(res.Objects))
+	return nil
+}
+
+func runStatus(ctx context.Context, c *cli, args []string) error {
+	if err := checkOutput(c.output); err != nil {
+		return err
+	}
+	rt, err := c.runtime(ctx)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	pods, err := rt.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list pods: %w", err)
+	}
+	sort.Slice(pods, func(i, j int) bool { return pods[i].ID.String() < pods[j].ID.String() })
+	var applied record.Revision
+	hasApplied, _ := record.Read(c.stateDir, record.LastApplied, &applied)
+	if c.output == "json" {
+		out := struct {
+			LastApplied *record.Revision        `json:"lastApplied,omitempty"`
+			Pods        []reconcile.ObservedPod `json:"pods"`
+		}{Pods: pods}
+		if hasApplied {
+			out.LastApplied = &applied
+		}
+		if out.Pods == nil {
+			out.Pods = []reconcile.ObservedPod{}
+		}
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	if hasApplied {
+		fmt.Fprintf(c.stdout, "last applied: %s (%s) at %s\n\n", shortCommit(applied.Commit), applied.URL, applied.Time.Format(time.RFC3339))
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tREVISION")
+	for _, p := range pods {
+		ready, total := 0, 0
+		status := "Running"
+		for _, ct := range p.Containers {
+			if ct.Kind != reconcile.AppContainer {
+				continue
+			}
+			total++
+			switch ct.State {
+			case reconcile.StateRunning:
+				ready++
+			case reconcile.StateExited:
+				if ct.ExitCode == 0 {
+					status = "Completed"
+				} else {
+					status = "Error"
+				}
+			}
+		}
+		if !p.SandboxReady || total == 0 {
+			status = "Pending"
+		}
+		age := "-"
+		if !p.CreatedAt.IsZero() {
+			age = humanAge(time.Since(p.CreatedAt))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", p.ID.Namespace, p.ID.Name, ready, total, status, 0, age, orDash(p.IP), shortCommit(p.Revision))
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func humanAge(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
