@@ -1,6 +1,6 @@
 # berth — GitOps agent for container hosts.
 SHELL := /bin/bash
-GO ?= go
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN ?= bin/berth
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)

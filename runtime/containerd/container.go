@@ -256,8 +256,35 @@ func (r *Runtime) stopTask(ctx context.Context, ctr client.Container, grace time
 		}
 	}
 	r.log.Debug("task stopped", "container", ctr.ID())
-	if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("delete task %s: %w", ctr.ID(), err)
+	return r.deleteTask(ctx, ctr, task)
+}
+
+// deleteTask deletes a stopped task. The containers of a pod share one
+// shim, which exits once its last task is deleted; a delete racing with
+// that exit can fail with a closed connection although the task is gone.
+// So a failed delete is checked against the task list and retried a few
+// times before it counts as an error.
+func (r *Runtime) deleteTask(ctx context.Context, ctr client.Container, task client.Task) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			t, terr := ctr.Task(ctx, nil)
+			if errdefs.IsNotFound(terr) {
+				return nil
+			}
+			if terr == nil {
+				task = t
+			}
+		}
+		if _, err = task.Delete(ctx, client.WithProcessKill); err == nil || errdefs.IsNotFound(err) {
+			return nil
+		}
+		r.log.Debug("delete task failed, checking again", "container", ctr.ID(), "error", err)
 	}
-	return nil
+	return fmt.Errorf("delete task %s: %w", ctr.ID(), err)
 }
