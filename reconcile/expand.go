@@ -14,6 +14,7 @@ import (
 func Expand(objs []Object, revision string) ([]DesiredPod, error) {
 	var pods []DesiredPod
 	seen := map[PodID]string{}
+	configs := newConfigIndex(objs)
 	for i := range objs {
 		o := &objs[i]
 		switch o.Kind {
@@ -29,6 +30,9 @@ func Expand(objs []Object, revision string) ([]DesiredPod, error) {
 				Owner:       o.Key(),
 				Revision:    revision,
 				Source:      o.Source,
+			}
+			if err := configs.resolve(&p); err != nil {
+				return nil, fmt.Errorf("%s: %w", o.Source, err)
 			}
 			p.Hash = HashPod(&p)
 			if prev, ok := seen[p.ID]; ok {
@@ -57,15 +61,18 @@ func podLess(a, b PodID) bool {
 }
 
 // HashPod returns the spec hash of p: the first 16 hex digits of the SHA-256
-// of the canonical JSON of its normalized spec, labels and annotations. The
-// revision and the owner's source position are not part of it, so a commit
-// that does not change a pod leaves its hash alone.
+// of the canonical JSON of its normalized spec, labels, annotations, node
+// name and the content of the ConfigMaps and Secrets it uses. The revision
+// and the owner's source position are not part of it, so a commit that
+// does not change a pod leaves its hash alone.
 func HashPod(p *DesiredPod) string {
 	b, err := json.Marshal(struct {
 		Labels      map[string]string `json:"labels,omitempty"`
 		Annotations map[string]string `json:"annotations,omitempty"`
 		Spec        PodSpec           `json:"spec"`
-	}{p.Labels, p.Annotations, p.Spec})
+		NodeName    string            `json:"nodeName,omitempty"`
+		Config      string            `json:"config,omitempty"`
+	}{p.Labels, p.Annotations, p.Spec, p.NodeName, configDigest(p)})
 	if err != nil {
 		// Marshalling plain structs of strings and numbers cannot fail.
 		panic(fmt.Sprintf("hash pod %s: %v", p.ID, err))

@@ -281,3 +281,59 @@ func TestExpandRejectsDuplicatePod(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func configMapObj(name, value string) reconcile.Object {
+	return reconcile.Object{
+		TypeMeta:  reconcile.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		Metadata:  reconcile.ObjectMeta{Name: name, Namespace: "default"},
+		ConfigMap: &reconcile.ConfigMapData{Data: map[string]string{"key": value}},
+	}
+}
+
+func secretObj(name, value string) reconcile.Object {
+	return reconcile.Object{
+		TypeMeta: reconcile.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		Metadata: reconcile.ObjectMeta{Name: name, Namespace: "default"},
+		Secret:   &reconcile.SecretData{Type: "Opaque", Data: map[string][]byte{"password": []byte(value)}},
+	}
+}
+
+func TestConfigChangeRollsExactlyItsPods(t *testing.T) {
+	withVolume := podObj("uses-cm", "1")
+	withVolume.Pod.Volumes = []reconcile.Volume{{Name: "cfg", ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "app"}}}
+	withEnv := podObj("uses-secret", "1")
+	withEnv.Pod.Containers[0].Env = []reconcile.EnvVar{{Name: "PW", ValueFrom: &reconcile.EnvVarSource{
+		SecretKeyRef: &reconcile.KeySelector{Name: "db", Key: "password"}}}}
+	plain := podObj("plain", "1")
+
+	hashes := func(cm, secret string) map[string]string {
+		pods := expand(t, "r", withVolume, withEnv, plain, configMapObj("app", cm), secretObj("db", secret))
+		out := map[string]string{}
+		for _, p := range pods {
+			out[p.ID.Name] = p.Hash
+		}
+		return out
+	}
+	base := hashes("a", "s1")
+	cmChanged := hashes("b", "s1")
+	secretChanged := hashes("a", "s2")
+	if cmChanged["uses-cm"] == base["uses-cm"] || cmChanged["uses-secret"] != base["uses-secret"] || cmChanged["plain"] != base["plain"] {
+		t.Errorf("ConfigMap change: %v → %v", base, cmChanged)
+	}
+	if secretChanged["uses-secret"] == base["uses-secret"] || secretChanged["uses-cm"] != base["uses-cm"] || secretChanged["plain"] != base["plain"] {
+		t.Errorf("Secret change: %v → %v", base, secretChanged)
+	}
+}
+
+func TestMissingConfigMapIsAnError(t *testing.T) {
+	o := podObj("web", "1")
+	o.Pod.Volumes = []reconcile.Volume{{Name: "cfg", ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "nope"}}}
+	if _, err := reconcile.Expand([]reconcile.Object{o}, "r"); err == nil || !strings.Contains(err.Error(), `ConfigMap "nope"`) {
+		t.Fatalf("err = %v", err)
+	}
+	yes := true
+	o.Pod.Volumes[0].ConfigMap.Optional = &yes
+	if _, err := reconcile.Expand([]reconcile.Object{o}, "r"); err != nil {
+		t.Fatalf("optional missing ConfigMap: %v", err)
+	}
+}

@@ -32,6 +32,15 @@ type DesiredPod struct {
 	Revision string `json:"revision"`
 	// Source is where the owning object is declared.
 	Source Position `json:"source"`
+	// NodeName is the node the pod runs on (this host's --node-name).
+	NodeName string `json:"nodeName,omitempty"`
+	// ConfigMaps and Secrets are the ones the pod refers to (volumes, env,
+	// envFrom), by name, from the pod's namespace in the same revision.
+	// Their content is part of Hash, so changing one in Git replaces
+	// exactly the pods that use it. Optional ones that do not exist are
+	// absent.
+	ConfigMaps map[string]*ConfigMapData `json:"-"`
+	Secrets    map[string]*SecretData    `json:"-"`
 }
 
 // GracePeriod returns the pod's termination grace period.
