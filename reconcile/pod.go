@@ -150,3 +150,16 @@ type Runtime interface {
 	// error.
 	RemovePod(ctx context.Context, id PodID, grace time.Duration) error
 }
+
+// ExecResult is the outcome of a command run in a container.
+type ExecResult struct {
+	ExitCode int
+	Stdout   []byte
+	Stderr   []byte
+}
+
+// Execer runs a command inside a running container of a pod and waits for
+// it (exec probes, lifecycle hooks). Runtimes that can, implement it.
+type Execer interface {
+	ExecSync(ctx context.Context, id PodID, container string, cmd []string, timeout time.Duration) (ExecResult, error)
+}
