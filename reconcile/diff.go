@@ -30,7 +30,7 @@ type FieldChange struct {
 	// `configMap[web].data["index.html"]`, "secret[db].data.password".
 	// List entries are named by their name (or mount path, port) when
 	// they have one, by index otherwise.
-	Path string `json:"path"`
+	Path string  `json:"path"`
 	Op   FieldOp `json:"op"`
 	// From and To are the old and new values formatted for reading; a
 	// list of plain values is shown whole, as JSON. Both are empty for a

@@ -17,8 +17,8 @@ func diffPod(mut func(p *reconcile.DesiredPod)) *reconcile.DesiredPod {
 		Spec: reconcile.NormalizeSpec(reconcile.PodSpec{
 			Containers: []reconcile.Container{{
 				Name: "web", Image: "nginx:1.27", Args: []string{"-g", "daemon off;"},
-				Env: []reconcile.EnvVar{{Name: "MODE", Value: "prod"}, {Name: "LEVEL", Value: "info"}},
-				Resources: &reconcile.ResourceRequirements{Limits: map[string]string{"memory": "64Mi"}},
+				Env:          []reconcile.EnvVar{{Name: "MODE", Value: "prod"}, {Name: "LEVEL", Value: "info"}},
+				Resources:    &reconcile.ResourceRequirements{Limits: map[string]string{"memory": "64Mi"}},
 				VolumeMounts: []reconcile.VolumeMount{{Name: "conf", MountPath: "/etc/nginx/conf.d"}},
 			}},
 			Volumes: []reconcile.Volume{{Name: "conf", ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "web"}}},
@@ -77,7 +77,9 @@ func TestDiffPods(t *testing.T) {
 		},
 		{
 			name: "label with punctuation",
-			mut:  func(p *reconcile.DesiredPod) { p.Labels = map[string]string{"app": "web", "app.kubernetes.io/part-of": "shop"} },
+			mut: func(p *reconcile.DesiredPod) {
+				p.Labels = map[string]string{"app": "web", "app.kubernetes.io/part-of": "shop"}
+			},
 			want: []reconcile.FieldChange{{Path: `metadata.labels["app.kubernetes.io/part-of"]`, Op: reconcile.FieldAdded, To: "shop"}},
 		},
 		{
