@@ -7,43 +7,165 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
-// Expand turns a revision's objects into the pods it wants on this host.
-// It does no I/O. Objects of kinds that produce no pods are skipped.
-func Expand(objs []Object, revision string) ([]DesiredPod, error) {
-	var pods []DesiredPod
-	seen := map[PodID]string{}
-	configs := newConfigIndex(objs)
+// ExpandOptions are the inputs of Expand besides the objects: the node the
+// pods are for, where StatefulSet volumes live, what berth remembers of
+// Jobs and CronJobs, and the time. Expand reads them and does no I/O.
+type ExpandOptions struct {
+	// Node is this host; objects whose pod template does not match it
+	// (nodeName, nodeSelector, required node affinity) yield no pods, and
+	// every pod's NodeName is Node.Name.
+	Node Node
+	// StateDir is berth's state directory; a StatefulSet's
+	// volumeClaimTemplates become host directories under
+	// StateDir/volumes/ (default DefaultStateDir).
+	StateDir string
+	// Records are the durable Job and CronJob records; nil means none.
+	Records *Records
+	// Now is the time, for Job backoff and ttlSecondsAfterFinished (zero:
+	// no time-based decision is made).
+	Now time.Time
+}
+
+// DefaultStateDir is berth's default state directory.
+const DefaultStateDir = "/var/lib/berth"
+
+// Expand turns a revision's objects into the pods it wants on this host:
+// a Pod as it is; a Deployment's or ReplicaSet's replicas; a StatefulSet's
+// ordinals; a DaemonSet's one pod when its template matches the node; a
+// Job's pods as its record says; the Jobs a CronJob made. It does no I/O.
+// Objects of kinds that produce no pods are skipped.
+func Expand(objs []Object, revision string, opts ExpandOptions) ([]DesiredPod, error) {
+	x, err := expand(objs, revision, opts)
+	if err != nil {
+		return nil, err
+	}
+	return x.pods, nil
+}
+
+// expansion is Expand's full result: the pods, and the earliest time at
+// which the same inputs would expand differently (a Job's next attempt
+// after backoff, a finished Job's ttl), zero when none.
+type expansion struct {
+	pods []DesiredPod
+	wake time.Time
+	// jobs are the Jobs expanded, by record key, for the Job controller.
+	jobs map[string]*jobInfo
+}
+
+func (x *expansion) wakeAt(t time.Time) {
+	if !t.IsZero() && (x.wake.IsZero() || t.Before(x.wake)) {
+		x.wake = t
+	}
+}
+
+func expand(objs []Object, revision string, opts ExpandOptions) (*expansion, error) {
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
+	if opts.Records == nil {
+		opts.Records = &Records{}
+	}
+	e := &expander{
+		opts: opts, revision: revision, configs: newConfigIndex(objs),
+		seen: map[PodID]string{}, x: &expansion{jobs: map[string]*jobInfo{}},
+	}
 	for i := range objs {
-		o := &objs[i]
-		switch o.Kind {
-		case "Pod":
-			if o.Pod == nil {
-				return nil, fmt.Errorf("%s: %s: object has no pod spec", o.Source, o.Key())
-			}
-			p := DesiredPod{
-				ID:          PodID{Namespace: namespaceOr(o.Metadata.Namespace), Name: o.Metadata.Name},
-				Labels:      copyMap(o.Metadata.Labels),
-				Annotations: copyMap(o.Metadata.Annotations),
-				Spec:        NormalizeSpec(*o.Pod),
-				Owner:       o.Key(),
-				Revision:    revision,
-				Source:      o.Source,
-			}
-			if err := configs.resolve(&p); err != nil {
-				return nil, fmt.Errorf("%s: %w", o.Source, err)
-			}
-			p.Hash = HashPod(&p)
-			if prev, ok := seen[p.ID]; ok {
-				return nil, fmt.Errorf("%s: pod %s is declared by both %s and %s", o.Source, p.ID, prev, o.Key())
-			}
-			seen[p.ID] = o.Key()
-			pods = append(pods, p)
+		if err := e.object(&objs[i]); err != nil {
+			return nil, err
 		}
 	}
+	pods := e.x.pods
 	sort.Slice(pods, func(i, j int) bool { return podLess(pods[i].ID, pods[j].ID) })
-	return pods, nil
+	return e.x, nil
+}
+
+// expander holds the state of one expansion.
+type expander struct {
+	opts     ExpandOptions
+	revision string
+	configs  *configIndex
+	seen     map[PodID]string
+	x        *expansion
+}
+
+// pod makes the desired pod name in namespace from o's template meta and
+// spec, resolves its configuration, hashes it and adds it. It returns the
+// pod as added, or nil when the node does not match.
+func (e *expander) pod(o *Object, name string, meta ObjectMeta, spec PodSpec, edit func(*DesiredPod)) (*DesiredPod, error) {
+	if ok, _ := e.opts.Node.Matches(&spec); !ok {
+		return nil, nil
+	}
+	p := DesiredPod{
+		ID:          PodID{Namespace: namespaceOr(o.Metadata.Namespace), Name: name},
+		Labels:      copyMap(meta.Labels),
+		Annotations: copyMap(meta.Annotations),
+		Spec:        NormalizeSpec(spec),
+		Owner:       o.Key(),
+		Revision:    e.revision,
+		Source:      o.Source,
+		NodeName:    e.opts.Node.Name,
+	}
+	if err := e.configs.resolve(&p); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Source, err)
+	}
+	if edit != nil {
+		edit(&p)
+	}
+	p.Hash = HashPod(&p)
+	if prev, ok := e.seen[p.ID]; ok {
+		return nil, fmt.Errorf("%s: pod %s is declared by both %s and %s", o.Source, p.ID, prev, o.Key())
+	}
+	e.seen[p.ID] = o.Key()
+	e.x.pods = append(e.x.pods, p)
+	return &e.x.pods[len(e.x.pods)-1], nil
+}
+
+func (e *expander) object(o *Object) error {
+	missing := func() error {
+		return fmt.Errorf("%s: %s: object has no %s spec", o.Source, o.Key(), strings.ToLower(o.Kind))
+	}
+	switch o.Kind {
+	case "Pod":
+		if o.Pod == nil {
+			return missing()
+		}
+		_, err := e.pod(o, o.Metadata.Name, o.Metadata, *o.Pod, nil)
+		return err
+	case "Deployment":
+		if o.Deployment == nil {
+			return missing()
+		}
+		return e.replicas(o, o.Deployment.Template, o.Deployment.Replicas, true)
+	case "ReplicaSet":
+		if o.ReplicaSet == nil {
+			return missing()
+		}
+		return e.replicas(o, o.ReplicaSet.Template, o.ReplicaSet.Replicas, false)
+	case "StatefulSet":
+		if o.StatefulSet == nil {
+			return missing()
+		}
+		return e.statefulSet(o)
+	case "DaemonSet":
+		if o.DaemonSet == nil {
+			return missing()
+		}
+		return e.daemonSet(o)
+	case "Job":
+		if o.Job == nil {
+			return missing()
+		}
+		return e.job(o, o.Metadata, *o.Job, "")
+	case "CronJob":
+		if o.CronJob == nil {
+			return missing()
+		}
+		return e.cronJob(o)
+	}
+	return nil
 }
 
 func namespaceOr(ns string) string {

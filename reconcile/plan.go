@@ -132,6 +132,13 @@ func MakePlan(revision string, desired []DesiredPod, observed []ObservedPod) *Pl
 		c := Change{Pod: d.ID, Owner: d.Owner, ToHash: d.Hash, Source: d.Source.String(), Desired: d}
 		o, ok := obs[d.ID]
 		switch {
+		case d.Finished != "" && !ok:
+			// A finished pod that is gone (removed by hand, or by ttl)
+			// is not made again.
+			continue
+		case d.Finished != "":
+			c.Observed, c.FromHash = o, o.Hash
+			c.Action, c.Reason = ActionKeep, "finished ("+string(d.Finished)+")"
 		case !ok:
 			c.Action, c.Reason = ActionCreate, "not running on this host"
 		case o.Hash != d.Hash:

@@ -30,7 +30,7 @@ func podObj(name string, args ...string) reconcile.Object {
 
 func expand(t *testing.T, rev string, objs ...reconcile.Object) []reconcile.DesiredPod {
 	t.Helper()
-	pods, err := reconcile.Expand(objs, rev)
+	pods, err := reconcile.Expand(objs, rev, reconcile.ExpandOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestDefaultPullPolicy(t *testing.T) {
 }
 
 func TestExpandRejectsDuplicatePod(t *testing.T) {
-	_, err := reconcile.Expand([]reconcile.Object{podObj("web"), podObj("web")}, "r")
+	_, err := reconcile.Expand([]reconcile.Object{podObj("web"), podObj("web")}, "r", reconcile.ExpandOptions{})
 	if err == nil || !strings.Contains(err.Error(), "declared by both") {
 		t.Fatalf("err = %v", err)
 	}
@@ -328,12 +328,12 @@ func TestConfigChangeRollsExactlyItsPods(t *testing.T) {
 func TestMissingConfigMapIsAnError(t *testing.T) {
 	o := podObj("web", "1")
 	o.Pod.Volumes = []reconcile.Volume{{Name: "cfg", ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "nope"}}}
-	if _, err := reconcile.Expand([]reconcile.Object{o}, "r"); err == nil || !strings.Contains(err.Error(), `ConfigMap "nope"`) {
+	if _, err := reconcile.Expand([]reconcile.Object{o}, "r", reconcile.ExpandOptions{}); err == nil || !strings.Contains(err.Error(), `ConfigMap "nope"`) {
 		t.Fatalf("err = %v", err)
 	}
 	yes := true
 	o.Pod.Volumes[0].ConfigMap.Optional = &yes
-	if _, err := reconcile.Expand([]reconcile.Object{o}, "r"); err != nil {
+	if _, err := reconcile.Expand([]reconcile.Object{o}, "r", reconcile.ExpandOptions{}); err != nil {
 		t.Fatalf("optional missing ConfigMap: %v", err)
 	}
 }

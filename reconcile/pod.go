@@ -34,6 +34,9 @@ type DesiredPod struct {
 	Source Position `json:"source"`
 	// NodeName is the node the pod runs on (this host's --node-name).
 	NodeName string `json:"nodeName,omitempty"`
+	// Finished is set when the records say the pod already ran to
+	// completion (a Job's pod): it is kept as it is and never started again.
+	Finished PodPhase `json:"finished,omitempty"`
 	// ConfigMaps and Secrets are the ones the pod refers to (volumes, env,
 	// envFrom), by name, from the pod's namespace in the same revision.
 	// Their content is part of Hash, so changing one in Git replaces

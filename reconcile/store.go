@@ -1,0 +1,153 @@
+package reconcile
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"berth.dev/berth/internal/record"
+)
+
+// RecordStore keeps Records as JSON files under a directory (usually
+// <state-dir>/records), one file per object, each replaced atomically:
+// jobs/<namespace>_<name>.json, cronjobs/…, deployments/…, pods/….
+// Names are DNS-1123, so "_" cannot be part of one.
+type RecordStore struct {
+	Dir string
+}
+
+// NewRecordStore returns the store under stateDir/records.
+func NewRecordStore(stateDir string) *RecordStore {
+	return &RecordStore{Dir: filepath.Join(stateDir, "records")}
+}
+
+func fileKey(key string) string { return strings.ReplaceAll(key, "/", "_") + ".json" }
+
+// Load reads the Job and CronJob records. A store that does not exist
+// holds no records.
+func (s *RecordStore) Load() (*Records, error) {
+	r := &Records{Jobs: map[string]*JobRecord{}, CronJobs: map[string]*CronJobRecord{}}
+	if s == nil {
+		return r, nil
+	}
+	if err := loadAll(filepath.Join(s.Dir, "jobs"), func() any { return &JobRecord{} }, func(k string, v any) { r.Jobs[k] = v.(*JobRecord) }); err != nil {
+		return nil, err
+	}
+	if err := loadAll(filepath.Join(s.Dir, "cronjobs"), func() any { return &CronJobRecord{} }, func(k string, v any) { r.CronJobs[k] = v.(*CronJobRecord) }); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Pods reads every pod record, by pod.
+func (s *RecordStore) Pods() (map[PodID]*PodRecord, error) {
+	out := map[PodID]*PodRecord{}
+	err := loadAll(filepath.Join(s.Dir, "pods"), func() any { return &PodRecord{} }, func(k string, v any) {
+		ns, name, _ := strings.Cut(k, "/")
+		out[PodID{Namespace: ns, Name: name}] = v.(*PodRecord)
+	})
+	return out, err
+}
+
+// Deployments reads every Deployment rollout record, by namespace/name.
+func (s *RecordStore) Deployments() (map[string]*DeploymentRecord, error) {
+	out := map[string]*DeploymentRecord{}
+	err := loadAll(filepath.Join(s.Dir, "deployments"), func() any { return &DeploymentRecord{} }, func(k string, v any) {
+		out[k] = v.(*DeploymentRecord)
+	})
+	return out, err
+}
+
+func loadAll(dir string, mk func() any, put func(string, any)) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		v := mk()
+		if ok, err := record.Read(dir, name, v); err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		key := strings.Replace(strings.TrimSuffix(name, ".json"), "_", "/", 1)
+		put(key, v)
+	}
+	return nil
+}
+
+func (s *RecordStore) write(kind, key string, v any) error {
+	return record.Write(filepath.Join(s.Dir, kind), fileKey(key), v)
+}
+
+func (s *RecordStore) remove(kind, key string) error {
+	err := os.Remove(filepath.Join(s.Dir, kind, fileKey(key)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// WriteJob stores the record of Job key (namespace/name).
+func (s *RecordStore) WriteJob(key string, r *JobRecord) error { return s.write("jobs", key, r) }
+
+// RemoveJob forgets Job key.
+func (s *RecordStore) RemoveJob(key string) error { return s.remove("jobs", key) }
+
+// WriteCronJob stores the record of CronJob key.
+func (s *RecordStore) WriteCronJob(key string, r *CronJobRecord) error {
+	return s.write("cronjobs", key, r)
+}
+
+// RemoveCronJob forgets CronJob key.
+func (s *RecordStore) RemoveCronJob(key string) error { return s.remove("cronjobs", key) }
+
+// WriteDeployment stores the rollout record of Deployment key.
+func (s *RecordStore) WriteDeployment(key string, r *DeploymentRecord) error {
+	return s.write("deployments", key, r)
+}
+
+// RemoveDeployment forgets Deployment key.
+func (s *RecordStore) RemoveDeployment(key string) error { return s.remove("deployments", key) }
+
+// Pod reads the record of pod id, or nil when there is none.
+func (s *RecordStore) Pod(id PodID) (*PodRecord, error) {
+	var r PodRecord
+	ok, err := record.Read(filepath.Join(s.Dir, "pods"), fileKey(id.String()), &r)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// WritePod stores the record of pod id.
+func (s *RecordStore) WritePod(id PodID, r *PodRecord) error { return s.write("pods", id.String(), r) }
+
+// RemovePod forgets pod id.
+func (s *RecordStore) RemovePod(id PodID) error { return s.remove("pods", id.String()) }
+
+// workloadsFile is the record of the workloads' status the agent last
+// computed.
+const workloadsFile = "workloads.json"
+
+// WriteWorkloads stores the workloads' status for `berth status`.
+func (s *RecordStore) WriteWorkloads(ws []WorkloadStatus) error {
+	return record.Write(s.Dir, workloadsFile, ws)
+}
+
+// Workloads reads the workloads' status the agent last stored; ok is
+// false when there is none.
+func (s *RecordStore) Workloads() (ws []WorkloadStatus, ok bool, err error) {
+	ok, err = record.Read(s.Dir, workloadsFile, &ws)
+	return ws, ok, err
+}
