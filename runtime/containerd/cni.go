@@ -15,7 +15,8 @@ import (
 // DefaultConfList returns berth's own CNI network: a bridge with host-local
 // IPAM whose state lives in ipamDir, acting as the gateway, masquerading
 // outbound traffic and letting pods reach themselves through a port mapping
-// (hairpin). go-cni adds the loopback network on its own.
+// (hairpin), followed by the portmap plugin for hostPort. go-cni adds the
+// loopback network on its own.
 func DefaultConfList(name, bridge, subnet, ipamDir string) ([]byte, error) {
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
@@ -33,6 +34,11 @@ func DefaultConfList(name, bridge, subnet, ipamDir string) ([]byte, error) {
 					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 					"dataDir": ipamDir,
 				},
+			},
+			map[string]any{
+				"type":         "portmap",
+				"capabilities": map[string]bool{"portMappings": true},
+				"snat":         true,
 			},
 		},
 	}
@@ -70,19 +76,23 @@ func newCNI(stateDir string, opts Options) (gocni.CNI, error) {
 	return c, nil
 }
 
-func cniLabels(id reconcile.PodID) gocni.NamespaceOpts {
-	return gocni.WithLabels(map[string]string{
+func cniOpts(id reconcile.PodID, ports []gocni.PortMapping) []gocni.NamespaceOpts {
+	opts := []gocni.NamespaceOpts{gocni.WithLabels(map[string]string{
 		"IgnoreUnknown":              "1",
 		"K8S_POD_NAMESPACE":          id.Namespace,
 		"K8S_POD_NAME":               id.Name,
 		"K8S_POD_INFRA_CONTAINER_ID": SandboxID(id),
-	})
+	})}
+	if len(ports) > 0 {
+		opts = append(opts, gocni.WithCapabilityPortMap(ports))
+	}
+	return opts
 }
 
-// cniAdd attaches the pinned netns at path to the networks and returns the
-// pod's IPv4 (or first) address.
-func (r *Runtime) cniAdd(ctx context.Context, id reconcile.PodID, path string) (string, error) {
-	res, err := r.cni.Setup(ctx, SandboxID(id), path, cniLabels(id))
+// cniAdd attaches the pinned netns at path to the networks, mapping the
+// given host ports, and returns the pod's IPv4 (or first) address.
+func (r *Runtime) cniAdd(ctx context.Context, id reconcile.PodID, path string, ports []gocni.PortMapping) (string, error) {
+	res, err := r.cni.Setup(ctx, SandboxID(id), path, cniOpts(id, ports)...)
 	if err != nil {
 		return "", fmt.Errorf("cni add: %w", err)
 	}
@@ -111,14 +121,16 @@ func (r *Runtime) cniAdd(ctx context.Context, id reconcile.PodID, path string) (
 
 // cniDel detaches the pod from the networks and releases its address. It
 // works when the namespace at path is already gone: the plugins release
-// the IPAM allocation first and treat a missing namespace as done.
-func (r *Runtime) cniDel(ctx context.Context, id reconcile.PodID, path string) error {
+// the IPAM allocation first and treat a missing namespace as done. ports
+// are the pod's host port mappings: portmap removes its rules only when
+// told them.
+func (r *Runtime) cniDel(ctx context.Context, id reconcile.PodID, path string, ports []gocni.PortMapping) error {
 	pinned := isPinned(path)
 	if _, err := os.Stat(path); err == nil && !pinned {
 		// A mount point left by an interrupted pin; plugins would refuse it.
 		_ = os.Remove(path)
 	}
-	if err := r.cni.Remove(ctx, SandboxID(id), path, cniLabels(id)); err != nil {
+	if err := r.cni.Remove(ctx, SandboxID(id), path, cniOpts(id, ports)...); err != nil {
 		return fmt.Errorf("cni del: %w", err)
 	}
 	if !pinned && r.ownNetwork != "" {

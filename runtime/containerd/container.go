@@ -33,7 +33,7 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		return fmt.Errorf("sandbox of %s: %w", pod.ID, err)
 	}
 	p := r.Paths(pod.ID)
-	if sb.Labels[LabelSandboxReady] != "true" || !isPinned(p.NetNS) || !isPinned(p.IPC) || !isPinned(p.UTS) {
+	if sb.Labels[LabelSandboxReady] != "true" || !sandboxPinned(pod, p) {
 		return fmt.Errorf("pod %s: %w", pod.ID, errSandboxNotReady)
 	}
 	id := ContainerID(pod.ID, name)
@@ -64,7 +64,13 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 			}
 		}
 	}
-	specOpts, err := SpecOpts(SpecInput{Pod: pod, Container: c, Image: imgSpec.Config, Paths: p})
+	in := SpecInput{Pod: pod, Container: c, Image: imgSpec.Config, Paths: p, PodIP: sb.Labels[LabelIP], HostIP: hostIP()}
+	if sp := Security(pod, c).Seccomp; sp != nil && sp.Type == SeccompLocalhost {
+		if in.SeccompProfile, err = r.loadSeccompProfile(sp.LocalhostProfile); err != nil {
+			return fmt.Errorf("container %q: %w", name, err)
+		}
+	}
+	specOpts, err := SpecOpts(in)
 	if err != nil {
 		return err
 	}

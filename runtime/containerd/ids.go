@@ -28,6 +28,12 @@ const (
 	LabelContainerKind = "berth.dev/container-kind"
 	LabelImage         = "berth.dev/image"
 	LabelStartedAt     = "berth.dev/started-at"
+	// LabelHostNetwork is "true" on the sandbox record of a hostNetwork
+	// pod: it has no network namespace and no CNI attachment.
+	LabelHostNetwork = "berth.dev/host-network"
+	// LabelPorts holds the pod's host port mappings (JSON), which CNI DEL
+	// needs to remove the portmap rules.
+	LabelPorts = "berth.dev/ports"
 )
 
 // Values of LabelRole.

@@ -101,17 +101,11 @@ func snapshotHost(t *testing.T, rt *containerd.Runtime, e *env) hostState {
 }
 
 // ownedBy reports whether a netns name belongs to rt's pods: tests share
-// /var/run/netns, so only names of pods in this runtime's record count.
+// /var/run/netns, and each test has its own containerd namespace, which
+// prefixes the names of its pods' network namespaces.
 func ownedBy(rt *containerd.Runtime, name string) bool {
-	for _, n := range testPodNames {
-		if containerd.NetNSName(rt.Namespace(), reconcile.PodID{Namespace: "default", Name: n}) == name {
-			return true
-		}
-	}
-	return false
+	return strings.HasPrefix(name, rt.Namespace()+"-")
 }
-
-var testPodNames = []string{"leaky", "crash"}
 
 func (s hostState) diff(base hostState) []string {
 	var out []string

@@ -75,10 +75,23 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 
 	log.Debug("containers removed")
 	p := r.Paths(id)
-	if err := r.cniDel(ctx, id, p.NetNS); err != nil {
+	rec, err := r.client.ContainerService().Get(ctx, sb)
+	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove pod %s: %w", id, err)
 	}
-	log.Debug("network detached")
+	if rec.Labels[LabelHostNetwork] != "true" {
+		ports, perr := decodePorts(rec.Labels[LabelPorts])
+		if perr != nil {
+			log.Warn("host port mappings unreadable, removing the pod without them", "error", perr)
+		}
+		if err := r.cniDel(ctx, id, p.NetNS, ports); err != nil {
+			return fmt.Errorf("remove pod %s: %w", id, err)
+		}
+		log.Debug("network detached")
+	}
+	if err := r.unmountVolumes(p); err != nil {
+		return fmt.Errorf("remove pod %s: %w", id, err)
+	}
 	for _, path := range []string{p.NetNS, p.IPC, p.UTS} {
 		if err := unpin(path); err != nil {
 			return fmt.Errorf("remove pod %s: %w", id, err)
@@ -87,7 +100,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 	if err := os.RemoveAll(p.Dir); err != nil {
 		return fmt.Errorf("remove pod %s: %w", id, err)
 	}
-	rec, err := r.client.ContainerService().Get(ctx, sb)
+	rec, err = r.client.ContainerService().Get(ctx, sb)
 	switch {
 	case errdefs.IsNotFound(err):
 	case err != nil:

@@ -249,7 +249,7 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 			setPodLabels(p, l)
 			p.CreatedAt = c.CreatedAt
 			p.IP = l[LabelIP]
-			p.SandboxReady = l[LabelSandboxReady] == "true" && isPinned(r.Paths(p.ID).NetNS)
+			p.SandboxReady = l[LabelSandboxReady] == "true" && (l[LabelHostNetwork] == "true" || isPinned(r.Paths(p.ID).NetNS))
 		case RoleContainer:
 			if p.Hash == "" {
 				setPodLabels(p, l)

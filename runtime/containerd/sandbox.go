@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
@@ -35,59 +36,94 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) 
 			return err
 		}
 	}
-	if err := prepareVolumes(pod, p); err != nil {
-		return err
-	}
 	hostname := PodHostname(pod)
-	if !isPinned(p.IPC) || !isPinned(p.UTS) {
-		for _, path := range []string{p.IPC, p.UTS} {
+	pins := map[int]string{}
+	if !pod.Spec.HostIPC {
+		pins[unix.CLONE_NEWIPC] = p.IPC
+	}
+	if !pod.Spec.HostNetwork {
+		// A hostNetwork pod shares the host's UTS namespace too, as on a
+		// kubelet.
+		pins[unix.CLONE_NEWUTS] = p.UTS
+	}
+	missing := false
+	for _, path := range pins {
+		missing = missing || !isPinned(path)
+	}
+	if missing {
+		for _, path := range pins {
 			if err := unpin(path); err != nil {
 				return err
 			}
 		}
-		if err := pinNamespaces(map[int]string{unix.CLONE_NEWIPC: p.IPC, unix.CLONE_NEWUTS: p.UTS}, hostname); err != nil {
+		if err := pinNamespaces(pins, hostname); err != nil {
 			return fmt.Errorf("pin ipc and uts namespaces: %w", err)
 		}
 	}
 	ip := rec.Labels[LabelIP]
-	if !isPinned(p.NetNS) {
-		if err := ensureNetNSDir(r.netnsDir); err != nil {
-			return err
+	if pod.Spec.HostNetwork {
+		ip = hostIP()
+		if rec.Labels[LabelIP] != ip {
+			if err := r.setLabels(ctx, rec.ID, map[string]string{LabelIP: ip}); err != nil {
+				return err
+			}
 		}
-		if err := unpin(p.NetNS); err != nil {
-			return err
+	} else {
+		ports := PortMappings(pod)
+		if !isPinned(p.NetNS) {
+			if err := ensureNetNSDir(r.netnsDir); err != nil {
+				return err
+			}
+			if err := unpin(p.NetNS); err != nil {
+				return err
+			}
+			if err := pinNamespaces(map[int]string{unix.CLONE_NEWNET: p.NetNS}, ""); err != nil {
+				return fmt.Errorf("pin network namespace: %w", err)
+			}
+			ip = "" // a new namespace needs a new attachment
 		}
-		if err := pinNamespaces(map[int]string{unix.CLONE_NEWNET: p.NetNS}, ""); err != nil {
-			return fmt.Errorf("pin network namespace: %w", err)
+		if ip == "" {
+			// An earlier attempt may have attached and crashed before
+			// recording the address: release it first so IPAM does not
+			// leak.
+			if err := r.cniDel(ctx, pod.ID, p.NetNS, ports); err != nil {
+				log.Debug("cni del before add failed", "error", err)
+			}
+			if ip, err = r.cniAdd(ctx, pod.ID, p.NetNS, ports); err != nil {
+				return err
+			}
+			if err := r.setLabels(ctx, rec.ID, map[string]string{LabelIP: ip}); err != nil {
+				return err
+			}
 		}
-		ip = "" // a new namespace needs a new attachment
 	}
-	if ip == "" {
-		// An earlier attempt may have attached and crashed before recording
-		// the address: release it first so IPAM does not leak.
-		if err := r.cniDel(ctx, pod.ID, p.NetNS); err != nil {
-			log.Debug("cni del before add failed", "error", err)
-		}
-		if ip, err = r.cniAdd(ctx, pod.ID, p.NetNS); err != nil {
-			return err
-		}
-		if err := r.setLabels(ctx, rec.ID, map[string]string{LabelIP: ip}); err != nil {
-			return err
-		}
-	}
-	hostResolv, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil && !os.IsNotExist(err) {
+	hostResolv, err := hostResolvConf(pod.Spec.HostNetwork)
+	if err != nil {
 		return err
 	}
+	var hostHosts []byte
+	if pod.Spec.HostNetwork {
+		if hostHosts, err = os.ReadFile("/etc/hosts"); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
 	files := map[string][]byte{
-		"hosts":       HostsFile(ip, hostname),
-		"hostname":    []byte(hostname + "\n"),
-		"resolv.conf": ResolvConf(hostResolv),
+		"hosts": HostsFile(HostsInput{
+			IP: ip, Hostname: hostname, Subdomain: pod.Spec.Subdomain, Namespace: pod.ID.Namespace,
+			Aliases: pod.Spec.HostAliases, Host: hostHosts, HostNetwork: pod.Spec.HostNetwork,
+		}),
+		"hostname": []byte(hostname + "\n"),
+		"resolv.conf": ResolvConf(ResolvInput{
+			Host: hostResolv, Policy: pod.Spec.DNSPolicy, Config: pod.Spec.DNSConfig, HostNetwork: pod.Spec.HostNetwork,
+		}),
 	}
 	for name, b := range files {
 		if err := writeFileAtomic(p.etc(name), b, 0o644); err != nil {
 			return err
 		}
+	}
+	if err := r.prepareVolumes(ctx, pod, p); err != nil {
+		return err
 	}
 	if rec.Labels[LabelSandboxReady] != "true" {
 		if err := r.setLabels(ctx, rec.ID, map[string]string{LabelSandboxReady: "true"}); err != nil {
@@ -98,12 +134,26 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) 
 	return nil
 }
 
+// sandboxPinned reports whether the namespaces the pod's containers join
+// are all pinned.
+func sandboxPinned(pod *reconcile.DesiredPod, p PodPaths) bool {
+	if !pod.Spec.HostIPC && !isPinned(p.IPC) {
+		return false
+	}
+	if !pod.Spec.HostNetwork && (!isPinned(p.UTS) || !isPinned(p.NetNS)) {
+		return false
+	}
+	return true
+}
+
 // ensureSandboxRecord creates the pod's sandbox record or returns the
 // existing one, with its identity labels brought up to date.
 func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.DesiredPod) (containers.Container, error) {
 	id := SandboxID(pod.ID)
 	labels := podLabels(pod)
 	labels[LabelRole] = RoleSandbox
+	labels[LabelHostNetwork] = strconv.FormatBool(pod.Spec.HostNetwork)
+	labels[LabelPorts] = encodePorts(PortMappings(pod))
 	_, err := r.client.NewContainer(ctx, id,
 		client.WithContainerLabels(labels),
 		client.WithRuntime(runtimeName, nil),
@@ -141,81 +191,6 @@ func (r *Runtime) setLabels(ctx context.Context, id string, labels map[string]st
 	}
 	if _, err := c.SetLabels(ctx, labels); err != nil {
 		return fmt.Errorf("set labels on %s: %w", id, err)
-	}
-	return nil
-}
-
-// prepareVolumes creates emptyDir directories and checks (or creates, for
-// the *OrCreate types) hostPath volumes.
-func prepareVolumes(pod *reconcile.DesiredPod, p PodPaths) error {
-	for _, v := range pod.Spec.Volumes {
-		switch {
-		case v.EmptyDir != nil:
-			if err := os.MkdirAll(p.volume(v.Name), 0o777); err != nil {
-				return fmt.Errorf("volume %q: %w", v.Name, err)
-			}
-			// Pods run as root by default but may not; emptyDir is
-			// world-writable like Kubernetes'.
-			if err := os.Chmod(p.volume(v.Name), 0o777); err != nil {
-				return err
-			}
-		case v.HostPath != nil:
-			if err := prepareHostPath(v); err != nil {
-				return fmt.Errorf("volume %q: %w", v.Name, err)
-			}
-		}
-	}
-	return nil
-}
-
-func prepareHostPath(v reconcile.Volume) error {
-	hp := v.HostPath.Path
-	if !filepath.IsAbs(hp) {
-		return fmt.Errorf("hostPath %q must be absolute", hp)
-	}
-	st, err := os.Stat(hp)
-	switch v.HostPath.Type {
-	case "", "Unset":
-		return nil
-	case "DirectoryOrCreate":
-		if err != nil {
-			return os.MkdirAll(hp, 0o755)
-		}
-		if !st.IsDir() {
-			return fmt.Errorf("hostPath %q is not a directory", hp)
-		}
-	case "Directory":
-		if err != nil {
-			return err
-		}
-		if !st.IsDir() {
-			return fmt.Errorf("hostPath %q is not a directory", hp)
-		}
-	case "FileOrCreate":
-		if err != nil {
-			if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
-				return err
-			}
-			f, err := os.OpenFile(hp, os.O_CREATE|os.O_RDONLY, 0o644)
-			if err != nil {
-				return err
-			}
-			return f.Close()
-		}
-		if st.IsDir() {
-			return fmt.Errorf("hostPath %q is a directory", hp)
-		}
-	case "File":
-		if err != nil {
-			return err
-		}
-		if st.IsDir() {
-			return fmt.Errorf("hostPath %q is a directory", hp)
-		}
-	default:
-		if err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -1,10 +1,8 @@
 package containerd
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"net"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -26,32 +24,51 @@ type SpecInput struct {
 	Image ocispec.ImageConfig
 	// Paths are the pod's host paths.
 	Paths PodPaths
+	// PodIP and HostIP answer the downward API's status.podIP and
+	// status.hostIP.
+	PodIP, HostIP string
+	// SeccompProfile is the content of a Localhost seccomp profile the
+	// container's securityContext names.
+	SeccompProfile []byte
 }
 
 // SpecOpts translates a container of a pod into OCI spec options, applied
 // on top of containerd's default spec. It does no I/O (except WithUser
-// when the image names a user, which reads the rootfs at creation).
+// and WithUserID, which read the image's /etc/passwd at creation).
 //
 //   - Process args follow Kubernetes: command replaces the image's
-//     entrypoint (and drops its cmd); args replace the image's cmd.
-//   - Env is the image's, then the container's (which wins), then HOSTNAME.
+//     entrypoint (and drops its cmd); args replace the image's cmd;
+//     $(VAR) in command and args is expanded from the container's env.
+//   - Env is the image's, then the container's (envFrom, env, valueFrom,
+//     see ContainerEnv), then HOSTNAME.
 //   - The working directory is the container's, else the image's, else /.
-//   - The pod's network, IPC and UTS namespaces are joined by path; the
-//     hostname is the pod's.
+//   - The pod's network, IPC and UTS namespaces are joined by path (or the
+//     host's, for hostNetwork, hostIPC, hostPID); the hostname is the
+//     pod's.
 //   - /etc/hosts, /etc/hostname and /etc/resolv.conf are the pod's files;
-//     volumeMounts become bind mounts (readOnly, subPath honoured).
+//     volumeMounts become bind mounts (readOnly, subPath honoured;
+//     configMap, secret, downwardAPI and projected volumes are always
+//     read-only).
+//   - Requests and limits become cgroup settings (ContainerResources);
+//     the securityContext becomes user, groups, capabilities, seccomp,
+//     no_new_privs, read-only rootfs and sysctls (see securityOpts).
 //   - The runc shim group annotation puts every container of the pod in one
 //     shim.
 func SpecOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	c := in.Container
-	args := processArgs(in.Image, c.Command, c.Args)
+	own, err := ContainerEnv(EnvInput{Pod: in.Pod, Container: c, PodIP: in.PodIP, HostIP: in.HostIP})
+	if err != nil {
+		return nil, err
+	}
+	args := processArgs(in.Image, expandArgs(c.Command, own), expandArgs(c.Args, own))
 	if len(args) == 0 {
 		return nil, fmt.Errorf("container %q: no command: the image has no entrypoint or cmd and none is given", c.Name)
 	}
 	hostname := PodHostname(in.Pod)
 	env := append([]string{}, in.Image.Env...)
-	for _, e := range c.Env {
-		env = setEnv(env, e.Name, e.Value)
+	for _, kv := range own {
+		k, v, _ := strings.Cut(kv, "=")
+		env = setEnv(env, k, v)
 	}
 	env = setEnv(env, "HOSTNAME", hostname)
 	cwd := c.WorkingDir
@@ -65,22 +82,41 @@ func SpecOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	if err != nil {
 		return nil, err
 	}
+	res, err := ContainerResources(c)
+	if err != nil {
+		return nil, err
+	}
+	spec := in.Pod.Spec
 	opts := []oci.SpecOpts{
 		oci.WithDefaultPathEnv,
 		oci.WithEnv(env),
 		oci.WithProcessArgs(args...),
 		oci.WithProcessCwd(cwd),
-		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: in.Paths.NetNS}),
-		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.IPCNamespace, Path: in.Paths.IPC}),
-		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.UTSNamespace, Path: in.Paths.UTS}),
-		oci.WithHostname(hostname),
 		oci.WithMounts(mounts),
+		withResources(res),
 		oci.WithAnnotations(map[string]string{shimGroupAnnotation: SandboxID(in.Pod.ID)}),
 	}
-	if in.Image.User != "" {
-		opts = append(opts, oci.WithUser(in.Image.User))
+	if spec.HostNetwork {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
+	} else {
+		opts = append(opts,
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: in.Paths.NetNS}),
+			oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.UTSNamespace, Path: in.Paths.UTS}),
+			oci.WithHostname(hostname))
 	}
-	return opts, nil
+	if spec.HostIPC {
+		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
+	} else {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.IPCNamespace, Path: in.Paths.IPC}))
+	}
+	if spec.HostPID {
+		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
+	}
+	sec, err := securityOpts(in)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, sec...), nil
 }
 
 // setEnv sets name=value in env, replacing an earlier value in place.
@@ -94,8 +130,14 @@ func setEnv(env []string, name, value string) []string {
 	return append(env, name+"="+value)
 }
 
-// PodHostname is the pod's hostname: spec.hostname, else the pod's name.
+// PodHostname is the pod's hostname: spec.hostname, else the pod's name;
+// a hostNetwork pod has the host's.
 func PodHostname(pod *reconcile.DesiredPod) string {
+	if pod.Spec.HostNetwork {
+		if h, err := os.Hostname(); err == nil {
+			return h
+		}
+	}
 	if pod.Spec.Hostname != "" {
 		return pod.Spec.Hostname
 	}
@@ -147,7 +189,7 @@ func volumeMounts(pod *reconcile.DesiredPod, c *reconcile.Container, p PodPaths)
 		if !path.IsAbs(vm.MountPath) {
 			return nil, fmt.Errorf("container %q: volumeMount %q: mountPath %q must be absolute", c.Name, vm.Name, vm.MountPath)
 		}
-		mounts = append(mounts, bind(src, path.Clean(vm.MountPath), vm.ReadOnly))
+		mounts = append(mounts, bind(src, path.Clean(vm.MountPath), vm.ReadOnly || readOnlyVolume(pod, vm.Name)))
 	}
 	return mounts, nil
 }
@@ -159,7 +201,7 @@ func volumeSource(pod *reconcile.DesiredPod, p PodPaths, name string) (string, e
 			continue
 		}
 		switch {
-		case v.EmptyDir != nil:
+		case v.EmptyDir != nil, v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Projected != nil:
 			return p.volume(v.Name), nil
 		case v.HostPath != nil:
 			if !filepath.IsAbs(v.HostPath.Path) {
@@ -167,39 +209,20 @@ func volumeSource(pod *reconcile.DesiredPod, p PodPaths, name string) (string, e
 			}
 			return filepath.Clean(v.HostPath.Path), nil
 		default:
-			return "", fmt.Errorf("volume %q: no supported source (emptyDir or hostPath)", v.Name)
+			return "", fmt.Errorf("volume %q: no supported source (emptyDir, hostPath, configMap, secret, downwardAPI, projected)", v.Name)
 		}
 	}
 	return "", fmt.Errorf("volume %q is not declared in the pod", name)
 }
 
-// HostsFile returns the pod's /etc/hosts.
-func HostsFile(ip, hostname string) []byte {
-	var b bytes.Buffer
-	b.WriteString("127.0.0.1\tlocalhost\n")
-	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")
-	if ip != "" {
-		fmt.Fprintf(&b, "%s\t%s\n", ip, hostname)
-	}
-	return b.Bytes()
-}
-
-// ResolvConf returns the pod's /etc/resolv.conf from the host's: nameservers
-// on loopback (a local stub resolver) cannot be reached from the pod's
-// network and are dropped.
-func ResolvConf(host []byte) []byte {
-	var b bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(host))
-	for sc.Scan() {
-		line := sc.Text()
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" {
-			if ip := net.ParseIP(f[1]); ip != nil && ip.IsLoopback() {
-				continue
-			}
+// readOnlyVolume reports whether the named volume is mounted read-only
+// whatever the mount says, as Kubernetes mounts configMap, secret,
+// downwardAPI and projected volumes.
+func readOnlyVolume(pod *reconcile.DesiredPod, name string) bool {
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == name {
+			return v.ConfigMap != nil || v.Secret != nil || v.DownwardAPI != nil || v.Projected != nil
 		}
-		b.WriteString(line)
-		b.WriteByte('\n')
 	}
-	return b.Bytes()
+	return false
 }

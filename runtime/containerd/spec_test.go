@@ -186,14 +186,3 @@ func TestNormalizeImage(t *testing.T) {
 		}
 	}
 }
-
-func TestEtcFiles(t *testing.T) {
-	got := string(containerd.HostsFile("10.0.0.5", "web"))
-	if !strings.Contains(got, "127.0.0.1\tlocalhost\n") || !strings.Contains(got, "10.0.0.5\tweb\n") {
-		t.Errorf("hosts file %q", got)
-	}
-	resolv := string(containerd.ResolvConf([]byte("nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch example.org\n")))
-	if resolv != "nameserver 192.0.2.1\nsearch example.org\n" {
-		t.Errorf("resolv.conf %q", resolv)
-	}
-}

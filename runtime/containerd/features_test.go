@@ -1,0 +1,147 @@
+package containerd_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/runtime/containerd"
+	"berth.dev/berth/runtime/runtimetest"
+)
+
+// upChecked starts pod like runtimetest.Up, and when the test ends removes
+// it and checks that nothing of it is left on the host.
+func upChecked(t *testing.T, rt *containerd.Runtime, e *env, pod *reconcile.DesiredPod) {
+	t.Helper()
+	for _, c := range append(append([]reconcile.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		if err := rt.EnsureImage(ctx(t), c.Image, reconcile.PullIfNotPresent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := snapshotHost(t, rt, e)
+	t.Cleanup(func() {
+		if err := rt.RemovePod(ctx(t), pod.ID, runtimetest.Grace); err != nil {
+			t.Errorf("RemovePod: %v", err)
+		}
+		assertNoLeak(t, rt, e, base)
+	})
+	if err := rt.CreateSandbox(ctx(t), pod); err != nil {
+		t.Fatalf("CreateSandbox: %v", err)
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if err := rt.StartContainer(ctx(t), pod, reconcile.InitContainer, c.Name); err != nil {
+			t.Fatalf("StartContainer(%s): %v", c.Name, err)
+		}
+		if code, err := rt.WaitContainer(ctx(t), pod.ID, reconcile.InitContainer, c.Name); err != nil || code != 0 {
+			t.Fatalf("init container %s: %d, %v", c.Name, code, err)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		if err := rt.StartContainer(ctx(t), pod, reconcile.AppContainer, c.Name); err != nil {
+			t.Fatalf("StartContainer(%s): %v", c.Name, err)
+		}
+	}
+}
+
+// waitOutput waits for the named app container to exit and returns its
+// log and exit code.
+func waitOutput(t *testing.T, rt *containerd.Runtime, pod *reconcile.DesiredPod, name string) (string, int) {
+	t.Helper()
+	code, err := rt.WaitContainer(ctx(t), pod.ID, reconcile.AppContainer, name)
+	if err != nil {
+		t.Fatalf("WaitContainer(%s): %v", name, err)
+	}
+	return logOf(t, rt, pod.ID, name), code
+}
+
+func script(name, sh string) reconcile.Container {
+	return reconcile.Container{Name: name, Image: testImage, Command: []string{"sh", "-c", sh}}
+}
+
+func freePort(t *testing.T) int32 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return int32(l.Addr().(*net.TCPAddr).Port)
+}
+
+func TestHostPortAnswersFromHost(t *testing.T) {
+	rt, e := newRuntime(t)
+	port := freePort(t)
+	c := script("web", "mkdir /www && echo hello via hostPort > /www/index.html && exec httpd -f -p 80 -h /www")
+	c.Ports = []reconcile.ContainerPort{{ContainerPort: 80, HostPort: port, Protocol: "TCP"}}
+	pod := runtimetest.NewPod("hostport", c)
+	upChecked(t, rt, e, pod)
+	var body string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET 127.0.0.1:%d from the host: %v", port, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if body != "hello via hostPort\n" {
+		t.Errorf("hostPort answered %q", body)
+	}
+}
+
+func TestHostNetwork(t *testing.T) {
+	rt, e := newRuntime(t)
+	pod := runtimetest.NewPod("hostnet", script("main", "readlink /proc/self/ns/net; hostname; cat /etc/hosts"))
+	pod.Spec.HostNetwork = true
+	pod.Spec.HostAliases = []reconcile.HostAlias{{IP: "127.0.0.1", Hostnames: []string{"alias.local"}}}
+	upChecked(t, rt, e, pod)
+	out, code := waitOutput(t, rt, pod, "main")
+	hostNet, _ := os.Readlink("/proc/self/ns/net")
+	hostName, _ := os.Hostname()
+	lines := strings.SplitN(out, "\n", 3)
+	if code != 0 || len(lines) < 3 || lines[0] != hostNet || lines[1] != hostName {
+		t.Fatalf("exit %d, output %q; want host netns %s and hostname %s", code, out, hostNet, hostName)
+	}
+	if !strings.Contains(lines[2], "127.0.0.1\talias.local") {
+		t.Errorf("/etc/hosts lacks the alias: %q", lines[2])
+	}
+	pods := runtimetest.MustList(t, rt)
+	if len(pods) != 1 || !pods[0].SandboxReady || net.ParseIP(pods[0].IP) == nil {
+		t.Errorf("List = %+v; want a ready pod with the host's IP", pods)
+	}
+}
+
+func TestHostAliasesAndDNSConfig(t *testing.T) {
+	rt, e := newRuntime(t)
+	ndots := "2"
+	pod := runtimetest.NewPod("dns", script("main", "cat /etc/hosts; echo ---; cat /etc/resolv.conf"))
+	pod.Spec.Hostname, pod.Spec.Subdomain = "db-0", "db"
+	pod.Spec.HostAliases = []reconcile.HostAlias{{IP: "10.1.2.3", Hostnames: []string{"foo.remote", "bar.remote"}}}
+	pod.Spec.DNSPolicy = containerd.DNSNone
+	pod.Spec.DNSConfig = &reconcile.PodDNSConfig{Nameservers: []string{"192.0.2.1"}, Searches: []string{"example.test"},
+		Options: []reconcile.PodDNSConfigOption{{Name: "ndots", Value: &ndots}}}
+	upChecked(t, rt, e, pod)
+	out, _ := waitOutput(t, rt, pod, "main")
+	ip := runtimetest.MustList(t, rt)[0].IP
+	hosts, resolv, _ := strings.Cut(out, "---\n")
+	for _, want := range []string{ip + "\tdb-0.db.default.svc.cluster.local\tdb-0\n", "10.1.2.3\tfoo.remote\tbar.remote\n"} {
+		if !strings.Contains(hosts, want) {
+			t.Errorf("/etc/hosts %q lacks %q", hosts, want)
+		}
+	}
+	if want := "nameserver 192.0.2.1\nsearch example.test\noptions ndots:2\n"; resolv != want {
+		t.Errorf("/etc/resolv.conf = %q, want %q", resolv, want)
+	}
+}

@@ -1,0 +1,235 @@
+package containerd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"berth.dev/berth/reconcile"
+)
+
+// Seccomp profile types.
+const (
+	SeccompRuntimeDefault = "RuntimeDefault"
+	SeccompUnconfined     = "Unconfined"
+	SeccompLocalhost      = "Localhost"
+)
+
+// EffectiveSecurity is a container's security settings with the pod's
+// filled in where the container sets none, as Kubernetes merges them.
+type EffectiveSecurity struct {
+	RunAsUser, RunAsGroup    *int64
+	RunAsNonRoot             bool
+	SupplementalGroups       []int64
+	FSGroup                  *int64
+	Privileged               bool
+	ReadOnlyRootFilesystem   bool
+	AllowPrivilegeEscalation *bool
+	Capabilities             *reconcile.Capabilities
+	Seccomp                  *reconcile.SeccompProfile
+	Sysctls                  []reconcile.Sysctl
+}
+
+// Security merges the pod's and the container's securityContext.
+func Security(pod *reconcile.DesiredPod, c *reconcile.Container) EffectiveSecurity {
+	var e EffectiveSecurity
+	if ps := pod.Spec.SecurityContext; ps != nil {
+		e.RunAsUser, e.RunAsGroup = ps.RunAsUser, ps.RunAsGroup
+		e.RunAsNonRoot = ps.RunAsNonRoot != nil && *ps.RunAsNonRoot
+		e.SupplementalGroups, e.FSGroup = ps.SupplementalGroups, ps.FSGroup
+		e.Seccomp, e.Sysctls = ps.SeccompProfile, ps.Sysctls
+	}
+	if cs := c.SecurityContext; cs != nil {
+		if cs.RunAsUser != nil {
+			e.RunAsUser = cs.RunAsUser
+		}
+		if cs.RunAsGroup != nil {
+			e.RunAsGroup = cs.RunAsGroup
+		}
+		if cs.RunAsNonRoot != nil {
+			e.RunAsNonRoot = *cs.RunAsNonRoot
+		}
+		if cs.SeccompProfile != nil {
+			e.Seccomp = cs.SeccompProfile
+		}
+		e.Privileged = cs.Privileged != nil && *cs.Privileged
+		e.ReadOnlyRootFilesystem = cs.ReadOnlyRootFilesystem != nil && *cs.ReadOnlyRootFilesystem
+		e.AllowPrivilegeEscalation = cs.AllowPrivilegeEscalation
+		e.Capabilities = cs.Capabilities
+	}
+	return e
+}
+
+// capName turns a Kubernetes capability name ("NET_ADMIN") into the OCI
+// one ("CAP_NET_ADMIN").
+func capName(s string) string {
+	s = strings.ToUpper(s)
+	if !strings.HasPrefix(s, "CAP_") {
+		s = "CAP_" + s
+	}
+	return s
+}
+
+// securityOpts translates the effective securityContext into spec
+// options: user and groups (fsGroup and supplementalGroups are added
+// groups), runAsNonRoot checked against the user the container would run
+// as, privileged (all capabilities and host devices, no seccomp),
+// capabilities dropped and added over containerd's default set ("ALL"
+// drops everything first), no_new_privs when allowPrivilegeEscalation is
+// false, a read-only root filesystem, the seccomp profile and namespaced
+// sysctls.
+func securityOpts(in SpecInput) ([]oci.SpecOpts, error) {
+	c := in.Container
+	e := Security(in.Pod, c)
+	var opts []oci.SpecOpts
+	switch {
+	case e.RunAsUser != nil && e.RunAsGroup != nil:
+		opts = append(opts, oci.WithUIDGID(uint32(*e.RunAsUser), uint32(*e.RunAsGroup)))
+	case e.RunAsUser != nil:
+		opts = append(opts, oci.WithUserID(uint32(*e.RunAsUser)))
+	case in.Image.User != "":
+		opts = append(opts, oci.WithUser(in.Image.User))
+	}
+	if e.RunAsGroup != nil && e.RunAsUser == nil {
+		gid := uint32(*e.RunAsGroup)
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Process.User.GID = gid
+			return nil
+		})
+	}
+	if e.RunAsNonRoot {
+		if err := checkNonRoot(c.Name, e.RunAsUser, in.Image.User); err != nil {
+			return nil, err
+		}
+	}
+	groups := slices.Clone(e.SupplementalGroups)
+	if e.FSGroup != nil {
+		groups = append(groups, *e.FSGroup)
+	}
+	if len(groups) > 0 {
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			for _, g := range groups {
+				if !slices.Contains(s.Process.User.AdditionalGids, uint32(g)) {
+					s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g))
+				}
+			}
+			return nil
+		})
+	}
+	if e.Privileged {
+		opts = append(opts, oci.WithPrivileged, oci.WithHostDevices, oci.WithAllDevicesAllowed)
+	} else if caps := e.Capabilities; caps != nil {
+		var add, drop []string
+		dropAll := false
+		for _, a := range caps.Add {
+			add = append(add, capName(a))
+		}
+		for _, d := range caps.Drop {
+			if strings.EqualFold(d, "ALL") {
+				dropAll = true
+				continue
+			}
+			drop = append(drop, capName(d))
+		}
+		if dropAll {
+			opts = append(opts, oci.WithCapabilities(nil))
+		}
+		if len(add) > 0 {
+			opts = append(opts, oci.WithAddedCapabilities(add))
+		}
+		if len(drop) > 0 {
+			opts = append(opts, oci.WithDroppedCapabilities(drop))
+		}
+	}
+	if e.AllowPrivilegeEscalation != nil && !*e.AllowPrivilegeEscalation && !e.Privileged {
+		opts = append(opts, oci.WithNoNewPrivileges)
+	}
+	if e.ReadOnlyRootFilesystem {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if len(e.Sysctls) > 0 {
+		sysctls := map[string]string{}
+		for _, s := range e.Sysctls {
+			sysctls[s.Name] = s.Value
+		}
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			if s.Linux == nil {
+				s.Linux = &specs.Linux{}
+			}
+			s.Linux.Sysctl = sysctls
+			return nil
+		})
+	}
+	// Seccomp last: the default profile depends on the capabilities.
+	if !e.Privileged && e.Seccomp != nil {
+		switch e.Seccomp.Type {
+		case SeccompRuntimeDefault:
+			opts = append(opts, seccomp.WithDefaultProfile())
+		case SeccompUnconfined:
+		case SeccompLocalhost:
+			if len(in.SeccompProfile) == 0 {
+				return nil, fmt.Errorf("container %q: seccomp profile %q is empty or was not loaded", c.Name, e.Seccomp.LocalhostProfile)
+			}
+			var prof specs.LinuxSeccomp
+			if err := json.Unmarshal(in.SeccompProfile, &prof); err != nil {
+				return nil, fmt.Errorf("container %q: seccomp profile %q: %w", c.Name, e.Seccomp.LocalhostProfile, err)
+			}
+			opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+				p := prof
+				s.Linux.Seccomp = &p
+				return nil
+			})
+		default:
+			return nil, fmt.Errorf("container %q: seccompProfile type %q is not known", c.Name, e.Seccomp.Type)
+		}
+	}
+	return opts, nil
+}
+
+// checkNonRoot refuses a container that would run as root when
+// runAsNonRoot is set: its runAsUser, else the image's user, must be a
+// non-zero numeric UID (a user name cannot be verified, as on a kubelet).
+func checkNonRoot(name string, runAsUser *int64, imageUser string) error {
+	if runAsUser != nil {
+		if *runAsUser == 0 {
+			return fmt.Errorf("container %q: runAsNonRoot is set and runAsUser is 0", name)
+		}
+		return nil
+	}
+	u, _, _ := strings.Cut(imageUser, ":")
+	if u == "" || u == "root" {
+		return fmt.Errorf("container %q: runAsNonRoot is set and the image runs as root", name)
+	}
+	uid, err := strconv.ParseUint(u, 10, 32)
+	if err != nil {
+		return fmt.Errorf("container %q: runAsNonRoot is set and the image's user %q is not numeric, so it cannot be verified", name, u)
+	}
+	if uid == 0 {
+		return fmt.Errorf("container %q: runAsNonRoot is set and the image runs as UID 0", name)
+	}
+	return nil
+}
+
+// loadSeccompProfile reads a Localhost seccomp profile from
+// <StateDir>/seccomp, where the operator installs them (as the kubelet
+// reads <root>/seccomp).
+func (r *Runtime) loadSeccompProfile(name string) ([]byte, error) {
+	if !filepath.IsLocal(name) {
+		return nil, fmt.Errorf("seccomp localhostProfile %q must be a relative path inside %s", name, filepath.Join(r.stateDir, "seccomp"))
+	}
+	b, err := os.ReadFile(filepath.Join(r.stateDir, "seccomp", name))
+	if err != nil {
+		return nil, fmt.Errorf("seccomp localhostProfile: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,381 @@
+package containerd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"berth.dev/berth/reconcile"
+)
+
+// Volume kinds berth backs with a tmpfs: memory emptyDirs, and volumes
+// that may hold Secret material (secret, projected), which is never
+// written in clear to the state directory's disk.
+func onTmpfs(v reconcile.Volume) bool {
+	switch {
+	case v.EmptyDir != nil:
+		return v.EmptyDir.Medium == "Memory"
+	case v.Secret != nil, v.Projected != nil:
+		return true
+	}
+	return false
+}
+
+// defaultFileMode is Kubernetes' defaultMode of configMap, secret,
+// downwardAPI and projected volumes.
+const defaultFileMode = 0o644
+
+// prepareVolumes makes the pod's volumes: emptyDir directories (a tmpfs
+// of at most sizeLimit for medium Memory), hostPath checks (and creation
+// for the *OrCreate types), and the files of configMap, secret,
+// downwardAPI and projected volumes. Secret and projected volumes live on
+// a tmpfs of their own. Calling it again rewrites the files.
+func (r *Runtime) prepareVolumes(ctx context.Context, pod *reconcile.DesiredPod, p PodPaths) error {
+	for _, v := range pod.Spec.Volumes {
+		if err := r.prepareVolume(pod, p, v); err != nil {
+			return fmt.Errorf("volume %q: %w", v.Name, err)
+		}
+	}
+	return nil
+}
+
+func (r *Runtime) prepareVolume(pod *reconcile.DesiredPod, p PodPaths, v reconcile.Volume) error {
+	if v.HostPath != nil {
+		return prepareHostPath(v)
+	}
+	if v.PersistentVolumeClaim != nil {
+		return errors.New("persistentVolumeClaim volumes are not supported by this runtime")
+	}
+	dir := p.volume(v.Name)
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
+	}
+	if onTmpfs(v) && !isMountPoint(dir) {
+		opts := "mode=0777"
+		if v.EmptyDir != nil && v.EmptyDir.SizeLimit != "" {
+			size, err := parseBytes(v.EmptyDir.SizeLimit)
+			if err != nil {
+				return fmt.Errorf("sizeLimit: %w", err)
+			}
+			opts += fmt.Sprintf(",size=%d", size)
+		}
+		if v.EmptyDir == nil {
+			opts = "mode=0755,size=" + fmt.Sprint(64<<20)
+		}
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+			return fmt.Errorf("mount tmpfs: %w", err)
+		}
+	}
+	if v.EmptyDir != nil {
+		// Pods run as root by default but may not; emptyDir is
+		// world-writable like Kubernetes'.
+		return os.Chmod(dir, 0o777)
+	}
+	files, err := VolumeFiles(pod, v)
+	if err != nil {
+		return err
+	}
+	return writeVolumeFiles(dir, files, fsGroup(pod))
+}
+
+// VolumeFile is one file of a configMap, secret, downwardAPI or projected
+// volume.
+type VolumeFile struct {
+	Path string
+	Data []byte
+	Mode os.FileMode
+}
+
+// VolumeFiles returns the files of a configMap, secret, downwardAPI or
+// projected volume of pod, sorted by path, with Kubernetes' rules: every
+// key unless items are given, items map keys to relative paths with their
+// own mode, defaultMode (0644) otherwise; a missing optional source gives
+// no files; a key named in items that does not exist is an error unless
+// the source is optional.
+func VolumeFiles(pod *reconcile.DesiredPod, v reconcile.Volume) ([]VolumeFile, error) {
+	var files []VolumeFile
+	mode := func(m *int32, def os.FileMode) os.FileMode {
+		if m != nil {
+			return os.FileMode(*m) & 0o777
+		}
+		return def
+	}
+	addKeys := func(kind, name string, data map[string][]byte, items []reconcile.KeyToPath, optional *bool, def os.FileMode) error {
+		if data == nil {
+			if optional != nil && *optional {
+				return nil
+			}
+			return fmt.Errorf("%s %q is not declared in namespace %q", kind, name, pod.ID.Namespace)
+		}
+		if len(items) == 0 {
+			for k, b := range data {
+				files = append(files, VolumeFile{Path: k, Data: b, Mode: def})
+			}
+			return nil
+		}
+		for _, it := range items {
+			b, ok := data[it.Key]
+			if !ok {
+				if optional != nil && *optional {
+					continue
+				}
+				return fmt.Errorf("%s %q has no key %q", kind, name, it.Key)
+			}
+			files = append(files, VolumeFile{Path: it.Path, Data: b, Mode: mode(it.Mode, def)})
+		}
+		return nil
+	}
+	addDownward := func(items []reconcile.DownwardAPIVolumeFile, def os.FileMode) error {
+		for _, it := range items {
+			var val string
+			var err error
+			switch {
+			case it.FieldRef != nil:
+				val, err = FieldValue(pod, it.FieldRef.FieldPath, "", "")
+			case it.ResourceFieldRef != nil:
+				val, err = ResourceValue(pod, "", it.ResourceFieldRef)
+			default:
+				err = errors.New("downwardAPI item has neither fieldRef nor resourceFieldRef")
+			}
+			if err != nil {
+				return fmt.Errorf("downwardAPI %q: %w", it.Path, err)
+			}
+			files = append(files, VolumeFile{Path: it.Path, Data: []byte(val), Mode: mode(it.Mode, def)})
+		}
+		return nil
+	}
+	var err error
+	switch {
+	case v.ConfigMap != nil:
+		err = addKeys("ConfigMap", v.ConfigMap.Name, configMapBytes(pod, v.ConfigMap.Name), v.ConfigMap.Items, v.ConfigMap.Optional, mode(v.ConfigMap.DefaultMode, defaultFileMode))
+	case v.Secret != nil:
+		err = addKeys("Secret", v.Secret.SecretName, secretBytes(pod, v.Secret.SecretName), v.Secret.Items, v.Secret.Optional, mode(v.Secret.DefaultMode, defaultFileMode))
+	case v.DownwardAPI != nil:
+		err = addDownward(v.DownwardAPI.Items, mode(v.DownwardAPI.DefaultMode, defaultFileMode))
+	case v.Projected != nil:
+		def := mode(v.Projected.DefaultMode, defaultFileMode)
+		for _, src := range v.Projected.Sources {
+			switch {
+			case src.ConfigMap != nil:
+				err = addKeys("ConfigMap", src.ConfigMap.Name, configMapBytes(pod, src.ConfigMap.Name), src.ConfigMap.Items, src.ConfigMap.Optional, def)
+			case src.Secret != nil:
+				err = addKeys("Secret", src.Secret.Name, secretBytes(pod, src.Secret.Name), src.Secret.Items, src.Secret.Optional, def)
+			case src.DownwardAPI != nil:
+				err = addDownward(src.DownwardAPI.Items, def)
+			default:
+				err = errors.New("projected source has none of configMap, secret, downwardAPI")
+			}
+			if err != nil {
+				break
+			}
+		}
+	default:
+		return nil, errors.New("no supported source")
+	}
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	for i, f := range files {
+		if !filepath.IsLocal(f.Path) || strings.HasPrefix(f.Path, "..") {
+			return nil, fmt.Errorf("path %q must be relative, inside the volume, and not start with '..'", f.Path)
+		}
+		if i > 0 && files[i-1].Path == f.Path {
+			return nil, fmt.Errorf("path %q is projected twice", f.Path)
+		}
+	}
+	return files, nil
+}
+
+func configMapBytes(pod *reconcile.DesiredPod, name string) map[string][]byte {
+	cm := pod.ConfigMaps[name]
+	if cm == nil {
+		return nil
+	}
+	out := make(map[string][]byte, len(cm.Data)+len(cm.BinaryData))
+	for k, v := range cm.Data {
+		out[k] = []byte(v)
+	}
+	for k, v := range cm.BinaryData {
+		out[k] = v
+	}
+	return out
+}
+
+func secretBytes(pod *reconcile.DesiredPod, name string) map[string][]byte {
+	s := pod.Secrets[name]
+	if s == nil {
+		return nil
+	}
+	if s.Data == nil {
+		return map[string][]byte{}
+	}
+	return s.Data
+}
+
+func fsGroup(pod *reconcile.DesiredPod) *int64 {
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		return sc.FSGroup
+	}
+	return nil
+}
+
+// writeVolumeFiles replaces the content of dir with files. With an
+// fsGroup, files belong to that group and are group-readable, as on a
+// kubelet.
+func writeVolumeFiles(dir string, files []VolumeFile, group *int64) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
+		path := filepath.Join(dir, f.Path)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		mode := f.Mode
+		if group != nil {
+			mode |= 0o440
+		}
+		if err := os.WriteFile(path, f.Data, mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(path, mode); err != nil { // not subject to umask
+			return err
+		}
+		if group != nil {
+			if err := os.Lchown(path, -1, int(*group)); err != nil {
+				return err
+			}
+		}
+	}
+	if group != nil {
+		return os.Lchown(dir, -1, int(*group))
+	}
+	return nil
+}
+
+func prepareHostPath(v reconcile.Volume) error {
+	hp := v.HostPath.Path
+	if !filepath.IsAbs(hp) {
+		return fmt.Errorf("hostPath %q must be absolute", hp)
+	}
+	st, err := os.Stat(hp)
+	want := func(ok bool, what string) error {
+		if err != nil {
+			return fmt.Errorf("hostPath type %s: %w", v.HostPath.Type, err)
+		}
+		if !ok {
+			return fmt.Errorf("hostPath %q is not a %s", hp, what)
+		}
+		return nil
+	}
+	switch v.HostPath.Type {
+	case "", "Unset":
+		return nil
+	case "DirectoryOrCreate":
+		if err != nil {
+			return os.MkdirAll(hp, 0o755)
+		}
+		return want(st.IsDir(), "directory")
+	case "Directory":
+		return want(err == nil && st.IsDir(), "directory")
+	case "FileOrCreate":
+		if err != nil {
+			if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(hp, os.O_CREATE|os.O_RDONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			return f.Close()
+		}
+		return want(st.Mode().IsRegular(), "file")
+	case "File":
+		return want(err == nil && st.Mode().IsRegular(), "file")
+	case "Socket":
+		return want(err == nil && st.Mode()&os.ModeSocket != 0, "socket")
+	case "CharDevice":
+		return want(err == nil && st.Mode()&os.ModeCharDevice != 0, "character device")
+	case "BlockDevice":
+		return want(err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0, "block device")
+	default:
+		return fmt.Errorf("hostPath type %q is not known", v.HostPath.Type)
+	}
+}
+
+// unmountVolumes unmounts the tmpfs volumes of a pod (and anything else
+// mounted below its volumes directory), deepest first.
+func (r *Runtime) unmountVolumes(p PodPaths) error {
+	for _, m := range mountsUnder(filepath.Join(p.Dir, "volumes")) {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmount %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+func isMountPoint(path string) bool {
+	for _, m := range mountsUnder(path) {
+		if m == path {
+			return true
+		}
+	}
+	return false
+}
+
+// mountsUnder returns the mount points at or below dir, deepest first.
+func mountsUnder(dir string) []string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
