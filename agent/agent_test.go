@@ -1,0 +1,469 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/runtime/fake"
+	"berth.dev/berth/source"
+)
+
+const image = "example.local/app:1"
+
+// repo is an in-memory repository: commits map to the pods they declare.
+// It implements Source; Fetch returns the head, or fails while down is set.
+type repo struct {
+	mu      sync.Mutex
+	commits map[string][]reconcile.DesiredPod
+	head    string
+	down    bool
+	fetches atomic.Int64
+	block   chan struct{} // when set, Fetch waits for it
+}
+
+func newRepo() *repo { return &repo{commits: map[string][]reconcile.DesiredPod{}} }
+
+// commit adds a commit declaring pods name→command and makes it the head.
+func (r *repo) commit(id string, pods map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ds []reconcile.DesiredPod
+	names := make([]string, 0, len(pods))
+	for n := range pods {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ds = append(ds, reconcile.DesiredPod{
+			ID:       reconcile.PodID{Namespace: "default", Name: n},
+			Owner:    "Pod/default/" + n,
+			Revision: id,
+			Hash:     fmt.Sprintf("%x", sha256.Sum256([]byte(pods[n])))[:16],
+			Spec: reconcile.PodSpec{
+				RestartPolicy: "Always",
+				Containers:    []reconcile.Container{{Name: "main", Image: image, Command: []string{"sh", "-c", pods[n]}}},
+			},
+		})
+	}
+	r.commits[id] = ds
+	r.head = id
+}
+
+func (r *repo) setDown(v bool) { r.mu.Lock(); r.down = v; r.mu.Unlock() }
+
+func (r *repo) rev(id string) *source.Revision {
+	return &source.Revision{Commit: id, URL: "https://git.example/repo.git", Ref: "refs/heads/main"}
+}
+
+func (r *repo) Fetch(ctx context.Context) (*source.Revision, bool, error) {
+	r.fetches.Add(1)
+	r.mu.Lock()
+	block := r.block
+	r.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		return nil, false, errors.New("fetch https://git.example/repo.git: connection refused")
+	}
+	return r.rev(r.head), true, nil
+}
+
+func (r *repo) Revision(ctx context.Context, id string) (*source.Revision, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.commits[id]; !ok {
+		return nil, fmt.Errorf("%s: %w", id, source.ErrRefNotFound)
+	}
+	return r.rev(id), nil
+}
+
+func (r *repo) URL() string { return "https://git.example/repo.git" }
+
+func (r *repo) load(rev *source.Revision) ([]reconcile.DesiredPod, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pods, ok := r.commits[rev.Commit]
+	if !ok {
+		return nil, &ValidationError{Commit: rev.Commit, Problems: []string{"./x.yaml:1:1: broken"}}
+	}
+	return pods, nil
+}
+
+// harness runs an agent against a repo and a fake runtime.
+type harness struct {
+	t      *testing.T
+	repo   *repo
+	rt     *fake.Runtime
+	state  string
+	a      *Agent
+	cancel context.CancelFunc
+	done   chan struct{}
+	tweak  func(*Config)
+}
+
+func newHarness(t *testing.T, r *repo, rt *fake.Runtime, state string, tweak func(*Config)) *harness {
+	t.Helper()
+	if state == "" {
+		state = t.TempDir()
+	}
+	h := &harness{t: t, repo: r, rt: rt, state: state, tweak: tweak}
+	h.start()
+	return h
+}
+
+func (h *harness) start() {
+	h.t.Helper()
+	cfg := Config{
+		Source:         h.repo,
+		Load:           h.repo.load,
+		Reconciler:     &ApplyReconciler{Runtime: h.rt},
+		Observer:       h.rt,
+		StateDir:       h.state,
+		Interval:       time.Hour,
+		Resync:         -1,
+		HealthSettle:   time.Nanosecond,
+		HealthPoll:     time.Hour,
+		HealthDeadline: time.Minute,
+		Logger:         hclog.New(&hclog.LoggerOptions{Output: testWriter{h.t}, Level: hclog.Debug}),
+	}
+	if h.tweak != nil {
+		h.tweak(&cfg)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.a = a
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan struct{})
+	passed := a.Passed()
+	go func() { defer close(h.done); _ = a.Run(ctx) }()
+	h.wait(passed)
+	h.t.Cleanup(h.stop)
+}
+
+func (h *harness) stop() {
+	h.cancel()
+	<-h.done
+}
+
+func (h *harness) wait(ch <-chan struct{}) {
+	h.t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("no pass within 10s")
+	}
+}
+
+// pass rings trigger and waits for the pass it causes.
+func (h *harness) pass(tr Trigger) {
+	h.t.Helper()
+	ch := h.a.Passed()
+	h.a.Trigger(tr)
+	h.wait(ch)
+}
+
+// running returns pod name → revision of the pods in the runtime.
+func (h *harness) running() map[string]string {
+	h.t.Helper()
+	obs, err := h.rt.List(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range obs {
+		out[p.ID.Name] = p.Revision
+	}
+	return out
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+const sleep = "sleep 1000"
+
+func TestApplyThenRestartChangesNothing(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep, "db": sleep, "cache": sleep})
+	rt := fake.New(image)
+	h := newHarness(t, r, rt, "", nil)
+	if diff := cmp.Diff(map[string]string{"web": "aaaa", "db": "aaaa", "cache": "aaaa"}, h.running()); diff != "" {
+		t.Fatalf("pods (-want +got):\n%s", diff)
+	}
+	h.pass(TriggerHealth)
+	st := h.a.Status()
+	if st.LastGood == nil || st.LastGood.Commit != "aaaa" || st.Applied == nil || st.Applied.Commit != "aaaa" {
+		t.Fatalf("status after health check: good %+v applied %+v", st.LastGood, st.Applied)
+	}
+
+	// Stopping the agent leaves the pods; a new agent changes nothing.
+	h.stop()
+	if len(h.running()) != 3 {
+		t.Fatalf("pods after stop: %v", h.running())
+	}
+	rt.ResetCalls()
+	h2 := newHarness(t, r, rt, h.state, nil)
+	h2.pass(TriggerResync)
+	if m := rt.MutatingCalls(); len(m) != 0 {
+		t.Fatalf("restart made mutating calls: %v", m)
+	}
+	if st := h2.a.Status(); st.Checking != nil || len(st.Pods) != 3 {
+		t.Fatalf("status after restart: checking %+v, %d pods", st.Checking, len(st.Pods))
+	}
+}
+
+func TestGitOutageAcrossRestartChangesNoPod(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep, "db": sleep})
+	rt := fake.New(image)
+	h := newHarness(t, r, rt, "", nil)
+	h.pass(TriggerHealth) // aaaa becomes good
+
+	// A new commit lands while the host runs aaaa, then Git goes away.
+	r.commit("bbbb", map[string]string{"web": sleep})
+	r.setDown(true)
+	rt.ResetCalls()
+	h.pass(TriggerPoll)
+	h.stop()
+	if m := rt.MutatingCalls(); len(m) != 0 {
+		t.Fatalf("outage made mutating calls: %v", m)
+	}
+
+	// Restart without network: nothing changes, the status says offline.
+	h2 := newHarness(t, r, rt, h.state, nil)
+	h2.pass(TriggerPoll)
+	if m := rt.MutatingCalls(); len(m) != 0 {
+		t.Fatalf("offline restart made mutating calls: %v", m)
+	}
+	st := h2.a.Status()
+	if !st.Offline || st.FetchError == nil || st.Applied.Commit != "aaaa" {
+		t.Fatalf("status: offline %v fetchError %+v applied %+v", st.Offline, st.FetchError, st.Applied)
+	}
+	h2.stop()
+
+	// After a reboot the pods are gone: the offline agent brings back the
+	// last good revision, and prunes nothing that runs.
+	rt2 := fake.New(image)
+	_ = rt2.CreateSandbox(context.Background(), &reconcile.DesiredPod{ID: reconcile.PodID{Namespace: "default", Name: "stray"}, Hash: "x", Revision: "old"})
+	newHarness(t, r, rt2, h.state, nil)
+	if diff := cmp.Diff(map[string]string{"web": "aaaa", "db": "aaaa", "stray": "old"}, func() map[string]string {
+		h := &harness{t: t, rt: rt2}
+		return h.running()
+	}()); diff != "" {
+		t.Fatalf("pods after offline reboot (-want +got):\n%s", diff)
+	}
+}
+
+func TestMassDeletionRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		next      map[string]string
+		allow     bool
+		wantPods  int
+		wantError bool
+	}{
+		{"more than half", map[string]string{"a": sleep}, false, 4, true},
+		{"all", map[string]string{}, false, 4, true},
+		{"half is allowed", map[string]string{"a": sleep, "b": sleep}, false, 2, false},
+		{"all with opt-in", map[string]string{}, true, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRepo()
+			r.commit("aaaa", map[string]string{"a": sleep, "b": sleep, "c": sleep, "d": sleep})
+			rt := fake.New(image)
+			h := newHarness(t, r, rt, "", func(c *Config) { c.AllowMassDelete = tc.allow })
+			r.commit("bbbb", tc.next)
+			h.pass(TriggerWebhook)
+			if got := len(h.running()); got != tc.wantPods {
+				t.Fatalf("%d pods run, want %d", got, tc.wantPods)
+			}
+			st := h.a.Status()
+			if tc.wantError != (st.LastError != nil && st.LastError.Kind == "safety" && st.LastError.Commit == "bbbb") {
+				t.Fatalf("last error %+v", st.LastError)
+			}
+		})
+	}
+}
+
+func TestUnhealthyRevisionRolledBackAndNotRetried(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep, "db": sleep})
+	rt := fake.New(image)
+	h := newHarness(t, r, rt, "", nil)
+	h.pass(TriggerHealth)
+
+	// bbbb replaces web with a container that crashes at once.
+	r.commit("bbbb", map[string]string{"web": "exit 3", "db": sleep})
+	h.pass(TriggerWebhook)
+	if got := h.running()["web"]; got != "aaaa" {
+		t.Fatalf("web runs revision %q after the health check, want a rollback to aaaa", got)
+	}
+	st := h.a.Status()
+	if len(st.BadRevisions) != 1 || st.BadRevisions[0].Commit != "bbbb" || st.LastGood.Commit != "aaaa" || st.Applied.Commit != "aaaa" {
+		t.Fatalf("status: bad %+v good %+v applied %+v", st.BadRevisions, st.LastGood, st.Applied)
+	}
+	if st.LastError == nil || st.LastError.Kind != "health" || st.LastError.Commit != "bbbb" {
+		t.Fatalf("last error %+v", st.LastError)
+	}
+
+	// The bad head is not tried again, not even by a restarted agent.
+	rt.ResetCalls()
+	h.pass(TriggerPoll)
+	h.stop()
+	h2 := newHarness(t, r, rt, h.state, nil)
+	h2.pass(TriggerPoll)
+	if m := rt.MutatingCalls(); len(m) != 0 {
+		t.Fatalf("bad revision retried: %v", m)
+	}
+	if st := h2.a.Status(); st.LastError == nil || st.LastError.Kind != "bad-revision" {
+		t.Fatalf("last error after restart %+v", st.LastError)
+	}
+
+	// A newer commit is applied.
+	r.commit("cccc", map[string]string{"web": sleep + " ", "db": sleep})
+	h2.pass(TriggerWebhook)
+	if got := h2.running()["web"]; got != "cccc" {
+		t.Fatalf("web runs %q, want cccc", got)
+	}
+}
+
+func TestHealthDeadline(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep})
+	rt := fake.New(image)
+	h := newHarness(t, r, rt, "", func(c *Config) { c.HealthSettle = time.Hour; c.HealthDeadline = time.Nanosecond })
+	st := h.a.Status()
+	if st.LastError == nil || st.LastError.Kind != "health" || len(st.BadRevisions) != 1 {
+		t.Fatalf("status: last error %+v, bad %+v", st.LastError, st.BadRevisions)
+	}
+	if st.LastGood != nil {
+		t.Fatalf("a revision that never became ready is good: %+v", st.LastGood)
+	}
+}
+
+func TestSuspendAndPin(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep})
+	rt := fake.New(image)
+	h := newHarness(t, r, rt, "", nil)
+	if err := WriteControl(h.state, Control{Suspended: true}); err != nil {
+		t.Fatal(err)
+	}
+	r.commit("bbbb", map[string]string{"web": sleep + " "})
+	h.pass(TriggerControl)
+	h.pass(TriggerWebhook)
+	if got := h.running()["web"]; got != "aaaa" || !h.a.Status().Suspended {
+		t.Fatalf("suspended agent applied %q", got)
+	}
+	if err := WriteControl(h.state, Control{}); err != nil {
+		t.Fatal(err)
+	}
+	h.pass(TriggerControl)
+	if got := h.running()["web"]; got != "bbbb" {
+		t.Fatalf("resumed agent runs %q, want bbbb", got)
+	}
+	if err := WriteControl(h.state, Control{Pin: "aaaa"}); err != nil {
+		t.Fatal(err)
+	}
+	h.pass(TriggerControl)
+	if got := h.running()["web"]; got != "aaaa" {
+		t.Fatalf("pinned agent runs %q, want aaaa", got)
+	}
+	if st := h.a.Status(); st.Pin != "aaaa" || st.Fetched.Commit != "bbbb" {
+		t.Fatalf("status pin %q fetched %+v", st.Pin, st.Fetched)
+	}
+}
+
+func TestRefusedRevisionsChangeNothing(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep})
+	rt := fake.New(image)
+	h := newHarness(t, r, rt, "", func(c *Config) {
+		c.Verify = func(ctx context.Context, rev *source.Revision) error {
+			if rev.Commit == "cccc" {
+				return errors.New("commit cccc is not signed")
+			}
+			return nil
+		}
+	})
+	for _, tc := range []struct{ commit, kind string }{{"bbbb", "validate"}, {"cccc", "verify"}} {
+		if tc.kind == "validate" {
+			r.mu.Lock()
+			r.head = tc.commit // no pods registered: the loader fails
+			r.mu.Unlock()
+		} else {
+			r.commit(tc.commit, map[string]string{"web": sleep + " "})
+		}
+		rt.ResetCalls()
+		h.pass(TriggerWebhook)
+		if m := rt.MutatingCalls(); len(m) != 0 {
+			t.Fatalf("%s: refused revision made calls %v", tc.commit, m)
+		}
+		st := h.a.Status()
+		if st.LastError == nil || st.LastError.Kind != tc.kind || st.LastError.Commit != tc.commit {
+			t.Fatalf("%s: last error %+v", tc.commit, st.LastError)
+		}
+	}
+}
+
+func TestTriggersCollapse(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep})
+	h := newHarness(t, r, fake.New(image), "", nil)
+	block := make(chan struct{})
+	r.mu.Lock()
+	r.block = block
+	r.mu.Unlock()
+	before := r.fetches.Load()
+	first := h.a.Passed()
+	h.a.Trigger(TriggerPoll)
+	for r.fetches.Load() == before { // the pass is fetching
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan struct{})
+	for range 100 {
+		h.a.Trigger(TriggerWebhook)
+	}
+	r.mu.Lock()
+	r.block = nil
+	r.mu.Unlock()
+	close(block)
+	h.wait(first)
+	go func() { <-h.a.Passed(); close(second) }()
+	h.wait(second)
+	if n := r.fetches.Load() - before; n != 2 {
+		t.Fatalf("%d fetches for 101 triggers, want 2 (one running, the rest collapsed)", n)
+	}
+}
+
+func TestNextFetchBackoff(t *testing.T) {
+	a := &Agent{cfg: Config{Interval: time.Minute, Jitter: 0.1, MinBackoff: 5 * time.Second, MaxBackoff: 5 * time.Minute}}
+	for _, tc := range []struct {
+		failures int
+		base     time.Duration
+	}{{0, time.Minute}, {1, 5 * time.Second}, {2, 10 * time.Second}, {4, 40 * time.Second}, {7, 5 * time.Minute}, {30, 5 * time.Minute}} {
+		a.failures = tc.failures
+		for range 20 {
+			d := a.nextFetch()
+			if d < tc.base || d >= tc.base+tc.base/10 {
+				t.Fatalf("%d failures: next fetch in %s, want in [%s, %s)", tc.failures, d, tc.base, tc.base+tc.base/10)
+			}
+		}
+	}
+}

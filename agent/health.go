@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"berth.dev/berth/reconcile"
+)
+
+// healthWatch follows the pods a new revision created or replaced until
+// they are healthy (the revision becomes the last good one) or not (the
+// agent rolls back).
+type healthWatch struct {
+	commit   string
+	since    time.Time
+	deadline time.Time
+	pods     []reconcile.PodID
+}
+
+type verdict int
+
+const (
+	waiting verdict = iota
+	healthy
+	unhealthy
+)
+
+// evaluate judges the watched pods. A pod is healthy when each of its app
+// containers has run for at least settle, or (for restartPolicy OnFailure
+// or Never) exited with code 0. An app container that exits when its pod
+// wants it to keep running, or exits with an error, makes the revision
+// unhealthy at once; so does a deadline passed with pods still waiting.
+func (w *healthWatch) evaluate(now time.Time, settle time.Duration, desired map[reconcile.PodID]*reconcile.DesiredPod, obs []reconcile.ObservedPod) (verdict, string) {
+	byID := make(map[reconcile.PodID]*reconcile.ObservedPod, len(obs))
+	for i := range obs {
+		byID[obs[i].ID] = &obs[i]
+	}
+	var notReady []string
+	for _, id := range w.pods {
+		d := desired[id]
+		if d == nil {
+			continue // no longer desired: nothing to wait for
+		}
+		o := byID[id]
+		if o == nil || o.Hash != d.Hash || !o.SandboxReady {
+			notReady = append(notReady, id.String())
+			continue
+		}
+		ready := true
+		for _, c := range d.Spec.Containers {
+			oc := o.Container(reconcile.AppContainer, c.Name)
+			if oc == nil {
+				ready = false
+				continue
+			}
+			switch oc.State {
+			case reconcile.StateRunning:
+				if !oc.StartedAt.IsZero() && now.Sub(oc.StartedAt) < settle {
+					ready = false
+				}
+			case reconcile.StateExited:
+				policy := d.Spec.RestartPolicy
+				if policy == "" || policy == "Always" {
+					return unhealthy, fmt.Sprintf("container %q of pod %s exited with code %d", c.Name, id, oc.ExitCode)
+				}
+				if oc.ExitCode != 0 {
+					return unhealthy, fmt.Sprintf("container %q of pod %s failed with code %d", c.Name, id, oc.ExitCode)
+				}
+			default:
+				ready = false
+			}
+		}
+		if !ready {
+			notReady = append(notReady, id.String())
+		}
+	}
+	if len(notReady) == 0 {
+		return healthy, ""
+	}
+	if !now.Before(w.deadline) {
+		sort.Strings(notReady)
+		return unhealthy, fmt.Sprintf("pods not ready within %s: %s", w.deadline.Sub(w.since).Round(time.Second), strings.Join(notReady, ", "))
+	}
+	return waiting, ""
+}

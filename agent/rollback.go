@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/source"
+)
+
+// startWatch begins the health check of a newly applied revision: the
+// pods its plan created or replaced, or, when it changed none (an agent
+// restarted over a revision that never proved good), all its pods. A
+// revision that is already the last good one, or has no pods, is good at
+// once.
+func (a *Agent) startWatch(rev *source.Revision, pods []reconcile.DesiredPod, plan *reconcile.Plan) {
+	a.watch = nil
+	if a.goodRecord != nil && a.goodRecord.Commit == rev.Commit {
+		a.good = rev
+		a.mu.Lock()
+		a.status.Checking = nil
+		a.mu.Unlock()
+		return
+	}
+	var ids []reconcile.PodID
+	for _, c := range plan.Changes {
+		if c.Action == reconcile.ActionCreate || c.Action == reconcile.ActionReplace {
+			ids = append(ids, c.Pod)
+		}
+	}
+	if len(ids) == 0 {
+		for _, p := range pods {
+			ids = append(ids, p.ID)
+		}
+	}
+	if len(ids) == 0 || a.cfg.HealthDeadline < 0 {
+		a.markGood(rev)
+		return
+	}
+	now := time.Now()
+	a.watch = &healthWatch{commit: rev.Commit, since: now, deadline: now.Add(a.cfg.HealthDeadline), pods: ids}
+	a.mu.Lock()
+	a.status.Checking = &HealthCheck{Commit: rev.Commit, Since: now.UTC(), Deadline: a.watch.deadline.UTC(), Pods: slices.Clone(ids)}
+	a.mu.Unlock()
+	a.log.Info("watching the pods of the new revision", "commit", rev.ShortCommit(), "pods", len(ids),
+		"deadline", a.cfg.HealthDeadline)
+}
+
+// checkHealth judges the watched revision and rolls back when it is
+// unhealthy.
+func (a *Agent) checkHealth(ctx context.Context, obs []reconcile.ObservedPod) {
+	w := a.watch
+	if w == nil || a.current == nil || a.current.Commit != w.commit {
+		a.watch = nil
+		return
+	}
+	desired := make(map[reconcile.PodID]*reconcile.DesiredPod, len(a.currentPods))
+	for i := range a.currentPods {
+		desired[a.currentPods[i].ID] = &a.currentPods[i]
+	}
+	v, why := w.evaluate(time.Now(), a.cfg.HealthSettle, desired, obs)
+	switch v {
+	case healthy:
+		a.watch = nil
+		a.markGood(a.current)
+	case unhealthy:
+		a.watch = nil
+		a.rollback(ctx, why)
+	}
+}
+
+// rollback records the current revision as bad and applies the last good
+// one again.
+func (a *Agent) rollback(ctx context.Context, why string) {
+	bad := a.current
+	a.metrics.rollbacks.Inc()
+	a.bad = append(a.bad, BadRevision{Commit: bad.Commit, Reason: why, Time: time.Now().UTC()})
+	if err := writeBad(a.cfg.StateDir, a.bad); err != nil {
+		a.log.Error("cannot record the bad revision", "error", err)
+	}
+	a.mu.Lock()
+	a.status.BadRevisions = slices.Clone(a.bad)
+	a.status.Checking = nil
+	a.mu.Unlock()
+
+	good := a.cached(ctx, bad.Commit)
+	p := Problem{Kind: "health", Commit: bad.Commit, Time: time.Now().UTC()}
+	if good == nil {
+		p.Reason = fmt.Sprintf("revision %s is unhealthy (%s); there is no last good revision to go back to", bad.ShortCommit(), why)
+		a.log.Error("revision unhealthy and no last good revision to roll back to", "commit", bad.ShortCommit(), "reason", why)
+		a.setProblem(p)
+		return
+	}
+	a.log.Error("revision unhealthy; rolling back", "commit", bad.ShortCommit(), "reason", why, "to", good.ShortCommit())
+	p.Reason = fmt.Sprintf("revision %s is unhealthy (%s); rolled back to %s", bad.ShortCommit(), why, good.ShortCommit())
+	pods, err := a.cfg.Load(good)
+	if err != nil {
+		p.Reason += fmt.Sprintf("; cannot load it: %v", err)
+		a.setProblem(p)
+		return
+	}
+	obs, err := a.cfg.Observer.List(ctx)
+	if err != nil {
+		p.Reason += fmt.Sprintf("; cannot list pods: %v", err)
+		a.setProblem(p)
+		return
+	}
+	plan := reconcile.MakePlan(good.Commit, pods, obs)
+	if _, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: good.Commit, Pods: pods, Plan: plan, Prune: true}); err != nil {
+		p.Reason += fmt.Sprintf("; reapplying it failed: %v", err)
+	}
+	a.metrics.lastApplied.SetToCurrentTime()
+	a.current, a.currentPods = good, pods
+	a.recordApplied(good)
+	a.setProblem(p)
+}
+
+func (a *Agent) setProblem(p Problem) {
+	a.mu.Lock()
+	a.status.LastError = &p
+	a.mu.Unlock()
+}
