@@ -1,0 +1,129 @@
+package preview
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/schema"
+)
+
+// Loaded is one revision loaded and validated, before it is expanded for a
+// node.
+type Loaded struct {
+	// Commit is the revision's commit hash (or directory digest).
+	Commit string
+	// Objects are the validated objects; nil when the revision is invalid.
+	Objects []reconcile.Object
+	// Diagnostics are the revision's problems when it fails validation
+	// (errors and warnings, in file order).
+	Diagnostics []schema.Diagnostic
+	// Err is a failure that is not a validation problem (unreadable
+	// files, bad options).
+	Err error
+}
+
+// Invalid reports whether the revision failed validation.
+func (l *Loaded) Invalid() bool { return len(l.Diagnostics) > 0 && l.Objects == nil }
+
+// Load reads and validates files, the snapshot of commit, with schema.Load
+// as apply does.
+func Load(files fs.FS, commit string, opts schema.Options) *Loaded {
+	l := &Loaded{Commit: commit}
+	res, err := schema.Load(files, opts)
+	var diags *schema.Error
+	switch {
+	case errors.As(err, &diags):
+		l.Diagnostics = diags.Diagnostics
+	case err != nil:
+		l.Err = err
+	default:
+		l.Objects = res.Objects
+		if l.Objects == nil {
+			l.Objects = []reconcile.Object{}
+		}
+	}
+	return l
+}
+
+// Evaluation is a loaded revision expanded into the pods it wants on one
+// node.
+type Evaluation struct {
+	*Loaded
+	// Node is the node the revision was expanded for.
+	Node reconcile.Node
+	// Pods are the desired pods, sorted by ID.
+	Pods []reconcile.DesiredPod
+	// ExpandErr is why expansion failed, if it did.
+	ExpandErr error
+}
+
+// Failed returns what kept the revision from being evaluated: nil, an
+// error for unreadable or unexpandable input, or a *schema.Error holding
+// its validation problems.
+func (e *Evaluation) Failed() error {
+	switch {
+	case e.Err != nil:
+		return e.Err
+	case e.Invalid():
+		return &schema.Error{Diagnostics: e.Diagnostics}
+	case e.ExpandErr != nil:
+		return e.ExpandErr
+	}
+	return nil
+}
+
+// ExpandOptions are the host-specific inputs of expansion besides the
+// node.
+type ExpandOptions struct {
+	// StateDir is the agent's state directory (where StatefulSet volumes
+	// live); "" means berth's default.
+	StateDir string
+}
+
+// Expand expands l for node with reconcile.Expand, as the agent on that
+// node would. An invalid revision expands to no pods.
+func (l *Loaded) Expand(node reconcile.Node, opts ExpandOptions) *Evaluation {
+	e := &Evaluation{Loaded: l, Node: node}
+	if l.Err != nil || l.Invalid() {
+		return e
+	}
+	pods, err := expand(l.Objects, l.Commit, node, opts)
+	if err != nil {
+		e.ExpandErr = fmt.Errorf("revision %s: %w", shortCommit(l.Commit), err)
+		return e
+	}
+	e.Pods = pods
+	return e
+}
+
+// Evaluate loads files and expands them for node.
+func Evaluate(files fs.FS, commit string, node reconcile.Node, sopts schema.Options, eopts ExpandOptions) *Evaluation {
+	return Load(files, commit, sopts).Expand(node, eopts)
+}
+
+// expand is the one call of reconcile.Expand.
+func expand(objs []reconcile.Object, commit string, node reconcile.Node, opts ExpandOptions) ([]reconcile.DesiredPod, error) {
+	return reconcile.Expand(objs, commit, reconcile.ExpandOptions{Node: node, StateDir: opts.StateDir})
+}
+
+func shortCommit(c string) string {
+	if rest, ok := strings.CutPrefix(c, "dir:sha256:"); ok && len(rest) > 12 {
+		return "dir:" + rest[:12]
+	}
+	if len(c) > 12 && isHex(c) {
+		return c[:12]
+	}
+	return c
+}
+
+func isHex(s string) bool {
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
