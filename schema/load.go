@@ -45,6 +45,9 @@ type Options struct {
 	// MaxDocuments is the most YAML documents one file may hold; more is an
 	// error. Zero means DefaultMaxDocuments.
 	MaxDocuments int
+	// Strict makes objects of kinds berth does not run (Service,
+	// PersistentVolumeClaim, …) errors instead of warnings.
+	Strict bool
 }
 
 // Validate checks o and fills in defaults.
@@ -609,6 +612,20 @@ func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
 		x.report(valuePos(kindV), sel("kind"), "must be a string, got "+kindName(kindV.IncompleteKind()))
 		return obj, false
 	}
+	if why, skip := notRun[obj.Kind]; skip {
+		sev := SeverityWarning
+		if l.opts.Strict {
+			sev = SeverityError
+		}
+		x.diags = append(x.diags, Diagnostic{Pos: x.position(valuePos(kindV)), Object: x.object, Path: "kind",
+			Severity: sev, Message: fmt.Sprintf("%s is not run by berth and is skipped: %s", obj.Kind, why)})
+		return obj, false
+	}
+	if use, removed := removedAPIs[obj.APIVersion+" "+obj.Kind]; removed {
+		apiV := c.d.LookupPath(cue.MakePath(cue.Str("apiVersion")))
+		x.report(valuePos(apiV), sel("apiVersion"), fmt.Sprintf("%s %s is no longer served by Kubernetes; use apiVersion %q", obj.APIVersion, obj.Kind, use))
+		return obj, false
+	}
 	info, known := kinds[obj.Kind]
 	if !known {
 		x.report(valuePos(kindV), sel("kind"), fmt.Sprintf("%q is not supported by berth; supported kinds: %s",
@@ -632,7 +649,12 @@ func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
 		return obj, false
 	}
 	if err := info.decode(u, &obj); err != nil {
-		x.reportErr(err, def, c.d, nil)
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			x.reportAt(fe.path, fe.msg)
+		} else {
+			x.report(c.d.Pos(), nil, "cannot decode: "+err.Error())
+		}
 		return obj, false
 	}
 	checkMeta(x, &obj.Metadata)

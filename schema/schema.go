@@ -10,7 +10,6 @@ import (
 	"cuelang.org/go/cue/build"
 	"cuelang.org/go/cue/parser"
 
-	"berth.dev/berth/reconcile"
 )
 
 // The CUE schema, package k8s, one file per area. Definitions are named after
@@ -60,31 +59,4 @@ func compileSchema(ctx *cue.Context) (cue.Value, error) {
 		return cue.Value{}, fmt.Errorf("build embedded schema: %w", err)
 	}
 	return v, nil
-}
-
-// kindInfo describes one supported kind.
-type kindInfo struct {
-	// definition is the schema definition validating the kind.
-	definition string
-	// decode fills the kind-specific part of obj from the validated value.
-	decode func(v cue.Value, obj *reconcile.Object) error
-	// check runs the cross-field rules CUE does not express well.
-	check func(x *validator, obj *reconcile.Object)
-}
-
-// kinds lists the kinds berth accepts, by kind name. The apiVersion is
-// checked by the schema so a wrong one gets a message naming the right one.
-var kinds = map[string]kindInfo{
-	"Pod": {
-		definition: "#Pod",
-		decode: func(v cue.Value, obj *reconcile.Object) error {
-			var spec reconcile.PodSpec
-			if err := v.LookupPath(cue.ParsePath("spec")).Decode(&spec); err != nil {
-				return err
-			}
-			obj.Pod = &spec
-			return nil
-		},
-		check: checkPod,
-	},
 }

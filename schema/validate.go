@@ -124,7 +124,12 @@ func (x *validator) checkScalar(s, u, d cue.Value, path []cue.Selector) {
 	if err == nil {
 		return
 	}
-	if op, alts := s.Expr(); op == cue.OrOp {
+	op, alts := s.Expr()
+	if op == cue.SelectorOp {
+		// A reference to a definition such as #Quantity.
+		op, alts = cue.Dereference(s).Expr()
+	}
+	if op == cue.OrOp {
 		x.report(valuePos(d), path, x.disjunctionMessage(alts, d))
 		return
 	}
@@ -140,6 +145,19 @@ func (x *validator) disjunctionMessage(alts []cue.Value, d cue.Value) string {
 			lits = append(lits, literal(a))
 		} else {
 			others = append(others, a)
+		}
+	}
+	if len(others) > 1 {
+		// Alternatives of different kinds, as in a port number or name:
+		// explain the one of the user's kind.
+		var same []cue.Value
+		for _, o := range others {
+			if o.IncompleteKind()&d.IncompleteKind() != 0 {
+				same = append(same, o)
+			}
+		}
+		if len(same) == 1 && len(lits) == 0 {
+			others = same
 		}
 	}
 	if len(others) == 1 {
@@ -180,6 +198,10 @@ func (x *validator) unknownField(s, d cue.Value, sel cue.Selector, dv cue.Value,
 		}
 	}
 	msg := "field not supported by berth"
+	if why := unsupportedReason(path); why != "" {
+		x.report(pos, path, msg+": "+why)
+		return
+	}
 	if alt := suggest(s, name); alt != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", alt)
 	}
@@ -521,6 +543,10 @@ var patternRules = map[string]string{
 		"not starting with a digit",
 	`=~^[a-z0-9](-?[a-z0-9])*$`: "must be an IANA service name: lower-case alphanumerics or '-', " +
 		"starting and ending with an alphanumeric, without \"--\"",
+	`=~^[-._a-zA-Z0-9]+$`: "must be a configuration key: alphanumerics, '-', '_' or '.'",
+	`=~^[0-9]+%$`:         "must be a number or a percentage such as 25%",
+	`=~^metadata\.(labels|annotations)\['[^']+'\]$`: "must be a pod field such as metadata.name, " +
+		"metadata.labels['key'], spec.nodeName or status.podIP",
 	`=~[a-z]`:          "must contain at least one letter",
 	`=~^/`:             "must be an absolute path",
 	`!~:`:              "must not contain ':'",
