@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/schema"
@@ -20,6 +21,8 @@ type Loaded struct {
 	// Diagnostics are the revision's problems when it fails validation
 	// (errors and warnings, in file order).
 	Diagnostics []schema.Diagnostic
+	// Warnings are problems of a valid revision that do not fail it.
+	Warnings []schema.Diagnostic
 	// Err is a failure that is not a validation problem (unreadable
 	// files, bad options).
 	Err error
@@ -41,6 +44,7 @@ func Load(files fs.FS, commit string, opts schema.Options) *Loaded {
 		l.Err = err
 	default:
 		l.Objects = res.Objects
+		l.Warnings = res.Warnings
 		if l.Objects == nil {
 			l.Objects = []reconcile.Object{}
 		}
@@ -81,6 +85,11 @@ type ExpandOptions struct {
 	// StateDir is the agent's state directory (where StatefulSet volumes
 	// live); "" means berth's default.
 	StateDir string
+	// Records are the host's Job and CronJob records (nil: none, as for a
+	// revision that never ran).
+	Records *reconcile.Records
+	// Now is the time Job decisions are made at (zero: none is).
+	Now time.Time
 }
 
 // Expand expands l for node with reconcile.Expand, as the agent on that
@@ -106,7 +115,7 @@ func Evaluate(files fs.FS, commit string, node reconcile.Node, sopts schema.Opti
 
 // expand is the one call of reconcile.Expand.
 func expand(objs []reconcile.Object, commit string, node reconcile.Node, opts ExpandOptions) ([]reconcile.DesiredPod, error) {
-	return reconcile.Expand(objs, commit, reconcile.ExpandOptions{Node: node, StateDir: opts.StateDir})
+	return reconcile.Expand(objs, commit, reconcile.ExpandOptions{Node: node, StateDir: opts.StateDir, Records: opts.Records, Now: opts.Now})
 }
 
 func shortCommit(c string) string {

@@ -42,10 +42,7 @@ func WriteMarkdown(w io.Writer, p *Plan, opts MarkdownOptions) error {
 	MarkdownCounts(&b, p.Counts)
 	if len(p.Workloads) > 0 {
 		b.WriteString("**Workloads**\n\n")
-		for _, wl := range p.Workloads {
-			fmt.Fprintf(&b, "- **%s**: %s\n", Escape(ownerName(wl.Owner)), Escape(wl.Summary))
-		}
-		b.WriteString("\n")
+		MarkdownWorkloads(&b, p.Workloads)
 	}
 	var sections [][]byte
 	var kept []PodChange
@@ -110,6 +107,33 @@ func MarkdownRevision(r RevisionInfo) string {
 		return Code(r.Name)
 	}
 	return Code(r.Name) + " (" + Code(c) + ")"
+}
+
+// MarkdownWorkloads lists the workloads' summaries, each with its
+// template diff, if any, in a collapsible section.
+func MarkdownWorkloads(b *bytes.Buffer, ws []WorkloadChange) {
+	for _, wl := range ws {
+		fmt.Fprintf(b, "- **%s**: %s\n", Escape(ownerName(wl.Owner)), Escape(wl.Summary))
+		if len(wl.Diff) > 0 {
+			var s []string
+			for _, f := range wl.Diff {
+				for _, l := range FieldLines(f) {
+					s = append(s, string(l.Op)+" "+l.Text)
+				}
+			}
+			b.WriteString("\n  <details>\n  <summary>template diff</summary>\n\n")
+			var block bytes.Buffer
+			CodeBlock(&block, "diff", strings.Join(s, "\n"))
+			for _, line := range strings.SplitAfter(block.String(), "\n") {
+				if line != "" && line != "\n" {
+					b.WriteString("  ")
+				}
+				b.WriteString(line)
+			}
+			b.WriteString("  </details>\n\n")
+		}
+	}
+	b.WriteString("\n")
 }
 
 // MarkdownCounts writes the summary table of counts.

@@ -113,6 +113,11 @@ func checkMarkdown(t *testing.T, md string, p *preview.Plan) {
 	if p.Counts.Unchanged > 0 {
 		wantDetails++
 	}
+	for _, w := range p.Workloads {
+		if len(w.Diff) > 0 {
+			wantDetails++
+		}
+	}
 	if len(details) != wantDetails {
 		t.Errorf("%d <details>, want %d:\n%s", len(details), wantDetails, md)
 	}

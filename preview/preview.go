@@ -173,7 +173,7 @@ func Compare(base, head *Evaluation, baseName, headName string) *Plan {
 		}
 		p.add(pc)
 	}
-	p.Workloads = workloadChanges(base.Objects, head.Objects, p.Changes)
+	p.Workloads = workloadChanges(base, head, p.Changes)
 	return p
 }
 
@@ -188,6 +188,7 @@ func failHead(p *Plan, head *Evaluation) bool {
 	case head.ExpandErr != nil:
 		p.Error = oneLineErr(head.ExpandErr)
 	default:
+		p.Diagnostics = head.Warnings
 		return false
 	}
 	p.Changes = []PodChange{}

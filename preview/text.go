@@ -79,7 +79,7 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 		return ew.err
 	}
 	for _, wl := range p.Workloads {
-		ew.printf("%s\n", wl)
+		WriteTextWorkload(ew, wl, paint, "")
 	}
 	for _, c := range p.Changes {
 		if c.Action == reconcile.ActionKeep && !opts.Unchanged {
@@ -133,6 +133,19 @@ func WriteTextChange(w io.Writer, c PodChange, paint Painter, indent string) {
 	}
 	for _, l := range PodLines(c) {
 		fmt.Fprintf(&b, "%s    %s\n", indent, paint.Line(l))
+	}
+	io.WriteString(w, b.String())
+}
+
+// WriteTextWorkload prints a workload's summary and template diff, each
+// line after indent.
+func WriteTextWorkload(w io.Writer, wl WorkloadChange, paint Painter, indent string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s%s\n", indent, paint.Paint(ansiBold, wl.String()))
+	for _, f := range wl.Diff {
+		for _, l := range FieldLines(f) {
+			fmt.Fprintf(&b, "%s    %s\n", indent, paint.Line(l))
+		}
 	}
 	io.WriteString(w, b.String())
 }

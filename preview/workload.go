@@ -17,6 +17,10 @@ type WorkloadChange struct {
 	// maxUnavailable 0, maxSurge 1".
 	Summary string `json:"summary"`
 	Counts  Counts `json:"counts"`
+	// Diff is how the new pods differ from the old ones when the
+	// workload's pods are swapped for new ones (a Deployment's new
+	// template makes pods with new names): the template diff.
+	Diff []reconcile.FieldChange `json:"diff,omitempty"`
 }
 
 // String formats w as "Deployment default/web: summary".
@@ -37,7 +41,7 @@ func ownerName(owner string) string {
 // workloadChanges groups changes by owning workload and describes each
 // workload with a changed pod, from its spec in head (or base, when it was
 // removed).
-func workloadChanges(base, head []reconcile.Object, changes []PodChange) []WorkloadChange {
+func workloadChanges(base, head *Evaluation, changes []PodChange) []WorkloadChange {
 	byOwner := map[string]*WorkloadChange{}
 	var order []string
 	for _, c := range changes {
@@ -60,8 +64,48 @@ func workloadChanges(base, head []reconcile.Object, changes []PodChange) []Workl
 		if w.Counts.Changed() == 0 {
 			continue
 		}
-		w.Summary = summarize(findObject(base, owner), findObject(head, owner), w.Counts)
+		var baseObjs []reconcile.Object
+		if base != nil {
+			baseObjs = base.Objects
+		}
+		w.Summary = summarize(findObject(baseObjs, owner), findObject(head.Objects, owner), w.Counts)
+		if base != nil && w.Counts.Create > 0 && w.Counts.Delete > 0 {
+			w.Diff = templateDiff(podOf(base.Pods, changes, owner, reconcile.ActionDelete), podOf(head.Pods, changes, owner, reconcile.ActionCreate))
+		}
 		out = append(out, *w)
+	}
+	return out
+}
+
+// podOf returns the first pod of pods owned by owner that changes lists
+// with action.
+func podOf(pods []reconcile.DesiredPod, changes []PodChange, owner string, action reconcile.Action) *reconcile.DesiredPod {
+	want := map[reconcile.PodID]bool{}
+	for _, c := range changes {
+		if c.Owner == owner && c.Action == action {
+			want[c.Pod] = true
+		}
+	}
+	for i := range pods {
+		if want[pods[i].ID] {
+			return &pods[i]
+		}
+	}
+	return nil
+}
+
+// templateDiff is the diff of an old and a new pod of one workload,
+// without the labels that only name the template's version.
+func templateDiff(from, to *reconcile.DesiredPod) []reconcile.FieldChange {
+	if from == nil || to == nil {
+		return nil
+	}
+	var out []reconcile.FieldChange
+	for _, c := range reconcile.DiffPods(from, to) {
+		if strings.Contains(c.Path, "pod-template-hash") || strings.Contains(c.Path, "controller-revision-hash") {
+			continue
+		}
+		out = append(out, c)
 	}
 	return out
 }
@@ -77,24 +121,31 @@ func findObject(objs []reconcile.Object, key string) *reconcile.Object {
 
 // summarize describes the effect of counts on the workload, which is
 // base in the old revision and head in the new one (either may be nil).
+// Pods deleted and created together are the workload's pods swapped for
+// new ones, as a new template does.
 func summarize(base, head *reconcile.Object, n Counts) string {
 	if head == nil {
 		return fmt.Sprintf("removed from the revision: %s deleted", pods(n.Delete))
 	}
 	var parts []string
+	swapped, created, deleted := n.Replace, n.Create, n.Delete
 	if base == nil {
 		parts = append(parts, "new")
-	} else if from, to := replicas(base), replicas(head); from >= 0 && to >= 0 && from != to {
-		parts = append(parts, fmt.Sprintf("scaled from %d to %d", from, to))
+	} else {
+		if from, to := replicas(base), replicas(head); from >= 0 && to >= 0 && from != to {
+			parts = append(parts, fmt.Sprintf("scaled from %d to %d", from, to))
+		}
+		pairs := min(created, deleted)
+		swapped, created, deleted = swapped+pairs, created-pairs, deleted-pairs
 	}
-	if n.Replace > 0 {
-		parts = append(parts, updateSummary(head, n.Replace))
+	if swapped > 0 {
+		parts = append(parts, updateSummary(head, swapped))
 	}
-	if n.Create > 0 {
-		parts = append(parts, pods(n.Create)+" created")
+	if created > 0 {
+		parts = append(parts, pods(created)+" created")
 	}
-	if n.Delete > 0 {
-		parts = append(parts, pods(n.Delete)+" deleted")
+	if deleted > 0 {
+		parts = append(parts, pods(deleted)+" deleted")
 	}
 	return strings.Join(parts, "; ")
 }
