@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/tools/txtar"
+
+	"berth.dev/berth/reconcile"
 )
 
 // The golden files in testdata/schema are txtar archives: the comment says
@@ -85,10 +88,29 @@ func render(t *testing.T, res *Result, err error) string {
 	for _, o := range res.Objects {
 		fmt.Fprintf(&b, "%s at %s\n", o.Key(), o.Source)
 		view := struct {
-			APIVersion string `json:"apiVersion"`
-			Metadata   any    `json:"metadata"`
-			Pod        any    `json:"pod,omitempty"`
-		}{o.APIVersion, o.Metadata, o.Pod}
+			APIVersion  string                     `json:"apiVersion"`
+			Metadata    reconcile.ObjectMeta       `json:"metadata"`
+			Pod         *reconcile.PodSpec         `json:"pod,omitempty"`
+			Deployment  *reconcile.DeploymentSpec  `json:"deployment,omitempty"`
+			ReplicaSet  *reconcile.ReplicaSetSpec  `json:"replicaSet,omitempty"`
+			DaemonSet   *reconcile.DaemonSetSpec   `json:"daemonSet,omitempty"`
+			StatefulSet *reconcile.StatefulSetSpec `json:"statefulSet,omitempty"`
+			Job         *reconcile.JobSpec         `json:"job,omitempty"`
+			CronJob     *reconcile.CronJobSpec     `json:"cronJob,omitempty"`
+			ConfigMap   *reconcile.ConfigMapData   `json:"configMap,omitempty"`
+			Secret      any                        `json:"secret,omitempty"`
+		}{APIVersion: o.APIVersion, Metadata: o.Metadata, Pod: o.Pod, Deployment: o.Deployment,
+			ReplicaSet: o.ReplicaSet, DaemonSet: o.DaemonSet, StatefulSet: o.StatefulSet, Job: o.Job,
+			CronJob: o.CronJob, ConfigMap: o.ConfigMap}
+		if o.Secret != nil {
+			// Secret values are shown by digest only, as berth itself
+			// treats them.
+			digests := map[string]string{}
+			for k, v := range o.Secret.Data {
+				digests[k] = fmt.Sprintf("sha256:%x", sha256.Sum256(v))[:19]
+			}
+			view.Secret = map[string]any{"type": o.Secret.Type, "immutable": o.Secret.Immutable, "data": digests}
+		}
 		enc := json.NewEncoder(&b)
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")

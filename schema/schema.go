@@ -9,7 +9,6 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/build"
 	"cuelang.org/go/cue/parser"
-
 )
 
 // The CUE schema, package k8s, one file per area. Definitions are named after

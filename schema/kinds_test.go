@@ -1,0 +1,79 @@
+package schema
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestStrictMakesSkippedKindsErrors(t *testing.T) {
+	fsys := fstest.MapFS{"svc.yaml": {Data: []byte("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n")}}
+	res, err := Load(fsys, Options{})
+	if err != nil {
+		t.Fatalf("without Strict: %v", err)
+	}
+	if len(res.Warnings) != 1 || len(res.Objects) != 0 {
+		t.Fatalf("without Strict: %d warnings, %d objects; want 1 warning, no object", len(res.Warnings), len(res.Objects))
+	}
+	_, err = Load(fsys, Options{Strict: true})
+	got := diagnostics(t, err)
+	want := []string{"./svc.yaml:2:7: Service/default/web: kind: Service is not run by berth and is skipped: pods reach each other by pod address, or from outside by hostPort"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("with Strict (-want +got):\n%s", d)
+	}
+}
+
+// TestSecretValuesNeverInDiagnostics breaks a Secret in every way that
+// concerns its values and checks that no message shows one.
+func TestSecretValuesNeverInDiagnostics(t *testing.T) {
+	const secret = "hunter2-TOPSECRET"
+	fsys := fstest.MapFS{"s.yaml": {Data: []byte(`apiVersion: v1
+kind: Secret
+metadata: {name: s}
+data:
+  plain: ` + secret + `
+  number: 42
+stringData:
+  ok: ` + secret + `
+  list: [` + secret + `]
+  "bad key!": ` + secret + `
+`)}}
+	_, err := Load(fsys, Options{})
+	lines := diagnostics(t, err)
+	if len(lines) < 3 {
+		t.Fatalf("want at least 3 diagnostics, got %q", lines)
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "hunter2") || strings.Contains(l, "TOPSECRET") {
+			t.Errorf("diagnostic shows a secret value: %s", l)
+		}
+	}
+	// A value that is not base64, alone, is reported by key only.
+	fsys = fstest.MapFS{"s.yaml": {Data: []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  plain: " + secret + "\n")}}
+	_, err = Load(fsys, Options{})
+	got := diagnostics(t, err)
+	want := []string{"./s.yaml:5:10: Secret/default/s: data.plain: must be base64 (use stringData for plain text)"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+}
+
+func TestSecretStringDataWins(t *testing.T) {
+	fsys := fstest.MapFS{"s.yaml": {Data: []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {a: YQ==, b: Yg==}\nstringData: {b: B, c: C}\n")}}
+	res, err := Load(fsys, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for k, v := range res.Objects[0].Secret.Data {
+		got[k] = string(v)
+	}
+	if d := cmp.Diff(map[string]string{"a": "a", "b": "B", "c": "C"}, got); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	if res.Objects[0].Secret.Type != "Opaque" {
+		t.Errorf("type = %q, want Opaque", res.Objects[0].Secret.Type)
+	}
+}
