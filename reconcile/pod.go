@@ -92,6 +92,10 @@ type ObservedContainer struct {
 	ExitCode   int            `json:"exitCode"`
 	StartedAt  time.Time      `json:"startedAt,omitzero"`
 	FinishedAt time.Time      `json:"finishedAt,omitzero"`
+	// Reason says why an exited container ended, as Kubernetes does:
+	// "OOMKilled" (killed for memory), "Error" (non-zero exit) or
+	// "Completed"; empty while it runs.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ObservedPod is a pod berth finds in the runtime, rebuilt from the labels

@@ -74,7 +74,7 @@ type PodStatus struct {
 }
 
 // Restarts is the sum of the restart counts of the pod's containers.
-func (s *PodStatus) Restarts() int {
+func (s PodStatus) Restarts() int {
 	n := 0
 	for _, c := range s.InitContainers {
 		n += c.RestartCount
@@ -86,7 +86,7 @@ func (s *PodStatus) Restarts() int {
 }
 
 // ReadyCount returns how many app containers are ready, of how many.
-func (s *PodStatus) ReadyCount() (ready, total int) {
+func (s PodStatus) ReadyCount() (ready, total int) {
 	for _, c := range s.Containers {
 		total++
 		if c.Ready {
@@ -100,7 +100,7 @@ func (s *PodStatus) ReadyCount() (ready, total int) {
 // failure reason; Init:N/M, Init:<reason> while init containers run; the
 // reason of a waiting or terminated app container (CrashLoopBackOff,
 // ImagePullBackOff, OOMKilled, Error, Completed); else the phase.
-func (s *PodStatus) Display() string {
+func (s PodStatus) Display() string {
 	if s.Reason != "" {
 		return s.Reason
 	}
@@ -210,36 +210,49 @@ func ObservePod(o *ObservedPod, rec *PodRecord, spec *PodSpec) PodStatus {
 		}
 		return cs
 	}
+	missing := func(kind ContainerKind, name string) ContainerStatus {
+		cs := ContainerStatus{Name: name, Kind: kind, State: Waiting, Reason: ReasonContainerCreating}
+		if kind == InitContainer {
+			cs.Reason = ReasonPodInitializing
+		}
+		if r := crec(kind, name); r != nil {
+			cs.RestartCount = r.Restarts
+			if r.Waiting != "" {
+				cs.Reason = r.Waiting
+			}
+		}
+		return cs
+	}
+	inSpec := map[string]bool{}
+	if spec != nil {
+		// In the spec's order, with the containers not (yet) made.
+		for _, c := range spec.InitContainers {
+			inSpec["init/"+c.Name] = true
+			if oc := o.Container(InitContainer, c.Name); oc != nil {
+				st.InitContainers = append(st.InitContainers, conv(oc))
+			} else {
+				st.InitContainers = append(st.InitContainers, missing(InitContainer, c.Name))
+			}
+		}
+		for _, c := range spec.Containers {
+			inSpec["app/"+c.Name] = true
+			if oc := o.Container(AppContainer, c.Name); oc != nil {
+				st.Containers = append(st.Containers, conv(oc))
+			} else {
+				st.Containers = append(st.Containers, missing(AppContainer, c.Name))
+			}
+		}
+	}
 	for i := range o.Containers {
 		c := &o.Containers[i]
+		if inSpec[string(c.Kind)+"/"+c.Name] {
+			continue
+		}
 		if c.Kind == InitContainer {
 			st.InitContainers = append(st.InitContainers, conv(c))
 		} else {
 			st.Containers = append(st.Containers, conv(c))
 		}
-	}
-	// Containers the spec has that the runtime does not (yet) show.
-	if spec != nil {
-		add := func(list []Container, kind ContainerKind, into *[]ContainerStatus) {
-			for _, c := range list {
-				if o.Container(kind, c.Name) != nil {
-					continue
-				}
-				cs := ContainerStatus{Name: c.Name, Kind: kind, State: Waiting, Reason: ReasonContainerCreating}
-				if kind == InitContainer {
-					cs.Reason = ReasonPodInitializing
-				}
-				if r := crec(kind, c.Name); r != nil {
-					cs.RestartCount = r.Restarts
-					if r.Waiting != "" {
-						cs.Reason = r.Waiting
-					}
-				}
-				*into = append(*into, cs)
-			}
-		}
-		add(spec.InitContainers, InitContainer, &st.InitContainers)
-		add(spec.Containers, AppContainer, &st.Containers)
 	}
 	st.Phase = phaseOf(&st)
 	if rec != nil && rec.Phase != "" {

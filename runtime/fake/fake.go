@@ -34,6 +34,8 @@ type Runtime struct {
 	// ("EnsureImage", "CreateSandbox", …) and a subject; a non-nil error is
 	// returned by the call.
 	Fail func(call, subject string) error
+	// ExecFunc, when set, answers ExecSync.
+	ExecFunc func(id reconcile.PodID, container string, cmd []string) (reconcile.ExecResult, error)
 }
 
 type pod struct {
@@ -297,6 +299,91 @@ func (r *Runtime) Kill(id reconcile.PodID, kind reconcile.ContainerKind, name st
 		default:
 			close(d)
 		}
+	}
+	return nil
+}
+
+var _ reconcile.Execer = (*Runtime)(nil)
+
+// ExecSync implements reconcile.Execer. The named app container must be
+// running; the result is what ExecFunc returns (exit 0 and no output when
+// it is nil).
+func (r *Runtime) ExecSync(ctx context.Context, id reconcile.PodID, container string, cmd []string, timeout time.Duration) (reconcile.ExecResult, error) {
+	r.mu.Lock()
+	if err := r.record("ExecSync", id.String()+"/"+container); err != nil {
+		r.mu.Unlock()
+		return reconcile.ExecResult{}, err
+	}
+	sp, ok := r.pods[id]
+	var c *reconcile.ObservedContainer
+	if ok {
+		c = sp.obs.Container(reconcile.AppContainer, container)
+	}
+	fn := r.ExecFunc
+	r.mu.Unlock()
+	if c == nil {
+		return reconcile.ExecResult{}, fmt.Errorf("pod %s: container %q not found", id, container)
+	}
+	if c.State != reconcile.StateRunning {
+		return reconcile.ExecResult{}, fmt.Errorf("pod %s: container %q is not running", id, container)
+	}
+	if fn == nil {
+		return reconcile.ExecResult{}, nil
+	}
+	return fn(id, container, cmd)
+}
+
+var _ reconcile.ContainerStopper = (*Runtime)(nil)
+
+// StopContainer implements reconcile.ContainerStopper: the container
+// exits with 143 (SIGTERM) and stays in place.
+func (r *Runtime) StopContainer(ctx context.Context, id reconcile.PodID, kind reconcile.ContainerKind, name string, grace time.Duration) error {
+	r.mu.Lock()
+	if err := r.record("StopContainer", id.String()+"/"+name); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	sp, ok := r.pods[id]
+	if !ok {
+		r.mu.Unlock()
+		return nil
+	}
+	c := sp.obs.Container(kind, name)
+	running := c != nil && c.State == reconcile.StateRunning
+	r.mu.Unlock()
+	if !running {
+		return nil
+	}
+	return r.Kill(id, kind, name, 143)
+}
+
+// Remove deletes a container as if someone removed it outside berth.
+func (r *Runtime) Remove(id reconcile.PodID, kind reconcile.ContainerKind, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sp, ok := r.pods[id]
+	if !ok {
+		return fmt.Errorf("pod %s not found", id)
+	}
+	cs := sp.obs.Containers[:0]
+	found := false
+	for _, c := range sp.obs.Containers {
+		if c.Kind == kind && c.Name == name {
+			found = true
+			continue
+		}
+		cs = append(cs, c)
+	}
+	sp.obs.Containers = cs
+	if d := sp.done[string(kind)+"/"+name]; d != nil {
+		select {
+		case <-d:
+		default:
+			close(d)
+		}
+	}
+	if !found {
+		return fmt.Errorf("container %q not found", name)
 	}
 	return nil
 }

@@ -1,0 +1,41 @@
+package reconcile
+
+import (
+	"context"
+	"time"
+)
+
+// StepPod runs one sync of the pod's worker synchronously, without its
+// goroutine, so tests can drive the lifecycle step by step with a manual
+// clock. The worker is kept between calls, as the manager keeps it.
+func (m *Manager) StepPod(ctx context.Context, d *DesiredPod) (next time.Time, gone bool, err error) {
+	m.mu.Lock()
+	if m.testWorkers == nil {
+		m.testWorkers = map[PodID]*podWorker{}
+	}
+	w := m.testWorkers[d.ID]
+	if w == nil {
+		w = &podWorker{m: m, id: d.ID, log: m.log.With("pod", d.ID.String()), bell: make(chan struct{}, 1)}
+		m.testWorkers[d.ID] = w
+	}
+	m.mu.Unlock()
+	return w.sync(ctx, d, false)
+}
+
+// StepStatus is the status the stepped worker of id last published.
+func (m *Manager) StepStatus(id PodID) PodStatus {
+	m.mu.Lock()
+	w := m.testWorkers[id]
+	m.mu.Unlock()
+	st, _ := w.Status()
+	return st
+}
+
+// StopStepped stops the probes of the stepped workers.
+func (m *Manager) StopStepped() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.testWorkers {
+		w.stopProbes()
+	}
+}

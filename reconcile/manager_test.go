@@ -1,0 +1,125 @@
+package reconcile_test
+
+import (
+	"context"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/runtime/fake"
+)
+
+// running starts a manager over rt with the wall clock and a short
+// resync; stop cancels it and waits for it.
+func running(t *testing.T, rt *fake.Runtime, dir string) (m *reconcile.Manager, stop func()) {
+	t.Helper()
+	m = reconcile.NewManager(rt, reconcile.ManagerOptions{StateDir: dir, Node: node, ResyncInterval: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := m.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return m, stop
+}
+
+func runningPods(rt *fake.Runtime) []string {
+	pods, _ := rt.List(context.Background())
+	var out []string
+	for _, p := range pods {
+		for _, c := range p.Containers {
+			if c.State == reconcile.StateRunning {
+				out = append(out, p.ID.Name)
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestManagerSync(t *testing.T) {
+	rt := fake.New(img)
+	dir := t.TempDir()
+	m, stop := running(t, rt, dir)
+	if err := m.Sync(context.Background(), "r1", []reconcile.Object{podObj("a", "1d"), podObj("b", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pods a and b", func() bool { return cmp.Equal(runningPods(rt), []string{"a", "b"}) })
+	eventually(t, "status of a and b", func() bool {
+		st := m.Pods()
+		return len(st) == 2 && st[0].Ready && st[1].Ready
+	})
+
+	// A revision that does not expand changes nothing.
+	bad := podObj("c")
+	bad.Pod.Volumes = []reconcile.Volume{{Name: "cfg", ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "missing"}}}
+	if err := m.Sync(context.Background(), "r2", []reconcile.Object{bad}); err == nil {
+		t.Fatal("a revision referring to a missing ConfigMap was accepted")
+	}
+
+	// b dropped: removed; a untouched.
+	before, _ := rt.List(context.Background())
+	if err := m.Sync(context.Background(), "r3", []reconcile.Object{podObj("a", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b removed", func() bool { return cmp.Equal(runningPods(rt), []string{"a"}) })
+	after, _ := rt.List(context.Background())
+	if pidOf(before, "a") != pidOf(after, "a") {
+		t.Error("pod a was restarted by an unrelated change")
+	}
+
+	// Stopping the manager leaves the pods running; a new one adopts them
+	// without restarting anything.
+	stop()
+	if !cmp.Equal(runningPods(rt), []string{"a"}) {
+		t.Fatalf("stopping the manager stopped pods: %v", runningPods(rt))
+	}
+	rt.ResetCalls()
+	m2, _ := running(t, rt, dir)
+	if err := m2.Sync(context.Background(), "r3", []reconcile.Object{podObj("a", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "status from the new manager", func() bool { st := m2.Pods(); return len(st) == 1 && st[0].Ready })
+	if calls := rt.MutatingCalls(); len(calls) != 0 {
+		t.Errorf("a restarted manager changed running pods: %v", calls)
+	}
+}
+
+func TestManagerDoesNothingBeforeSync(t *testing.T) {
+	rt := fake.New(img)
+	pods := expandOn(t, reconcile.ExpandOptions{}, podObj("old", "1d"))
+	if err := reconcile.StartPod(context.Background(), rt, &pods[0]); err != nil {
+		t.Fatal(err)
+	}
+	rt.ResetCalls()
+	_, stop := running(t, rt, t.TempDir())
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	if calls := rt.MutatingCalls(); len(calls) != 0 {
+		t.Errorf("manager acted before its first revision: %v", calls)
+	}
+}
+
+func pidOf(pods []reconcile.ObservedPod, name string) uint32 {
+	for _, p := range pods {
+		if p.ID.Name == name {
+			return p.Containers[0].PID
+		}
+	}
+	return 0
+}

@@ -1,0 +1,597 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// ContainerStopper is implemented by runtimes that can stop one container
+// of a pod (TERM, then KILL after grace) and leave it in place, exited.
+// The pod lifecycle uses it for liveness failures, activeDeadlineSeconds
+// and sidecars of finished pods; without it, a liveness failure replaces
+// the container and a deadline removes the pod.
+type ContainerStopper interface {
+	StopContainer(ctx context.Context, id PodID, kind ContainerKind, name string, grace time.Duration) error
+}
+
+// podWorker drives one pod's lifecycle. Triggers only ring its doorbell
+// (a channel with a buffer of one), so bursts collapse; the worker reads
+// the latest desired spec under the lock. A newer spec cancels the work in
+// flight for the older one.
+type podWorker struct {
+	m    *Manager
+	id   PodID
+	log  hclog.Logger
+	bell chan struct{}
+
+	mu       sync.Mutex
+	desired  *DesiredPod // nil: the pod is not wanted
+	retain   bool        // leave the pod as it runs (a rollout holds it)
+	cancel   context.CancelFunc
+	inflight string // hash of the spec being worked on
+	status   PodStatus
+	hasState bool
+
+	// Owned by the worker goroutine.
+	rec      *PodRecord
+	recDirty bool
+	probes   map[string]*containerProbes
+	execWarn sync.Once
+}
+
+func (w *podWorker) ring() {
+	select {
+	case w.bell <- struct{}{}:
+	default:
+	}
+}
+
+// update hands the worker a new desired spec (nil: remove the pod) and
+// rings it; work in flight for another spec is cancelled.
+func (w *podWorker) update(d *DesiredPod, retain bool) {
+	w.mu.Lock()
+	w.desired, w.retain = d, retain
+	if w.cancel != nil && w.inflight != specKey(d, retain) {
+		w.cancel()
+	}
+	w.mu.Unlock()
+	w.ring()
+}
+
+func specKey(d *DesiredPod, retain bool) string {
+	switch {
+	case retain:
+		return "retain"
+	case d == nil:
+		return "remove"
+	}
+	return d.Hash + "/" + string(d.Finished)
+}
+
+// Status returns the worker's latest view of its pod.
+func (w *podWorker) Status() (PodStatus, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status, w.hasState
+}
+
+func (w *podWorker) run(ctx context.Context) {
+	defer w.stopProbes()
+	var timer <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.bell:
+		case <-timer:
+		}
+		w.mu.Lock()
+		d, retain := w.desired, w.retain
+		pctx, cancel := context.WithCancel(ctx)
+		w.cancel, w.inflight = cancel, specKey(d, retain)
+		w.mu.Unlock()
+
+		next, gone, err := w.sync(pctx, d, retain)
+		cancel()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			w.log.Warn("pod sync failed", "error", err)
+			if next.IsZero() {
+				next = w.m.clock.Now().Add(w.m.opts.ResyncInterval)
+			}
+		}
+		if gone && w.m.dropWorker(w) {
+			return
+		}
+		timer = nil
+		if !next.IsZero() {
+			timer = w.m.clock.After(next.Sub(w.m.clock.Now()))
+		}
+	}
+}
+
+// observe lists the pod in the runtime; nil when it does not exist.
+func (w *podWorker) observe(ctx context.Context) (*ObservedPod, error) {
+	pods, err := w.m.rt.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range pods {
+		if pods[i].ID == w.id {
+			return &pods[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// record returns the pod record for hash, loading it on first use; a
+// record of another hash starts afresh.
+func (w *podWorker) record(hash string) *PodRecord {
+	if w.rec == nil {
+		r, err := w.m.store.Pod(w.id)
+		if err != nil {
+			w.log.Warn("read pod record", "error", err)
+		}
+		w.rec = r
+	}
+	if w.rec == nil || w.rec.Hash != hash {
+		w.rec = &PodRecord{Hash: hash, Containers: map[string]*ContainerRecord{}}
+	}
+	if w.rec.Containers == nil {
+		w.rec.Containers = map[string]*ContainerRecord{}
+	}
+	return w.rec
+}
+
+func (w *podWorker) saveRecord() {
+	if err := w.m.store.WritePod(w.id, w.rec); err != nil {
+		w.log.Warn("write pod record", "error", err)
+	}
+}
+
+func (r *PodRecord) container(kind ContainerKind, name string) *ContainerRecord {
+	k := string(kind) + "/" + name
+	c := r.Containers[k]
+	if c == nil {
+		c = &ContainerRecord{}
+		r.Containers[k] = c
+	}
+	return c
+}
+
+// sync moves the pod one step toward its desired state and says when to
+// look again (zero: when something rings) and whether the pod is gone for
+// good.
+func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next time.Time, gone bool, err error) {
+	m := w.m
+	now := m.clock.Now()
+	obs, err := w.observe(ctx)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	switch {
+	case retain && obs == nil:
+		w.publish(nil, nil, nil)
+		return time.Time{}, d == nil, nil
+	case retain && d == nil:
+		// Held by a rollout without a spec berth knows: leave it alone.
+		rec, _ := m.store.Pod(w.id)
+		w.publish(obs, rec, nil)
+		return time.Time{}, false, nil
+	case d == nil:
+		w.stopProbes()
+		if obs != nil {
+			w.log.Info("removing pod", "reason", "no longer desired")
+			if err := m.rt.RemovePod(ctx, w.id, obs.GracePeriod); err != nil {
+				return time.Time{}, false, fmt.Errorf("remove pod: %w", err)
+			}
+		}
+		if err := m.store.RemovePod(w.id); err != nil {
+			w.log.Warn("remove pod record", "error", err)
+		}
+		w.rec = nil
+		w.publish(nil, nil, nil)
+		return time.Time{}, true, nil
+	case d.Finished != "":
+		// A Job's finished pod, as recorded: shown, never started again.
+		rec := w.record(d.Hash)
+		if rec.Phase == "" {
+			rec.Phase = d.Finished
+			w.saveRecord()
+		}
+		w.stopProbes()
+		if obs == nil {
+			w.publish(nil, nil, nil)
+			return time.Time{}, false, nil
+		}
+		w.publish(obs, rec, d)
+		return time.Time{}, false, nil
+	}
+
+	rec := w.record(d.Hash)
+	if rec.Phase != "" {
+		// Succeeded or Failed: nothing runs again.
+		w.stopProbes()
+		if obs != nil && obs.Hash == d.Hash {
+			w.stopRunning(ctx, d, obs, AppContainer, InitContainer)
+		}
+		w.publish(obs, rec, d)
+		return time.Time{}, false, nil
+	}
+	if obs == nil || obs.Hash != d.Hash || !obs.SandboxReady {
+		if obs != nil {
+			w.stopProbes()
+			why := "spec changed"
+			if obs.Hash == d.Hash {
+				why = "sandbox is gone or incomplete"
+			}
+			w.log.Info("replacing pod", "reason", why)
+			if err := m.rt.RemovePod(ctx, w.id, obs.GracePeriod); err != nil {
+				return time.Time{}, false, fmt.Errorf("remove old pod: %w", err)
+			}
+		}
+		if until, err := w.ensureImages(ctx, d, now); err != nil || !until.IsZero() {
+			w.publish(nil, rec, d)
+			return until, false, err
+		}
+		if err := m.rt.CreateSandbox(ctx, d); err != nil {
+			return time.Time{}, false, fmt.Errorf("create sandbox: %w", err)
+		}
+		if rec.StartTime.IsZero() {
+			rec.StartTime = now
+			w.saveRecord()
+		}
+		if obs, err = w.observe(ctx); err != nil || obs == nil {
+			if err == nil {
+				err = errors.New("sandbox vanished after creation")
+			}
+			return time.Time{}, false, err
+		}
+	}
+	if rec.StartTime.IsZero() {
+		rec.StartTime = obs.CreatedAt
+		if rec.StartTime.IsZero() {
+			rec.StartTime = now
+		}
+		w.saveRecord()
+	}
+
+	// activeDeadlineSeconds counts from the pod's start.
+	if ads := d.Spec.ActiveDeadlineSeconds; ads != nil {
+		deadline := rec.StartTime.Add(time.Duration(*ads) * time.Second)
+		if !now.Before(deadline) {
+			w.log.Info("pod failed", "reason", ReasonDeadlineExceeded)
+			rec.Phase, rec.Reason = PodFailed, ReasonDeadlineExceeded
+			w.saveRecord()
+			w.stopProbes()
+			w.stopRunning(ctx, d, obs, AppContainer, InitContainer)
+			w.publish(obs, rec, d)
+			return time.Time{}, false, nil
+		}
+		next = earliest(next, deadline)
+	}
+
+	n, err := w.syncContainers(ctx, d, obs, rec, now)
+	next = earliest(next, n)
+	if obs2, err2 := w.observe(ctx); err2 == nil && obs2 != nil {
+		obs = obs2
+	}
+	w.syncProbes(ctx, d, obs)
+	w.publish(obs, rec, d)
+	if rec.Phase == "" {
+		next = earliest(next, w.probeWake())
+	}
+	return next, false, err
+}
+
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero():
+		return a
+	case b.Before(a):
+		return b
+	}
+	return a
+}
+
+// ensureImages makes every image of the pod available; a failure puts
+// the containers in ErrImagePull, then ImagePullBackOff, with the restart
+// backoff curve. It returns when to try again.
+func (w *podWorker) ensureImages(ctx context.Context, d *DesiredPod, now time.Time) (time.Time, error) {
+	rec := w.rec
+	pull := rec.container("image", "pull")
+	if pull.Waiting != "" && now.Before(pull.Until) {
+		return pull.Until, nil
+	}
+	seen := map[string]bool{}
+	for _, c := range append(append([]Container(nil), d.Spec.InitContainers...), d.Spec.Containers...) {
+		key := c.Image + "\x00" + c.ImagePullPolicy
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if err := w.m.rt.EnsureImage(ctx, c.Image, c.ImagePullPolicy); err != nil {
+			if ctx.Err() != nil {
+				return time.Time{}, ctx.Err()
+			}
+			reason := ReasonImagePullBackOff
+			if pull.Waiting == "" {
+				reason = ReasonErrImagePull
+			}
+			w.m.backoff(pull, now)
+			pull.Waiting, pull.Until = reason, now.Add(pull.Backoff)
+			for _, cc := range d.Spec.InitContainers {
+				if cc.Image == c.Image {
+					cr := rec.container(InitContainer, cc.Name)
+					cr.Waiting, cr.Until = reason, pull.Until
+				}
+			}
+			for _, cc := range d.Spec.Containers {
+				if cc.Image == c.Image {
+					cr := rec.container(AppContainer, cc.Name)
+					cr.Waiting, cr.Until = reason, pull.Until
+				}
+			}
+			w.saveRecord()
+			w.log.Warn("image pull failed", "image", c.Image, "retry", pull.Backoff, "error", err)
+			return pull.Until, nil
+		}
+	}
+	if pull.Waiting != "" || pull.Backoff != 0 {
+		delete(rec.Containers, "image/pull")
+		for _, cr := range rec.Containers {
+			if cr.Waiting == ReasonErrImagePull || cr.Waiting == ReasonImagePullBackOff {
+				cr.Waiting, cr.Until = "", time.Time{}
+			}
+		}
+		w.saveRecord()
+	}
+	return time.Time{}, nil
+}
+
+// backoff extends c's CrashLoopBackOff delay for a death at t, the way
+// kubelet does: the first delay is InitialBackoff, each next one double
+// the last up to MaxBackoff, back to the start after BackoffReset without
+// a death.
+func (m *Manager) backoff(c *ContainerRecord, t time.Time) {
+	if c.Backoff == 0 || t.Sub(c.LastDeath) > m.opts.BackoffReset {
+		c.Backoff = m.opts.InitialBackoff
+	} else {
+		c.Backoff = min(2*c.Backoff, m.opts.MaxBackoff)
+	}
+	c.LastDeath = t
+}
+
+// inBackoff says until when a container that died at t must wait before
+// it starts again; zero when it may start now.
+func (m *Manager) inBackoff(c *ContainerRecord, t, now time.Time) time.Time {
+	if c.Backoff == 0 || now.Sub(c.LastDeath) > m.opts.BackoffReset {
+		return time.Time{}
+	}
+	if until := t.Add(c.Backoff); now.Before(until) {
+		return until
+	}
+	return time.Time{}
+}
+
+// shouldRestart applies the restart policy to a container that exited
+// with code.
+func shouldRestart(policy string, code int) bool {
+	switch policy {
+	case RestartNever:
+		return false
+	case RestartOnFailure:
+		return code != 0
+	}
+	return true
+}
+
+// restart starts a container again after its death at t, unless it is in
+// CrashLoopBackOff; it returns when to look again.
+func (w *podWorker) restart(ctx context.Context, d *DesiredPod, kind ContainerKind, name string, died, now time.Time, exitCode int, reason string) (time.Time, error) {
+	cr := w.rec.container(kind, name)
+	if until := w.m.inBackoff(cr, died, now); !until.IsZero() && !died.IsZero() {
+		if cr.Waiting != ReasonCrashLoopBackOff || !cr.Until.Equal(until) {
+			cr.Waiting, cr.Until = ReasonCrashLoopBackOff, until
+			w.saveRecord()
+		}
+		return until, nil
+	}
+	if died.IsZero() {
+		died = now // vanished: when is unknown, so it does not wait
+	}
+	w.m.backoff(cr, died)
+	cr.Restarts++
+	cr.Waiting, cr.Until, cr.Ready = "", time.Time{}, false
+	cr.LastExitCode, cr.LastReason = exitCode, reason
+	w.saveRecord() // the count first, then the side effect
+	w.log.Info("restarting container", "container", name, "restarts", cr.Restarts, "exit_code", exitCode, "backoff", cr.Backoff)
+	if err := w.m.rt.StartContainer(ctx, d, kind, name); err != nil {
+		return time.Time{}, fmt.Errorf("restart container %q: %w", name, err)
+	}
+	return time.Time{}, nil
+}
+
+// start starts a container for the first time in this pod (or again, when
+// it vanished: then it counts as a restart).
+func (w *podWorker) start(ctx context.Context, d *DesiredPod, kind ContainerKind, name string, now time.Time) (time.Time, error) {
+	cr := w.rec.container(kind, name)
+	if cr.Started {
+		return w.restart(ctx, d, kind, name, time.Time{}, now, 0, "")
+	}
+	cr.Started = true
+	w.saveRecord()
+	if err := w.m.rt.StartContainer(ctx, d, kind, name); err != nil {
+		return time.Time{}, fmt.Errorf("start %s container %q: %w", kind, name, err)
+	}
+	return time.Time{}, nil
+}
+
+// deathTime is when an exited container died, as well as berth can tell.
+func deathTime(oc *ObservedContainer, now time.Time) time.Time {
+	if !oc.FinishedAt.IsZero() {
+		return oc.FinishedAt
+	}
+	return now
+}
+
+// syncContainers runs init containers in order, each to success (sidecars,
+// restartPolicy Always, started in order and kept running), then the app
+// containers under the restart policy; it sets the pod's terminal phase.
+func (w *podWorker) syncContainers(ctx context.Context, d *DesiredPod, obs *ObservedPod, rec *PodRecord, now time.Time) (time.Time, error) {
+	policy := d.Spec.RestartPolicy
+	appStarted := false
+	for _, c := range d.Spec.Containers {
+		if oc := obs.Container(AppContainer, c.Name); oc != nil && oc.State != StateCreated {
+			appStarted = true
+		}
+		if rec.container(AppContainer, c.Name).Started {
+			appStarted = true
+		}
+	}
+	var next time.Time
+	for _, c := range d.Spec.InitContainers {
+		sidecar := c.RestartPolicy == RestartAlways
+		oc := obs.Container(InitContainer, c.Name)
+		if appStarted && !sidecar {
+			continue
+		}
+		switch {
+		case oc == nil || oc.State == StateCreated:
+			n, err := w.start(ctx, d, InitContainer, c.Name, now)
+			if err != nil || !n.IsZero() || !sidecar {
+				return n, err
+			}
+		case oc.State == StateRunning:
+			if !sidecar {
+				return time.Time{}, nil // wait for it to finish
+			}
+			if !w.started(c.Name, oc) {
+				return time.Time{}, nil // a sidecar must start before the next
+			}
+		case oc.State == StateExited && oc.ExitCode == 0 && !sidecar:
+			continue
+		case oc.State == StateExited:
+			if !sidecar && policy == RestartNever {
+				rec.Phase, rec.Reason = PodFailed, ""
+				rec.container(InitContainer, c.Name).LastExitCode = oc.ExitCode
+				w.saveRecord()
+				w.log.Info("pod failed", "reason", "init container failed", "container", c.Name, "exit_code", oc.ExitCode)
+				return time.Time{}, nil
+			}
+			n, err := w.restart(ctx, d, InitContainer, c.Name, deathTime(oc, now), now, oc.ExitCode, terminatedReason(oc))
+			if err != nil || !n.IsZero() || !sidecar {
+				return n, err
+			}
+		default:
+			return now.Add(w.m.opts.ResyncInterval), nil
+		}
+	}
+	terminated, failed := 0, 0
+	for _, c := range d.Spec.Containers {
+		oc := obs.Container(AppContainer, c.Name)
+		switch {
+		case oc == nil || oc.State == StateCreated:
+			n, err := w.start(ctx, d, AppContainer, c.Name, now)
+			if err != nil {
+				return next, err
+			}
+			next = earliest(next, n)
+		case oc.State == StateRunning:
+		case oc.State == StateExited:
+			if shouldRestart(policy, oc.ExitCode) {
+				n, err := w.restart(ctx, d, AppContainer, c.Name, deathTime(oc, now), now, oc.ExitCode, terminatedReason(oc))
+				if err != nil {
+					return next, err
+				}
+				next = earliest(next, n)
+				continue
+			}
+			terminated++
+			if oc.ExitCode != 0 {
+				failed++
+			}
+		}
+	}
+	if terminated == len(d.Spec.Containers) && terminated > 0 {
+		rec.Phase = PodSucceeded
+		if failed > 0 {
+			rec.Phase = PodFailed
+		}
+		w.saveRecord()
+		w.log.Info("pod finished", "phase", string(rec.Phase))
+		w.stopProbes()
+		w.stopRunning(ctx, d, obs, InitContainer)
+	}
+	return next, nil
+}
+
+// stopRunning stops the running containers of the given kinds, when the
+// runtime can stop single containers; otherwise, for app containers, the
+// whole pod is removed.
+func (w *podWorker) stopRunning(ctx context.Context, d *DesiredPod, obs *ObservedPod, kinds ...ContainerKind) {
+	stopper, ok := w.m.rt.(ContainerStopper)
+	for _, c := range obs.Containers {
+		if c.State != StateRunning {
+			continue
+		}
+		want := false
+		for _, k := range kinds {
+			want = want || c.Kind == k
+		}
+		if !want {
+			continue
+		}
+		if !ok {
+			if c.Kind == AppContainer {
+				if err := w.m.rt.RemovePod(ctx, w.id, d.GracePeriod()); err != nil {
+					w.log.Warn("remove pod", "error", err)
+				}
+				return
+			}
+			continue
+		}
+		if err := stopper.StopContainer(ctx, w.id, c.Kind, c.Name, d.GracePeriod()); err != nil {
+			w.log.Warn("stop container", "container", c.Name, "error", err)
+		}
+	}
+}
+
+// publish computes the pod's status and hands it to the manager.
+func (w *podWorker) publish(obs *ObservedPod, rec *PodRecord, d *DesiredPod) {
+	var st PodStatus
+	has := obs != nil || d != nil
+	switch {
+	case obs != nil:
+		var spec *PodSpec
+		if d != nil {
+			spec = &d.Spec
+		}
+		st = ObservePod(obs, rec, spec)
+		w.overlayProbes(&st, obs)
+	case d != nil:
+		st = ObservePod(&ObservedPod{ID: d.ID, Hash: d.Hash, Revision: d.Revision, Owner: d.Owner}, rec, &d.Spec)
+	}
+	w.mu.Lock()
+	prev := w.status
+	if prev.Ready && st.Ready && !prev.ReadySince.IsZero() {
+		st.ReadySince = prev.ReadySince
+	} else if st.Ready {
+		st.ReadySince = w.m.clock.Now()
+	}
+	w.status, w.hasState = st, has
+	w.mu.Unlock()
+	if rec != nil && rec == w.rec && (rec.Ready != st.Ready || w.recDirty) {
+		rec.Ready, w.recDirty = st.Ready, false
+		w.saveRecord()
+	}
+	if prev.Phase != st.Phase || prev.Ready != st.Ready || prev.Restarts() != st.Restarts() || prev.Hash != st.Hash {
+		w.m.ringController()
+	}
+}
