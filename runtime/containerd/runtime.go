@@ -271,6 +271,7 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 				case tasktypes.Status_STOPPED:
 					oc.State = reconcile.StateExited
 					oc.ExitCode = int(t.ExitStatus)
+					oc.Reason = exitReason(r.ns, c.ID, oc.ExitCode)
 					if t.ExitedAt != nil {
 						oc.FinishedAt = t.ExitedAt.AsTime()
 					}
