@@ -84,7 +84,7 @@ func CompareLive(head *Evaluation, headName string, live Live) *Plan {
 			from, known := declared(o.Revision, c.Pod)
 			switch {
 			case from != nil && from.Hash == o.Hash:
-				pc.Diff = reconcile.DiffPods(from, c.Desired)
+				pc.Diff = diffPods(from, c.Desired)
 				pc.Reason = changedReason(pc.Diff)
 			case from != nil || known:
 				pc.Drift = true

@@ -166,7 +166,7 @@ func Compare(base, head *Evaluation, baseName, headName string) *Plan {
 				pc.Source = b.Source.String()
 			}
 		case reconcile.ActionReplace:
-			pc.Diff = reconcile.DiffPods(basePods[c.Pod], c.Desired)
+			pc.Diff = diffPods(basePods[c.Pod], c.Desired)
 			pc.Reason = changedReason(pc.Diff)
 		case reconcile.ActionKeep:
 			pc.Reason = "unchanged"

@@ -3,6 +3,7 @@ package preview
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"berth.dev/berth/reconcile"
@@ -100,14 +101,37 @@ func templateDiff(from, to *reconcile.DesiredPod) []reconcile.FieldChange {
 	if from == nil || to == nil {
 		return nil
 	}
+	return diffPods(from, to)
+}
+
+// versionLabels only name the version of a workload's template, which
+// changes whenever anything else does (and, for a DaemonSet, with the
+// node); the diff leaves them out.
+var versionLabels = []string{"pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name"}
+
+// diffPods is reconcile.DiffPods without the version labels.
+func diffPods(from, to *reconcile.DesiredPod) []reconcile.FieldChange {
 	var out []reconcile.FieldChange
 	for _, c := range reconcile.DiffPods(from, to) {
-		if strings.Contains(c.Path, "pod-template-hash") || strings.Contains(c.Path, "controller-revision-hash") {
+		if isVersionLabel(c.Path) {
 			continue
 		}
 		out = append(out, c)
 	}
 	return out
+}
+
+func isVersionLabel(path string) bool {
+	rest, ok := strings.CutPrefix(path, "metadata.labels")
+	if !ok {
+		return false
+	}
+	for _, l := range versionLabels {
+		if rest == "."+l || rest == "["+strconv.Quote(l)+"]" {
+			return true
+		}
+	}
+	return false
 }
 
 func findObject(objs []reconcile.Object, key string) *reconcile.Object {
