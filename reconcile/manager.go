@@ -84,6 +84,7 @@ type Manager struct {
 	workers   map[PodID]*podWorker
 	known     map[PodID]*DesiredPod // the last spec handed to each worker
 	workloads []WorkloadStatus
+	deploys   map[string]*DeploymentRecord
 	runCtx    context.Context
 	wg        sync.WaitGroup
 
@@ -347,5 +348,29 @@ func (m *Manager) setWorkloads(ws []WorkloadStatus) {
 		if err := m.store.WriteWorkloads(ws); err != nil {
 			m.log.Warn("write workload status", "error", err)
 		}
+	}
+}
+
+// deployments returns the Deployment rollout records, loading them once.
+func (m *Manager) deployments() map[string]*DeploymentRecord {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.deploys == nil {
+		d, err := m.store.Deployments()
+		if err != nil {
+			m.log.Warn("read deployment records", "error", err)
+			d = map[string]*DeploymentRecord{}
+		}
+		m.deploys = d
+	}
+	return m.deploys
+}
+
+func (m *Manager) setDeployment(key string, r *DeploymentRecord) {
+	m.mu.Lock()
+	m.deploys[key] = r
+	m.mu.Unlock()
+	if err := m.store.WriteDeployment(key, r); err != nil {
+		m.log.Warn("write deployment record", "deployment", key, "error", err)
 	}
 }

@@ -75,7 +75,7 @@ func (l *lifecycle) tickUntil(what string, cond func() bool) {
 		if cond() {
 			return
 		}
-		l.tick(10*time.Second, 1)
+		l.tick(10*time.Second, 0)
 	}
 	l.t.Fatalf("%s: not after 20 periods", what)
 }

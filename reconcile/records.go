@@ -134,6 +134,8 @@ type DeploymentRecord struct {
 	// progress (a new pod became available).
 	Since        time.Time `json:"since"`
 	LastProgress time.Time `json:"lastProgress"`
+	// Available is the most new pods seen available in this rollout.
+	Available int `json:"available,omitempty"`
 	// Complete is set when every replica runs the new template and is
 	// available.
 	Complete bool `json:"complete,omitempty"`
