@@ -29,6 +29,7 @@ const (
 	DefaultHealthDeadline  = 5 * time.Minute
 	DefaultHealthSettle    = 10 * time.Second
 	DefaultHealthPoll      = 2 * time.Second
+	DefaultCrashRestarts   = 3
 )
 
 // Config is what an Agent needs. Like source.Options it is a plain struct;
@@ -75,6 +76,14 @@ type Config struct {
 	HealthDeadline time.Duration
 	HealthSettle   time.Duration
 	HealthPoll     time.Duration
+	// PodStatuses, when set, reports the pods' readiness (probes) and
+	// restart counts, as a pod manager that restarts containers knows
+	// them; without it health is judged from the observed containers.
+	PodStatuses func() []reconcile.PodStatus
+	// CrashRestarts is how many crashes (restarts, or an exit waiting in
+	// CrashLoopBackOff) of a container of a watched pod make its revision
+	// unhealthy (default 3).
+	CrashRestarts int
 
 	Logger hclog.Logger
 }
@@ -108,6 +117,9 @@ func (c *Config) Validate() error {
 	def(&c.HealthDeadline, DefaultHealthDeadline)
 	def(&c.HealthSettle, DefaultHealthSettle)
 	def(&c.HealthPoll, DefaultHealthPoll)
+	if c.CrashRestarts <= 0 {
+		c.CrashRestarts = DefaultCrashRestarts
+	}
 	if c.Jitter == 0 {
 		c.Jitter = DefaultJitter
 	}
@@ -138,15 +150,15 @@ type Agent struct {
 	passC  chan struct{} // closed and replaced after each pass; see Passed
 
 	// Owned by the loop goroutine.
-	current     *source.Revision // applied (or kept) revision
-	currentPods []reconcile.DesiredPod
-	good        *source.Revision
-	goodRecord  *record.Revision
-	watch       *healthWatch
-	offline     bool // running a cached revision since start, prune off
-	failures    int  // consecutive fetch failures
-	bad         []BadRevision
-	reported    map[string]bool // refusals already logged, by kind+commit
+	current    *source.Revision // applied (or kept) revision
+	loaded     *Loaded
+	good       *source.Revision
+	goodRecord *record.Revision
+	watch      *healthWatch
+	offline    bool // running a cached revision since start, prune off
+	failures   int  // consecutive fetch failures
+	bad        []BadRevision
+	reported   map[string]bool // refusals already logged, by kind+commit
 }
 
 // New prepares an Agent; it does no I/O beyond reading its records.

@@ -2,10 +2,10 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,38 +25,38 @@ const image = "example.local/app:1"
 // It implements Source; Fetch returns the head, or fails while down is set.
 type repo struct {
 	mu      sync.Mutex
-	commits map[string][]reconcile.DesiredPod
+	commits map[string][]reconcile.Object
+	state   string // for expansion
 	head    string
 	down    bool
 	fetches atomic.Int64
 	block   chan struct{} // when set, Fetch waits for it
 }
 
-func newRepo() *repo { return &repo{commits: map[string][]reconcile.DesiredPod{}} }
+func newRepo() *repo { return &repo{commits: map[string][]reconcile.Object{}} }
 
-// commit adds a commit declaring pods name→command and makes it the head.
+// commit adds a commit declaring pods name→shell command and makes it
+// the head.
 func (r *repo) commit(id string, pods map[string]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var ds []reconcile.DesiredPod
+	var objs []reconcile.Object
 	names := make([]string, 0, len(pods))
 	for n := range pods {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		ds = append(ds, reconcile.DesiredPod{
-			ID:       reconcile.PodID{Namespace: "default", Name: n},
-			Owner:    "Pod/default/" + n,
-			Revision: id,
-			Hash:     fmt.Sprintf("%x", sha256.Sum256([]byte(pods[n])))[:16],
-			Spec: reconcile.PodSpec{
+		objs = append(objs, reconcile.Object{
+			TypeMeta: reconcile.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			Metadata: reconcile.ObjectMeta{Name: n, Namespace: "default"},
+			Pod: &reconcile.PodSpec{
 				RestartPolicy: "Always",
-				Containers:    []reconcile.Container{{Name: "main", Image: image, Command: []string{"sh", "-c", pods[n]}}},
+				Containers:    []reconcile.Container{{Name: "main", Image: image, ImagePullPolicy: "IfNotPresent", Command: []string{"sh", "-c", pods[n]}}},
 			},
 		})
 	}
-	r.commits[id] = ds
+	r.commits[id] = objs
 	r.head = id
 }
 
@@ -93,14 +93,18 @@ func (r *repo) Revision(ctx context.Context, id string) (*source.Revision, error
 
 func (r *repo) URL() string { return "https://git.example/repo.git" }
 
-func (r *repo) load(rev *source.Revision) ([]reconcile.DesiredPod, error) {
+func (r *repo) load(rev *source.Revision) (*Loaded, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pods, ok := r.commits[rev.Commit]
+	objs, ok := r.commits[rev.Commit]
 	if !ok {
 		return nil, &ValidationError{Commit: rev.Commit, Problems: []string{"./x.yaml:1:1: broken"}}
 	}
-	return pods, nil
+	pods, err := reconcile.Expand(objs, rev.Commit, reconcile.ExpandOptions{StateDir: r.state})
+	if err != nil {
+		return nil, err
+	}
+	return &Loaded{Objects: objs, Pods: pods}, nil
 }
 
 // harness runs an agent against a repo and a fake runtime.
@@ -113,16 +117,39 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	tweak  func(*Config)
+	// manager runs the pods through a reconcile.Manager instead of
+	// reconcile.Apply.
+	manager bool
 }
 
 func newHarness(t *testing.T, r *repo, rt *fake.Runtime, state string, tweak func(*Config)) *harness {
 	t.Helper()
-	if state == "" {
-		state = t.TempDir()
+	return startHarness(&harness{t: t, repo: r, rt: rt, state: state, tweak: tweak})
+}
+
+func startHarness(h *harness) *harness {
+	h.t.Helper()
+	if h.state == "" {
+		h.state = h.t.TempDir()
 	}
-	h := &harness{t: t, repo: r, rt: rt, state: state, tweak: tweak}
 	h.start()
 	return h
+}
+
+// eventually waits until cond holds for the agent's status.
+func (h *harness) eventually(what string, cond func(Status) bool) Status {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := h.a.Status()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s; status %+v", what, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (h *harness) start() {
@@ -140,6 +167,18 @@ func (h *harness) start() {
 		HealthDeadline: time.Minute,
 		Logger:         hclog.New(&hclog.LoggerOptions{Output: testWriter{h.t}, Level: hclog.Debug}),
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan struct{})
+	var m *reconcile.Manager
+	if h.manager {
+		m = reconcile.NewManager(h.rt, reconcile.ManagerOptions{
+			StateDir: h.state, Logger: cfg.Logger, ResyncInterval: 10 * time.Millisecond,
+			InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		})
+		cfg.Reconciler = &ManagerReconciler{Manager: m}
+		cfg.PodStatuses = m.Pods
+		cfg.HealthPoll = 10 * time.Millisecond
+	}
 	if h.tweak != nil {
 		h.tweak(&cfg)
 	}
@@ -148,10 +187,14 @@ func (h *harness) start() {
 		h.t.Fatal(err)
 	}
 	h.a = a
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan struct{})
 	passed := a.Passed()
-	go func() { defer close(h.done); _ = a.Run(ctx) }()
+	mdone := make(chan struct{})
+	if m != nil {
+		go func() { defer close(mdone); _ = m.Run(ctx) }()
+	} else {
+		close(mdone)
+	}
+	go func() { defer close(h.done); _ = a.Run(ctx); <-mdone }()
 	h.wait(passed)
 	h.t.Cleanup(h.stop)
 }
@@ -465,5 +508,34 @@ func TestNextFetchBackoff(t *testing.T) {
 				t.Fatalf("%d failures: next fetch in %s, want in [%s, %s)", tc.failures, d, tc.base, tc.base+tc.base/10)
 			}
 		}
+	}
+}
+
+func TestManagerCrashLoopRolledBack(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep, "db": sleep})
+	rt := fake.New(image)
+	h := startHarness(&harness{t: t, repo: r, rt: rt, manager: true})
+	h.eventually("aaaa good", func(st Status) bool { return st.LastGood != nil && st.LastGood.Commit == "aaaa" })
+
+	r.commit("bbbb", map[string]string{"web": "exit 3", "db": sleep})
+	h.a.Trigger(TriggerWebhook)
+	st := h.eventually("rollback", func(st Status) bool { return len(st.BadRevisions) == 1 })
+	if st.BadRevisions[0].Commit != "bbbb" || !strings.Contains(st.BadRevisions[0].Reason, "crash-looping") {
+		t.Fatalf("bad revisions %+v", st.BadRevisions)
+	}
+	h.eventually("web back on aaaa", func(Status) bool { return h.running()["web"] == "aaaa" })
+	if st := h.a.Status(); st.Applied.Commit != "aaaa" || st.LastGood.Commit != "aaaa" {
+		t.Fatalf("applied %+v good %+v", st.Applied, st.LastGood)
+	}
+
+	// Restarted over healthy pods, agent and manager change nothing.
+	h.stop()
+	rt.ResetCalls()
+	h2 := startHarness(&harness{t: t, repo: r, rt: rt, state: h.state, manager: true})
+	h2.pass(TriggerPoll)
+	time.Sleep(100 * time.Millisecond) // several manager resyncs
+	if m := rt.MutatingCalls(); len(m) != 0 {
+		t.Fatalf("restart made mutating calls: %v", m)
 	}
 }

@@ -31,7 +31,7 @@ func (r *ApplyReconciler) Reconcile(ctx context.Context, t Target) (Result, erro
 		plan = reconcile.MakePlan(t.Revision, t.Pods, obs)
 	}
 	if !t.Prune {
-		plan = withoutDeletes(plan)
+		plan, _ = withoutDeletes(plan)
 	}
 	res := reconcile.Apply(ctx, r.Runtime, plan, reconcile.ApplyOptions{Workers: r.Workers, Logger: r.Logger})
 	var out Result

@@ -32,7 +32,13 @@ const (
 // or Never) exited with code 0. An app container that exits when its pod
 // wants it to keep running, or exits with an error, makes the revision
 // unhealthy at once; so does a deadline passed with pods still waiting.
-func (w *healthWatch) evaluate(now time.Time, settle time.Duration, desired map[reconcile.PodID]*reconcile.DesiredPod, obs []reconcile.ObservedPod) (verdict, string) {
+//
+// When statuses (from a pod manager that restarts containers and runs
+// probes) are given, a pod with a status is judged by it instead: it is
+// healthy when Ready (or Succeeded) for at least settle, and unhealthy
+// when Failed or when a container crashed crashes times (restarts, plus
+// an exit now waiting to be restarted).
+func (w *healthWatch) evaluate(now time.Time, settle time.Duration, crashes int, desired map[reconcile.PodID]*reconcile.DesiredPod, obs []reconcile.ObservedPod, statuses map[reconcile.PodID]*reconcile.PodStatus) (verdict, string) {
 	byID := make(map[reconcile.PodID]*reconcile.ObservedPod, len(obs))
 	for i := range obs {
 		byID[obs[i].ID] = &obs[i]
@@ -42,6 +48,16 @@ func (w *healthWatch) evaluate(now time.Time, settle time.Duration, desired map[
 		d := desired[id]
 		if d == nil {
 			continue // no longer desired: nothing to wait for
+		}
+		if st := statuses[id]; st != nil && st.Hash == d.Hash {
+			ok, why := judgeStatus(now, settle, crashes, st)
+			if why != "" {
+				return unhealthy, why
+			}
+			if !ok {
+				notReady = append(notReady, id.String())
+			}
+			continue
 		}
 		o := byID[id]
 		if o == nil || o.Hash != d.Hash || !o.SandboxReady {
@@ -84,4 +100,32 @@ func (w *healthWatch) evaluate(now time.Time, settle time.Duration, desired map[
 		return unhealthy, fmt.Sprintf("pods not ready within %s: %s", w.deadline.Sub(w.since).Round(time.Second), strings.Join(notReady, ", "))
 	}
 	return waiting, ""
+}
+
+// judgeStatus reports whether a managed pod is healthy, or why it is not
+// and never will be.
+func judgeStatus(now time.Time, settle time.Duration, crashes int, st *reconcile.PodStatus) (bool, string) {
+	switch st.Phase {
+	case reconcile.PodFailed:
+		why := fmt.Sprintf("pod %s failed", st.ID)
+		if st.Reason != "" {
+			why += " (" + st.Reason + ")"
+		}
+		return false, why
+	case reconcile.PodSucceeded:
+		return true, ""
+	}
+	for _, c := range append(append([]reconcile.ContainerStatus(nil), st.InitContainers...), st.Containers...) {
+		n := c.RestartCount
+		if c.State != reconcile.Running && (c.Reason == reconcile.ReasonCrashLoopBackOff || c.State == reconcile.Terminated && c.ExitCode != 0) {
+			n++
+		}
+		if n >= crashes {
+			return false, fmt.Sprintf("container %q of pod %s is crash-looping (%d crashes, last exit code %d)", c.Name, st.ID, n, c.ExitCode)
+		}
+	}
+	if !st.Ready {
+		return false, ""
+	}
+	return st.ReadySince.IsZero() || now.Sub(st.ReadySince) >= settle, ""
 }

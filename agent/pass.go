@@ -90,17 +90,17 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 	}
 
 	prune := !a.offline
-	pods, prob := a.admit(ctx, target, ctl.Pin != "")
+	ld, prob := a.admit(ctx, target, ctl.Pin != "")
 	if prob != nil {
 		a.refuse(*prob)
 		outcome, reason = "refused", prob.Kind
-		target, pods = a.current, a.currentPods
+		target, ld = a.current, a.loaded
 		if target == nil {
 			// Nothing applied since start: run the last good revision,
 			// pruning nothing, rather than the refused head.
 			if c := a.cached(ctx, prob.Commit); c != nil {
 				if p, prob2 := a.admit(ctx, c, false); prob2 == nil {
-					target, pods, prune = c, p, false
+					target, ld, prune = c, p, false
 				}
 			}
 		}
@@ -116,9 +116,10 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		outcome, reason = "failed", "observe"
 		return fetched
 	}
-	plan := reconcile.MakePlan(target.Commit, pods, obs)
+	plan := reconcile.MakePlan(target.Commit, ld.Pods, obs)
+	var held []reconcile.PodID
 	if !prune {
-		plan = withoutDeletes(plan)
+		plan, held = withoutDeletes(plan)
 	}
 	isNew := a.current == nil || a.current.Commit != target.Commit
 	if why := a.unsafe(plan, len(obs)); why != "" {
@@ -131,7 +132,7 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 	var applyErr error
 	if plan.HasChanges() {
 		log.Info("reconciling", "commit", shortCommit(target.Commit), "plan", plan.Summary(), "prune", prune)
-		res, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: target.Commit, Pods: pods, Plan: plan, Prune: prune})
+		res, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: target.Commit, Objects: ld.Objects, Pods: ld.Pods, Plan: plan, Prune: prune, Held: held})
 		applyErr = err
 		if err != nil {
 			a.refuse(Problem{Kind: "apply", Commit: target.Commit, Reason: err.Error()})
@@ -147,12 +148,12 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		}
 	}
 	if isNew {
-		a.current, a.currentPods = target, pods
+		a.current, a.loaded = target, ld
 		a.recordApplied(target)
 		if outcome != "failed" {
 			outcome = "applied"
 		}
-		a.startWatch(target, pods, plan)
+		a.startWatch(target, ld.Pods, plan)
 	}
 	if prob == nil && applyErr == nil {
 		a.mu.Lock()
@@ -235,9 +236,9 @@ func (a *Agent) cached(ctx context.Context, except string) *source.Revision {
 
 // admit decides whether rev may be applied and loads its pods. The
 // current revision is admitted without checks.
-func (a *Agent) admit(ctx context.Context, rev *source.Revision, pinned bool) ([]reconcile.DesiredPod, *Problem) {
+func (a *Agent) admit(ctx context.Context, rev *source.Revision, pinned bool) (*Loaded, *Problem) {
 	if a.current != nil && a.current.Commit == rev.Commit {
-		return a.currentPods, nil
+		return a.loaded, nil
 	}
 	if !pinned {
 		if b := a.badEntry(rev.Commit); b != nil {
@@ -251,7 +252,7 @@ func (a *Agent) admit(ctx context.Context, rev *source.Revision, pinned bool) ([
 				Reason: fmt.Sprintf("revision %s is not trusted: %v", rev.ShortCommit(), err)}
 		}
 	}
-	pods, err := a.cfg.Load(rev)
+	ld, err := a.cfg.Load(rev)
 	if err != nil {
 		p := &Problem{Kind: "validate", Commit: rev.Commit, Reason: err.Error()}
 		var ve *ValidationError
@@ -261,7 +262,7 @@ func (a *Agent) admit(ctx context.Context, rev *source.Revision, pinned bool) ([
 		}
 		return nil, p
 	}
-	return pods, nil
+	return ld, nil
 }
 
 // refuse reports a problem in the status, and in the log once per kind
@@ -299,14 +300,19 @@ func (a *Agent) unsafe(plan *reconcile.Plan, managed int) string {
 	return ""
 }
 
-func withoutDeletes(p *reconcile.Plan) *reconcile.Plan {
+// withoutDeletes returns p without its deletions, and the pods they
+// would have deleted.
+func withoutDeletes(p *reconcile.Plan) (*reconcile.Plan, []reconcile.PodID) {
 	out := &reconcile.Plan{Revision: p.Revision}
+	var held []reconcile.PodID
 	for _, c := range p.Changes {
-		if c.Action != reconcile.ActionDelete {
-			out.Changes = append(out.Changes, c)
+		if c.Action == reconcile.ActionDelete {
+			held = append(held, c.Pod)
+			continue
 		}
+		out.Changes = append(out.Changes, c)
 	}
-	return out
+	return out, held
 }
 
 func (a *Agent) recordOf(rev *source.Revision) record.Revision {

@@ -56,11 +56,19 @@ func (a *Agent) checkHealth(ctx context.Context, obs []reconcile.ObservedPod) {
 		a.watch = nil
 		return
 	}
-	desired := make(map[reconcile.PodID]*reconcile.DesiredPod, len(a.currentPods))
-	for i := range a.currentPods {
-		desired[a.currentPods[i].ID] = &a.currentPods[i]
+	desired := make(map[reconcile.PodID]*reconcile.DesiredPod, len(a.loaded.Pods))
+	for i := range a.loaded.Pods {
+		desired[a.loaded.Pods[i].ID] = &a.loaded.Pods[i]
 	}
-	v, why := w.evaluate(time.Now(), a.cfg.HealthSettle, desired, obs)
+	var statuses map[reconcile.PodID]*reconcile.PodStatus
+	if a.cfg.PodStatuses != nil {
+		sts := a.cfg.PodStatuses()
+		statuses = make(map[reconcile.PodID]*reconcile.PodStatus, len(sts))
+		for i := range sts {
+			statuses[sts[i].ID] = &sts[i]
+		}
+	}
+	v, why := w.evaluate(time.Now(), a.cfg.HealthSettle, a.cfg.CrashRestarts, desired, obs, statuses)
 	switch v {
 	case healthy:
 		a.watch = nil
@@ -95,7 +103,7 @@ func (a *Agent) rollback(ctx context.Context, why string) {
 	}
 	a.log.Error("revision unhealthy; rolling back", "commit", bad.ShortCommit(), "reason", why, "to", good.ShortCommit())
 	p.Reason = fmt.Sprintf("revision %s is unhealthy (%s); rolled back to %s", bad.ShortCommit(), why, good.ShortCommit())
-	pods, err := a.cfg.Load(good)
+	ld, err := a.cfg.Load(good)
 	if err != nil {
 		p.Reason += fmt.Sprintf("; cannot load it: %v", err)
 		a.setProblem(p)
@@ -107,12 +115,12 @@ func (a *Agent) rollback(ctx context.Context, why string) {
 		a.setProblem(p)
 		return
 	}
-	plan := reconcile.MakePlan(good.Commit, pods, obs)
-	if _, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: good.Commit, Pods: pods, Plan: plan, Prune: true}); err != nil {
+	plan := reconcile.MakePlan(good.Commit, ld.Pods, obs)
+	if _, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: good.Commit, Objects: ld.Objects, Pods: ld.Pods, Plan: plan, Prune: true}); err != nil {
 		p.Reason += fmt.Sprintf("; reapplying it failed: %v", err)
 	}
 	a.metrics.lastApplied.SetToCurrentTime()
-	a.current, a.currentPods = good, pods
+	a.current, a.loaded = good, ld
 	a.recordApplied(good)
 	a.setProblem(p)
 }

@@ -32,6 +32,9 @@ type Observer interface {
 type Target struct {
 	// Revision is the commit (or directory digest) the pods come from.
 	Revision string
+	// Objects are the revision's validated objects, for a reconciler
+	// that runs workload controllers itself.
+	Objects []reconcile.Object
 	// Pods are the revision's desired pods.
 	Pods []reconcile.DesiredPod
 	// Plan is the plan the agent made and checked against the pods it
@@ -40,6 +43,8 @@ type Target struct {
 	Plan *reconcile.Plan
 	// Prune allows deleting pods the revision no longer declares.
 	Prune bool
+	// Held lists the pods pruning would delete, when Prune is false.
+	Held []reconcile.PodID
 }
 
 // Result counts what a reconciliation changed.
@@ -58,10 +63,17 @@ type Reconciler interface {
 	Reconcile(ctx context.Context, t Target) (Result, error)
 }
 
+// Loaded is a validated revision: its objects and the pods they expand to
+// on this host.
+type Loaded struct {
+	Objects []reconcile.Object
+	Pods    []reconcile.DesiredPod
+}
+
 // Loader turns a fetched revision into the pods it wants on this host:
 // schema validation and expansion. A revision with problems returns a
 // *ValidationError.
-type Loader func(rev *source.Revision) ([]reconcile.DesiredPod, error)
+type Loader func(rev *source.Revision) (*Loaded, error)
 
 // Verifier checks a revision's signature before it is applied; nil
 // verifies nothing. Its error says why the revision is not trusted.
