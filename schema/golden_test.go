@@ -21,7 +21,8 @@ import (
 
 // The golden files in testdata/schema are txtar archives: the comment says
 // what the case is about, the files are the repository, and the file "want"
-// holds what Load returns: its diagnostics one per line, or the objects.
+// holds what Load returns: its diagnostics one per line, or the objects. An
+// optional file "options" sets the node and strict mode (see goldenOptions).
 // BERTH_UPDATE=1 go test ./schema rewrites "want".
 
 const goldenDir = "../testdata/schema"
@@ -40,14 +41,19 @@ func TestGolden(t *testing.T) {
 			}
 			fsys := fstest.MapFS{}
 			wantIdx := -1
+			var opts Options
 			for i, f := range ar.Files {
-				if f.Name == "want" {
+				switch f.Name {
+				case "want":
 					wantIdx = i
+					continue
+				case "options":
+					opts = goldenOptions(t, string(f.Data))
 					continue
 				}
 				fsys[f.Name] = &fstest.MapFile{Data: f.Data, Mode: 0o644}
 			}
-			res, err := Load(fsys, Options{})
+			res, err := Load(fsys, opts)
 			got := render(t, res, err)
 			if update {
 				if wantIdx >= 0 {
@@ -67,6 +73,31 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goldenOptions reads the "options" file of a golden archive: lines
+// "node NAME", "label KEY=VALUE" and "strict".
+func goldenOptions(t *testing.T, text string) Options {
+	t.Helper()
+	var opts Options
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		word, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch word {
+		case "node":
+			opts.Node.Name = arg
+		case "label":
+			k, v, _ := strings.Cut(arg, "=")
+			if opts.Node.Labels == nil {
+				opts.Node.Labels = map[string]string{}
+			}
+			opts.Node.Labels[k] = v
+		case "strict":
+			opts.Strict = true
+		default:
+			t.Fatalf("options: unknown line %q", line)
+		}
+	}
+	return opts
 }
 
 // render prints what Load returned for a golden file.

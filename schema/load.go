@@ -15,10 +15,7 @@ import (
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/ast"
-	"cuelang.org/go/cue/build"
-	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
-	"cuelang.org/go/cue/parser"
 	"cuelang.org/go/cue/token"
 	"cuelang.org/go/encoding/json"
 	"cuelang.org/go/encoding/yaml"
@@ -48,6 +45,16 @@ type Options struct {
 	// Strict makes objects of kinds berth does not run (Service,
 	// PersistentVolumeClaim, …) errors instead of warnings.
 	Strict bool
+	// Node is the host the revision is loaded for. CUE files see its name
+	// and labels as tags (@tag(node), @tag(zone)) and in @if conditions.
+	Node reconcile.Node
+	// Cache, when set, keeps results between calls so that unchanged files
+	// are not validated again.
+	Cache *Cache
+	// Sandbox, when set, evaluates CUE packages in a child process under a
+	// deadline and a memory bound. Without it CUE runs in this process,
+	// unbounded.
+	Sandbox *Sandbox
 }
 
 // Validate checks o and fills in defaults.
@@ -85,19 +92,27 @@ func Load(fsys fs.FS, opts Options) (*Result, error) {
 	if _, err := fs.Stat(fsys, "."); err != nil {
 		return nil, fmt.Errorf("load objects: %w", err)
 	}
-	ctx := cuecontext.New()
-	sch, err := compileSchema(ctx)
-	if err != nil {
+	l := &loader{fsys: fsys, opts: opts, cueDirs: map[string][]cueFile{}}
+	l.readTree()
+	l.prepareCUE()
+	rev := l.revisionKey()
+	if opts.Cache != nil {
+		if res, err, ok := opts.Cache.revision(rev); ok {
+			return res, err
+		}
+	}
+	for _, f := range l.dataFiles {
+		l.loadDataCached(f)
+	}
+	if err := l.loadCUEPackages(); err != nil {
 		return nil, err
 	}
-	l := &loader{fsys: fsys, opts: opts, ctx: ctx, schema: sch}
-	l.readTree()
-	slices.SortStableFunc(l.loaded, func(a, b loaded) int { return comparePos(a.obj.Source, b.obj.Source) })
+	slices.SortStableFunc(l.loaded, func(a, b loaded) int { return comparePos(a.Obj.Source, b.Obj.Source) })
 
 	var objects []reconcile.Object
 	first := map[string]reconcile.Position{}
 	for _, lo := range l.loaded {
-		obj := lo.obj
+		obj := lo.Obj
 		if key := obj.Key(); obj.Kind != "" && obj.Metadata.Name != "" {
 			if prev, dup := first[key]; dup {
 				l.diags = append(l.diags, Diagnostic{Pos: obj.Source, Object: key,
@@ -106,7 +121,7 @@ func Load(fsys fs.FS, opts Options) (*Result, error) {
 			}
 			first[key] = obj.Source
 		}
-		if lo.ok {
+		if lo.OK {
 			objects = append(objects, obj)
 		}
 	}
@@ -121,17 +136,24 @@ func Load(fsys fs.FS, opts Options) (*Result, error) {
 			warnings = append(warnings, d)
 		}
 	}
+	var res *Result
+	var err error
 	if failed {
-		return nil, &Error{Diagnostics: diags}
+		err = &Error{Diagnostics: diags}
+	} else {
+		res = &Result{Objects: objects, Warnings: warnings}
 	}
-	return &Result{Objects: objects, Warnings: warnings}, nil
+	if opts.Cache != nil {
+		opts.Cache.finish(rev, res, err)
+	}
+	return res, err
 }
 
 // loaded is an object after validation; ok tells whether it is valid.
 // Invalid objects are kept for duplicate detection.
 type loaded struct {
-	obj reconcile.Object
-	ok  bool
+	Obj reconcile.Object
+	OK  bool
 }
 
 // candidate is a value that declares an object, before validation.
@@ -149,6 +171,17 @@ type loader struct {
 	schema cue.Value
 	diags  []Diagnostic
 	loaded []loaded
+
+	// Files found by readTree: YAML and JSON files in walk order, and the
+	// .cue files of each directory.
+	dataFiles []cueFile
+	cueDirs   map[string][]cueFile
+	cueOrder  []string
+	// module is the CUE module path of the repository (cue.mod/module.cue),
+	// under which its packages import each other.
+	module string
+	// jobs are the CUE packages to evaluate, prepared by prepareCUE.
+	jobs []*cueJob
 }
 
 // pathErr drops the operation and path from a *fs.PathError, which the
@@ -211,12 +244,10 @@ func (l *loader) guard(file string) {
 	}
 }
 
-// readTree walks fsys and loads every supported file. Hidden files and
+// readTree walks fsys and reads every supported file. Hidden files and
 // directories (a name starting with '.') and CUE's module directory cue.mod
 // are skipped. The .cue files of one directory form one CUE package.
 func (l *loader) readTree() {
-	cueDirs := map[string][]cueFile{}
-	var dirOrder []string
 	_ = fs.WalkDir(l.fsys, ".", func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			l.errorf(p, "cannot read: %v", pathErr(err))
@@ -233,36 +264,46 @@ func (l *loader) readTree() {
 		if de.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json" && ext != ".cue") {
 			return nil
 		}
-		target := p
-		switch {
-		case de.Type()&fs.ModeSymlink != 0:
-			var ok bool
-			if target, ok = l.resolveLink(p); !ok {
-				return nil
-			}
-		case !de.Type().IsRegular():
-			return nil
-		}
-		data, ok := l.read(p, target)
+		data, ok := l.readFile(p, de)
 		if !ok {
 			return nil
 		}
-		switch ext {
-		case ".yaml", ".yml":
-			l.loadYAML(p, data)
-		case ".json":
-			l.loadJSON(p, data)
-		case ".cue":
+		if ext == ".cue" {
 			dir := path.Dir(p)
-			if _, seen := cueDirs[dir]; !seen {
-				dirOrder = append(dirOrder, dir)
+			if _, seen := l.cueDirs[dir]; !seen {
+				l.cueOrder = append(l.cueOrder, dir)
 			}
-			cueDirs[dir] = append(cueDirs[dir], cueFile{p, data})
+			l.cueDirs[dir] = append(l.cueDirs[dir], cueFile{p, data})
+			return nil
 		}
+		l.dataFiles = append(l.dataFiles, cueFile{p, data})
 		return nil
 	})
-	for _, dir := range dirOrder {
-		l.loadCUE(dir, cueDirs[dir])
+}
+
+// readFile reads the file p of the walk, following a symbolic link inside
+// the repository.
+func (l *loader) readFile(p string, de fs.DirEntry) ([]byte, bool) {
+	target := p
+	switch {
+	case de.Type()&fs.ModeSymlink != 0:
+		var ok bool
+		if target, ok = l.resolveLink(p); !ok {
+			return nil, false
+		}
+	case !de.Type().IsRegular():
+		return nil, false
+	}
+	return l.read(p, target)
+}
+
+// loadData loads a YAML or JSON file.
+func (l *loader) loadData(f cueFile) {
+	switch path.Ext(f.name) {
+	case ".yaml", ".yml":
+		l.loadYAML(f.name, f.data)
+	case ".json":
+		l.loadJSON(f.name, f.data)
 	}
 }
 
@@ -483,58 +524,6 @@ func (l *loader) addDocument(p string, expr ast.Expr) {
 type cueFile struct {
 	name string
 	data []byte
-}
-
-// loadCUE builds the CUE package of dir from files and records every object
-// it declares. The files may import only the CUE standard library.
-func (l *loader) loadCUE(dir string, files []cueFile) {
-	defer l.guard(files[0].name)
-	inst := build.NewContext().NewInstance(fileName(dir), nil)
-	var pkgName, pkgFile string
-	ok := true
-	for _, file := range files {
-		name := file.name
-		f, err := parser.ParseFile(fileName(name), file.data)
-		if err != nil {
-			l.cueErrors(err, name)
-			ok = false
-			continue
-		}
-		if pkgFile == "" {
-			pkgName, pkgFile = f.PackageName(), name
-		} else if n := f.PackageName(); n != pkgName {
-			l.errorAt(f.Pos(), name, "package %q differs from package %q of %s: the .cue files of a directory form one package",
-				n, pkgName, fileName(pkgFile))
-			ok = false
-			continue
-		}
-		for _, decl := range f.Preamble() {
-			if a, isAttr := decl.(*ast.Attribute); isAttr && strings.HasPrefix(a.Text, "@if(") {
-				l.errorAt(a.Pos(), name, "build attributes (@if) are not supported: every .cue file of a directory is loaded")
-				ok = false
-			}
-		}
-		for spec := range f.ImportSpecs() {
-			ip, _ := strconv.Unquote(spec.Path.Value)
-			if first, _, _ := strings.Cut(ip, "/"); strings.Contains(first, ".") {
-				l.errorAt(spec.Pos(), name, "import %q is not supported: CUE files may import only the CUE standard library", ip)
-				ok = false
-			}
-		}
-		if err := inst.AddSyntax(f); err != nil {
-			l.cueErrors(err, name)
-			ok = false
-		}
-	}
-	if !ok {
-		return
-	}
-	v := l.ctx.BuildInstance(inst)
-	if err := v.Validate(); err != nil {
-		l.cueErrors(err, files[0].name)
-		return
-	}
-	l.findObjects(v, 0)
 }
 
 // findObjects records every struct in v, at any depth of regular fields and

@@ -1,0 +1,190 @@
+package schema
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// sandboxEnv makes the test binary serve as the sandbox's child.
+const sandboxEnv = "BERTH_SCHEMA_TEST_SANDBOX"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(sandboxEnv) != "" {
+		os.Exit(ServeSandbox(os.Stdin, os.Stdout))
+	}
+	os.Exit(m.Run())
+}
+
+// testSandbox runs CUE in a child process: this test binary.
+func testSandbox(t *testing.T) *Sandbox {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Sandbox{Command: []string{exe}, Env: []string{sandboxEnv + "=1"}, Timeout: 3 * time.Second, MemoryLimit: 256 << 20}
+}
+
+const goodCUE = `package good
+
+web: {
+	apiVersion: "v1"
+	kind:       "Pod"
+	metadata: name: "web"
+	spec: containers: [{name: "app", image: "nginx"}]
+}
+`
+
+// TestSandboxBounds checks that pathological CUE is stopped and reported
+// at its package, and that the other packages of the revision are still
+// evaluated: evaluation that does not end, deep recursion, and a package
+// that eats memory.
+func TestSandboxBounds(t *testing.T) {
+	deep := strings.Repeat("[", 300000) + strings.Repeat("]", 300000)
+	tests := []struct {
+		name    string
+		src     string
+		timeout time.Duration
+		memory  int64
+		want    string
+	}{
+		// CUE ends this one with an error of its own.
+		{"cycle", "package bad\n\nA0:A&A,A:A0:A0:A,A\n", 0, 0, "structural cycle"},
+		{"deadline", "package bad\n\nimport \"list\"\n\nx: len([for i in list.Range(0, 20000000, 1) if i < 0 {i}])\n",
+			300 * time.Millisecond, 2 << 30, "did not finish within 300ms"},
+		{"memory", "package bad\n\nimport \"list\"\n\nx: [for i in list.Range(0, 50000000, 1) {i}]\ny: len(x)\n",
+			0, 256 << 20, "used more than 256 MiB of memory"},
+		{"deep nesting", "package bad\n\nx: " + deep + "\n", 0, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fsys := fstest.MapFS{
+				"bad/bad.cue":   {Data: []byte(tt.src)},
+				"good/good.cue": {Data: []byte(goodCUE)},
+				"z/pod.yaml":    {Data: []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: y}\nspec: {containers: [{name: c, image: busybox}]}\n")},
+			}
+			done := make(chan struct{})
+			var lines []string
+			go func() {
+				defer close(done)
+				sb := testSandbox(t)
+				if tt.timeout != 0 {
+					sb.Timeout = tt.timeout
+				}
+				if tt.memory != 0 {
+					sb.MemoryLimit = tt.memory
+				}
+				_, err := Load(fsys, Options{Sandbox: sb})
+				lines = diagnostics(t, err)
+			}()
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("Load did not return")
+			}
+			if len(lines) == 0 {
+				t.Fatal("no diagnostics")
+			}
+			for _, l := range lines {
+				if !strings.HasPrefix(l, "./bad") {
+					t.Errorf("diagnostic outside the bad package: %s", l)
+				}
+				if tt.want != "" && !strings.Contains(l, tt.want) {
+					t.Errorf("diagnostic %q does not contain %q", l, tt.want)
+				}
+			}
+			t.Logf("%s", strings.Join(lines, "\n"))
+		})
+	}
+}
+
+// TestSandboxSameAsInProcess checks that a package evaluated in the child
+// gives what it gives in process.
+func TestSandboxSameAsInProcess(t *testing.T) {
+	fsys := fstest.MapFS{"good/good.cue": {Data: []byte(goodCUE)}, "two/two.cue": {Data: []byte(strings.Replace(strings.Replace(goodCUE, "package good", "package two\n\nimport \"berth.dev/k8s\"\n\nweb: k8s.#Pod", 1), `name: "web"`, `name: "two"`, 1))}}
+	a, err := Load(fsys, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(fsys, Options{Sandbox: testSandbox(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(a, b); d != "" {
+		t.Errorf("sandbox differs (-in process +sandbox):\n%s", d)
+	}
+	if len(a.Objects) != 2 {
+		t.Errorf("got %d objects, want 2", len(a.Objects))
+	}
+}
+
+func TestSandboxMissingCommand(t *testing.T) {
+	fsys := fstest.MapFS{"good/good.cue": {Data: []byte(goodCUE)}}
+	_, err := Load(fsys, Options{Sandbox: &Sandbox{Command: []string{"/nonexistent/berth"}}})
+	if err == nil || !strings.Contains(err.Error(), "sandbox") {
+		t.Errorf("err = %v, want a sandbox error", err)
+	}
+	_ = fmt.Sprint()
+}
+
+// TestChildCrash checks that a child that dies is reported at the package
+// it was evaluating.
+func TestChildCrash(t *testing.T) {
+	fsys := fstest.MapFS{"good/good.cue": {Data: []byte(goodCUE)}}
+	_, err := Load(fsys, Options{Sandbox: &Sandbox{Command: []string{"/bin/sh", "-c", "echo boom >&2; exit 3"}}})
+	want := []string{"./good/good.cue: CUE evaluation of this package failed: exit status 3 boom"}
+	if d := cmp.Diff(want, diagnostics(t, err)); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+}
+
+// TestEmbedConfined checks that @embed reads only files of the repository,
+// within the size limit.
+func TestEmbedConfined(t *testing.T) {
+	cm := func(attr string) []byte {
+		return []byte("package c\n\ncm: {\n\tapiVersion: \"v1\"\n\tkind: \"ConfigMap\"\n\tmetadata: name: \"c\"\n\tdata: x: _ " + attr + "\n}\n")
+	}
+	tests := []struct {
+		name string
+		fsys fstest.MapFS
+		want []string
+	}{{
+		name: "dot-dot",
+		fsys: fstest.MapFS{"c/c.cue": {Data: cm("@embed(file=../secret.txt, type=text)")}, "secret.txt": {Data: []byte("s")}},
+		want: []string{`./c/c.cue:7:14: @embed: "../secret.txt" must be a path inside the package's directory, without '..'`},
+	}, {
+		name: "absolute",
+		fsys: fstest.MapFS{"c/c.cue": {Data: cm("@embed(file=/etc/passwd, type=text)")}},
+		want: []string{`./c/c.cue:7:14: @embed: "/etc/passwd" must be a path inside the package's directory, without '..'`},
+	}, {
+		name: "symlink out",
+		fsys: fstest.MapFS{"c/c.cue": {Data: cm("@embed(file=link.txt, type=text)")}, "c/link.txt": {Data: []byte("/etc/passwd"), Mode: os.ModeSymlink}},
+		want: []string{"./c/link.txt: symbolic link points outside the repository"},
+	}, {
+		name: "too large",
+		fsys: fstest.MapFS{"c/c.cue": {Data: cm("@embed(file=big.txt, type=text)")}, "c/big.txt": {Data: make([]byte, DefaultMaxFileSize+1)}},
+		want: []string{"./c/big.txt: file is larger than the limit of 1 MiB"},
+	}, {
+		name: "missing",
+		fsys: fstest.MapFS{"c/c.cue": {Data: cm("@embed(file=none.txt, type=text)")}},
+		want: []string{"./c/none.txt: cannot read: file does not exist"},
+	}, {
+		name: "unknown type",
+		fsys: fstest.MapFS{"c/c.cue": {Data: cm("@embed(file=a.conf)")}, "c/a.conf": {Data: []byte("x")}},
+		want: []string{"./c/c.cue:7:13: @embed(file=a.conf): the file type is not known from its name; add type=text, binary, json or yaml"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.fsys, Options{Sandbox: testSandbox(t)})
+			if d := cmp.Diff(tt.want, diagnostics(t, err)); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
