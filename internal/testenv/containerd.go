@@ -19,6 +19,8 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"golang.org/x/sys/unix"
+
+	"berth.dev/berth/runtime/containerd/crilog"
 )
 
 // Containerd is a private containerd daemon started by StartContainerd.
@@ -192,7 +194,14 @@ func NewContainerd(tb testing.TB) *Containerd {
 // os.Exit. The daemon's log is printed when a test failed or with -v. If the
 // daemon cannot start, Main prints why and returns 1: the tests fail, they
 // are not skipped.
+//
+// When the binary was started by a containerd shim as berth's log driver
+// (runtimes in tests use the test binary as their log driver), Main runs
+// the driver instead and returns its exit code.
 func Main(m *testing.M, c **Containerd) int {
+	if crilog.IsDriver() {
+		return crilog.DriverMain()
+	}
 	dir, err := os.MkdirTemp("", "berth-ctrd-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)

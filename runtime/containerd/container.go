@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/runtime/containerd/crilog"
 )
 
 // StartContainer replaces the named container of pod: it removes an
@@ -110,7 +112,11 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		r.cleanupFailedStart(ctx, id)
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
-	task, err := ctr.NewTask(ctx, cio.LogFile(p.LogPath(name)))
+	if err := keepPreviousLog(p, name); err != nil {
+		r.cleanupFailedStart(ctx, id)
+		return err
+	}
+	task, err := ctr.NewTask(ctx, cio.LogURI(crilog.URI(r.logOpts.driver, p.LogPath(name), r.logOpts.maxSize, r.logOpts.maxFiles)))
 	if err != nil {
 		r.cleanupFailedStart(ctx, id)
 		return fmt.Errorf("create task %s: %w", id, err)
@@ -293,4 +299,36 @@ func (r *Runtime) deleteTask(ctx context.Context, ctr client.Container, task cli
 		r.log.Debug("delete task failed, checking again", "container", ctr.ID(), "error", err)
 	}
 	return fmt.Errorf("delete task %s: %w", ctr.ID(), err)
+}
+
+type logOptions struct {
+	driver   string
+	maxSize  int64
+	maxFiles int
+}
+
+// keepPreviousLog moves the log of an earlier instance of the container
+// (with its rotated files) aside, replacing the one kept before, so
+// `logs --previous` shows it.
+func keepPreviousLog(p PodPaths, name string) error {
+	files := crilog.Files(p.LogPath(name))
+	if len(files) == 0 {
+		return nil
+	}
+	prev := p.PreviousLogPath(name)
+	for _, f := range crilog.Files(prev) {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(prev), 0o755); err != nil {
+		return err
+	}
+	cur := p.LogPath(name)
+	for _, f := range files {
+		if err := os.Rename(f, prev+strings.TrimPrefix(f, cur)); err != nil {
+			return fmt.Errorf("keep previous log: %w", err)
+		}
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"berth.dev/berth/internal/testenv"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/runtime/containerd"
+	"berth.dev/berth/runtime/containerd/crilog"
 	"berth.dev/berth/runtime/runtimetest"
 )
 
@@ -100,14 +101,19 @@ func TestContract(t *testing.T) {
 
 func ctx(t *testing.T) context.Context { return runtimetest.Context(t) }
 
-// logOf returns what a container wrote to its log file.
+// logOf returns what a container wrote to its log, one line per line.
 func logOf(t *testing.T, rt *containerd.Runtime, id reconcile.PodID, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(rt.Paths(id).LogPath(name))
+	lines, err := crilog.ReadLines(rt.Paths(id).LogPath(name), crilog.ReadOptions{Tail: -1})
 	if err != nil {
 		t.Fatalf("read log of %s: %v", name, err)
 	}
-	return string(b)
+	var b strings.Builder
+	for _, l := range lines {
+		b.Write(l.Msg)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // run starts a container in the pod's sandbox that runs script, waits for it

@@ -117,6 +117,12 @@ func (p PodPaths) LogPath(container string) string {
 	return filepath.Join(p.logDir(), container+".log")
 }
 
+// PreviousLogPath returns the file the log of the container's previous
+// instance was moved to when it was replaced.
+func (p PodPaths) PreviousLogPath(container string) string {
+	return filepath.Join(p.logDir(), "previous", container+".log")
+}
+
 // Paths returns the host paths of pod id.
 func (r *Runtime) Paths(id reconcile.PodID) PodPaths {
 	sb := SandboxID(id)

@@ -71,6 +71,15 @@ type Options struct {
 	// NetNSDir is where network namespaces are pinned; default
 	// /var/run/netns, so `ip netns` lists them.
 	NetNSDir string
+	// LogDriver is the executable each container's shim starts to write
+	// its logs in the CRI format (see package crilog); default: the
+	// running executable, which must then call crilog.DriverMain when
+	// crilog.IsDriver (berth and testenv.Main do).
+	LogDriver string
+	// LogMaxSize and LogMaxFiles bound each container's log (default 10
+	// MiB, 5 files).
+	LogMaxSize  int64
+	LogMaxFiles int
 	// Logger receives the runtime's logs; default: discard.
 	Logger hclog.Logger
 }
@@ -83,6 +92,7 @@ type Runtime struct {
 	netnsDir string
 	cni      gocni.CNI
 	insecure []string
+	logOpts  logOptions
 	log      hclog.Logger
 	// ownNetwork is the name of berth's own bridge network, empty when
 	// the user's CNI configuration is used.
@@ -120,6 +130,13 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
+	if opts.LogDriver == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("log driver: %w", err)
+		}
+		opts.LogDriver = exe
+	}
 	if _, _, err := net.ParseCIDR(opts.Subnet); err != nil {
 		return nil, fmt.Errorf("subnet: %w", err)
 	}
@@ -150,6 +167,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		netnsDir: opts.NetNSDir,
 		cni:      cni,
 		insecure: opts.InsecureRegistries,
+		logOpts:  logOptions{driver: opts.LogDriver, maxSize: opts.LogMaxSize, maxFiles: opts.LogMaxFiles},
 		log:      opts.Logger.Named("containerd"),
 	}
 	if opts.CNIConfDir == "" {
