@@ -85,8 +85,12 @@ type Manager struct {
 	known     map[PodID]*DesiredPod // the last spec handed to each worker
 	workloads []WorkloadStatus
 	deploys   map[string]*DeploymentRecord
-	runCtx    context.Context
-	wg        sync.WaitGroup
+	// jobStatuses and cronStatuses are the Job and CronJob rows of the
+	// workloads' status, from the last pass.
+	jobStatuses  []WorkloadStatus
+	cronStatuses []WorkloadStatus
+	runCtx       context.Context
+	wg           sync.WaitGroup
 
 	testWorkers map[PodID]*podWorker // used by StepPod in tests only
 }
@@ -306,6 +310,10 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 	for _, w := range stale {
 		w.update(nil, false)
 	}
+	m.mu.Lock()
+	workloads = append(workloads, m.jobStatuses...)
+	workloads = append(workloads, m.cronStatuses...)
+	m.mu.Unlock()
 	m.setWorkloads(workloads)
 	return next
 }

@@ -39,6 +39,8 @@ type JobRecord struct {
 	// Failed counts failures toward backoffLimit: failed pods and, for
 	// restartPolicy OnFailure, container restarts.
 	Failed int `json:"failed,omitempty"`
+	// Restarts are the container restarts counted so far, by pod.
+	Restarts map[string]int `json:"restarts,omitempty"`
 	// LastFailure is when the last failure was counted.
 	LastFailure time.Time `json:"lastFailure,omitzero"`
 }

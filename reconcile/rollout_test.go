@@ -21,8 +21,16 @@ type fakeTime struct {
 
 func runFakeTime(t *testing.T, dir string) *fakeTime {
 	t.Helper()
-	f := &fakeTime{t: t, rt: fake.New(img), clock: clocktest.New(t0)}
-	f.rt.Now = f.clock.Now
+	rt, clock := fake.New(img), clocktest.New(t0)
+	rt.Now = clock.Now
+	return runFakeTimeOn(t, dir, rt, clock)
+}
+
+// runFakeTimeOn starts a manager on an existing runtime and clock, as an
+// agent restarted on the same host.
+func runFakeTimeOn(t *testing.T, dir string, rt *fake.Runtime, clock *clocktest.Clock) *fakeTime {
+	t.Helper()
+	f := &fakeTime{t: t, rt: rt, clock: clock}
 	f.m = reconcile.NewManager(f.rt, reconcile.ManagerOptions{StateDir: dir, Clock: f.clock, Node: node})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -1,0 +1,189 @@
+package reconcile_test
+
+import (
+	"context"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"berth.dev/berth/reconcile"
+)
+
+func jobObj(name string, completions, parallelism int32, cmd ...string) reconcile.Object {
+	o := workload("Job", name)
+	o.APIVersion = "batch/v1"
+	o.Job = &reconcile.JobSpec{Completions: ptr(completions), Parallelism: ptr(parallelism), Template: template(name)}
+	o.Job.Template.Spec.RestartPolicy = reconcile.RestartNever
+	o.Job.Template.Spec.Containers[0].Command, o.Job.Template.Spec.Containers[0].Args = cmd, nil
+	return o
+}
+
+// created lists the pods made so far, in order.
+func (f *fakeTime) created() []string {
+	var out []string
+	for _, c := range f.rt.Calls() {
+		if name, ok := strings.CutPrefix(c, "CreateSandbox default/"); ok {
+			if len(out) == 0 || out[len(out)-1] != name {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+func TestJobBackoffLimit(t *testing.T) {
+	f := runFakeTime(t, t.TempDir())
+	j := jobObj("fails", 1, 1, "false")
+	j.Job.BackoffLimit = ptr(int32(2))
+	f.sync("r1", j)
+	key := "Job/default/fails"
+	var attempts []time.Time
+	f.until("job failed", 200, func() bool { return f.workload(key).Condition == reconcile.JobFailed }, func() {
+		if n := len(f.created()); n > len(attempts) {
+			attempts = append(attempts, f.clock.Now())
+		}
+	})
+	if got := f.created(); len(got) != 3 {
+		t.Fatalf("pods made: %v, want 3 attempts", got)
+	}
+	// Kubernetes' backoff between attempts: 10 s, then 20 s.
+	if len(attempts) == 3 {
+		if d1, d2 := attempts[1].Sub(attempts[0]), attempts[2].Sub(attempts[1]); d1 < 10*time.Second || d2 < 20*time.Second {
+			t.Errorf("attempts %s and %s apart, want at least 10s and 20s", d1, d2)
+		}
+	}
+	for range 60 {
+		f.advance(time.Second)
+	}
+	if got := f.created(); len(got) != 3 {
+		t.Errorf("a failed job ran again: %v", got)
+	}
+}
+
+func TestIndexedJobRunsEachIndexOnce(t *testing.T) {
+	dir := t.TempDir()
+	f := runFakeTime(t, dir)
+	j := jobObj("batch", 5, 2, "true")
+	j.Job.CompletionMode = "Indexed"
+	f.sync("r1", j)
+	key := "Job/default/batch"
+	f.until("job complete", 60, func() bool { return f.workload(key).Condition == reconcile.JobComplete }, func() {
+		running := 0
+		pods, _ := f.rt.List(context.Background())
+		for _, p := range pods {
+			for _, c := range p.Containers {
+				if c.State != reconcile.StateExited {
+					running++
+				}
+			}
+		}
+		if running > 2 {
+			t.Fatalf("%d pods at once, parallelism is 2", running)
+		}
+	})
+	re := regexp.MustCompile(`^batch-(\d)-[a-z0-9]{5}$`)
+	var idx []string
+	for _, name := range f.created() {
+		m := re.FindStringSubmatch(name)
+		if m == nil {
+			t.Fatalf("pod name %q", name)
+		}
+		idx = append(idx, m[1])
+	}
+	sort.Strings(idx)
+	if diff := cmp.Diff([]string{"0", "1", "2", "3", "4"}, idx); diff != "" {
+		t.Errorf("indexes run (-want +got):\n%s", diff)
+	}
+	if w := f.workload(key); w.Succeeded != 5 {
+		t.Errorf("status %+v", w)
+	}
+}
+
+func TestCompletedJobStaysCompletedAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	f := runFakeTime(t, dir)
+	j := jobObj("once", 1, 1, "true")
+	f.sync("r1", j)
+	f.until("complete", 30, func() bool { return f.workload("Job/default/once").Condition == reconcile.JobComplete }, nil)
+	// A new agent on the same runtime and state directory, at a later
+	// revision that still declares the Job.
+	f.rt.ResetCalls()
+	g := runFakeTimeOn(t, dir, f.rt, f.clock)
+	g.sync("r2", j, podObj("other", "1d"))
+	g.until("status", 10, func() bool { return g.workload("Job/default/once").Condition == reconcile.JobComplete }, nil)
+	for range 10 {
+		g.advance(time.Second)
+	}
+	for _, c := range f.rt.MutatingCalls() {
+		if strings.Contains(c, "once") {
+			t.Errorf("the completed job was touched after a restart: %v", f.rt.MutatingCalls())
+			break
+		}
+	}
+	// The pod is still there, shown as Completed.
+	for _, p := range g.m.Pods() {
+		if strings.HasPrefix(p.ID.Name, "once-") && p.Display() != "Completed" {
+			t.Errorf("job pod shows %q", p.Display())
+		}
+	}
+}
+
+func TestCronJobScheduleAndForbid(t *testing.T) {
+	f := runFakeTime(t, t.TempDir())
+	c := workload("CronJob", "tick")
+	c.APIVersion = "batch/v1"
+	c.CronJob = &reconcile.CronJobSpec{
+		Schedule: "*/5 * * * *", ConcurrencyPolicy: "Forbid",
+		JobTemplate: reconcile.JobTemplateSpec{Spec: *jobObj("x", 1, 1, "sleep", "1d").Job},
+	}
+	f.sync("r1", c)
+	// t0 is 12:00:00; nothing runs before 12:05.
+	for range 4 {
+		f.advance(time.Minute)
+	}
+	if got := f.created(); len(got) != 0 {
+		t.Fatalf("ran before its schedule: %v", got)
+	}
+	f.advance(time.Minute) // 12:05
+	eventually(t, "first run", func() bool { return len(f.created()) == 1 })
+	want := reconcile.CronJobRunName("tick", t0.Add(5*time.Minute))
+	if got := f.created()[0]; !strings.HasPrefix(got, want+"-") {
+		t.Errorf("first run pod %q, want a pod of Job %s", got, want)
+	}
+	// Forbid: while it runs, 12:10 and 12:15 start nothing.
+	for range 10 {
+		f.advance(time.Minute)
+	}
+	if got := f.created(); len(got) != 1 {
+		t.Fatalf("Forbid started %v while a run was active", got)
+	}
+	// The run finishes: the missed 12:15 run starts at once.
+	pods, _ := f.rt.List(context.Background())
+	if err := f.rt.Kill(pods[0].ID, reconcile.AppContainer, "main", 0); err != nil {
+		t.Fatal(err)
+	}
+	f.until("second run", 10, func() bool { return len(f.created()) == 2 }, nil)
+	want = reconcile.CronJobRunName("tick", t0.Add(15*time.Minute))
+	if got := f.created()[1]; !strings.HasPrefix(got, want+"-") {
+		t.Errorf("second run pod %q, want a pod of Job %s", got, want)
+	}
+}
+
+func TestParseSchedule(t *testing.T) {
+	tz := "Europe/Berlin"
+	s, err := reconcile.ParseSchedule("@daily", &tz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Next(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
+	if want := time.Date(2026, 6, 1, 22, 0, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("next @daily in Berlin after noon UTC = %s, want %s", got.UTC(), want)
+	}
+	if _, err := reconcile.ParseSchedule("61 * * * *", nil); err == nil {
+		t.Error("minute 61 accepted")
+	}
+}
