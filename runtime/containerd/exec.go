@@ -111,7 +111,9 @@ func (r *Runtime) Exec(ctx context.Context, id reconcile.PodID, container string
 	started := make(chan struct{})
 	var startedOK bool
 	var stdin io.Reader
-	if opts.Stdin != nil {
+	if opts.Stdin != nil && opts.TTY {
+		stdin = opts.Stdin // a terminal hangs up when closed: the command ends on its own
+	} else if opts.Stdin != nil {
 		// At the end of our input, close the command's: the shim does
 		// not notice the FIFO's writer going away.
 		stdin = &eofReader{r: opts.Stdin, onEOF: func() {

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+const chattyPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: chatty
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+    - name: talker
+      image: ` + testImage + `
+      command: ["sh", "-c", "echo first; echo oops >&2; for i in 1 2 3 4 5; do sleep 0.3; echo tick $i; done"]
+    - name: shell
+      image: ` + testImage + `
+      command: ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+`
+
+func TestLogsFollowTailAndExec(t *testing.T) {
+	h := newHost(t)
+	h.write("chatty.yaml", chattyPod)
+	h.commit("chatty")
+	h.mustBerth("apply", "--repo", h.repo)
+
+	// -f follows the running container to its end.
+	out := h.mustBerth("logs", "chatty", "-c", "talker", "-f")
+	if want := "first\noops\ntick 1\ntick 2\ntick 3\ntick 4\ntick 5\n"; out != want {
+		t.Errorf("logs -f = %q, want %q", out, want)
+	}
+	if out := h.mustBerth("logs", "default/chatty", "-c", "talker", "--tail", "2"); out != "tick 4\ntick 5\n" {
+		t.Errorf("logs --tail 2 = %q", out)
+	}
+	if out := h.mustBerth("logs", "chatty", "-c", "talker", "--since", "1h"); !strings.HasPrefix(out, "first\n") {
+		t.Errorf("logs --since 1h = %q", out)
+	}
+	if code, _, errOut := h.berth("logs", "chatty"); code == 0 || !strings.Contains(errOut, "choose one with -c") {
+		t.Errorf("logs of a two-container pod without -c: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := h.berth("logs", "chatty", "-c", "talker", "--previous"); code == 0 || !strings.Contains(errOut, "no previous instance") {
+		t.Errorf("logs --previous without one: exit %d, %q", code, errOut)
+	}
+
+	// exec passes the exit code and output through.
+	code, stdout, _ := h.berth("exec", "chatty", "-c", "shell", "--", "sh", "-c", "echo in $(hostname); exit 3")
+	if code != 3 || stdout != "in chatty\n" {
+		t.Errorf("exec: exit %d, %q; want 3, %q", code, stdout, "in chatty\n")
+	}
+
+	// exec -it gives the command a terminal and our input.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = saved }()
+	go func() {
+		w.WriteString("tty; echo shell-$((6*7))\n")
+		time.Sleep(500 * time.Millisecond)
+		w.WriteString("exit 4\n")
+		w.Close()
+	}()
+	code, stdout, errOut := h.berth("exec", "-it", "chatty", "-c", "shell", "--", "sh")
+	if code != 4 || !strings.Contains(stdout, "/dev/pts/") || !strings.Contains(stdout, "shell-42") {
+		t.Errorf("exec -it: exit %d, stdout %q, stderr %q; want 4 with a terminal and the shell's answer", code, stdout, errOut)
+	}
+}
