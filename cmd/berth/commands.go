@@ -9,9 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"berth.dev/berth/internal/record"
@@ -35,10 +33,6 @@ func applyFlags(fs *flag.FlagSet, c *cli) {
 }
 
 func vetFlags(fs *flag.FlagSet, c *cli) {
-	fs.StringVar(&c.output, "o", "text", "output format: text or json")
-}
-
-func statusFlags(fs *flag.FlagSet, c *cli) {
 	fs.StringVar(&c.output, "o", "text", "output format: text or json")
 }
 
@@ -144,7 +138,13 @@ func (c *cli) plan(ctx context.Context) (*revision, *reconcile.Plan, *ctrd.Runti
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	desired, err := reconcile.Expand(rev.objects, rev.src.Commit)
+	records, err := reconcile.NewRecordStore(c.stateDir).Load()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read records: %w", err)
+	}
+	desired, err := reconcile.Expand(rev.objects, rev.src.Commit, reconcile.ExpandOptions{
+		Node: c.node(), StateDir: c.stateDir, Records: records, Now: time.Now(),
+	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("revision %s: %w", rev.commit(), err)
 	}
@@ -279,73 +279,6 @@ func runVet(ctx context.Context, c *cli, args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "%s: %d objects, valid\n", dir, len(res.Objects))
 	return nil
-}
-
-func runStatus(ctx context.Context, c *cli, args []string) error {
-	if err := checkOutput(c.output); err != nil {
-		return err
-	}
-	rt, err := c.runtime(ctx)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	pods, err := rt.List(ctx)
-	if err != nil {
-		return fmt.Errorf("list pods: %w", err)
-	}
-	sort.Slice(pods, func(i, j int) bool { return pods[i].ID.String() < pods[j].ID.String() })
-	var applied record.Revision
-	hasApplied, _ := record.Read(c.stateDir, record.LastApplied, &applied)
-	if c.output == "json" {
-		out := struct {
-			LastApplied *record.Revision        `json:"lastApplied,omitempty"`
-			Pods        []reconcile.ObservedPod `json:"pods"`
-		}{Pods: pods}
-		if hasApplied {
-			out.LastApplied = &applied
-		}
-		if out.Pods == nil {
-			out.Pods = []reconcile.ObservedPod{}
-		}
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	}
-	if hasApplied {
-		fmt.Fprintf(c.stdout, "last applied: %s (%s) at %s\n\n", shortCommit(applied.Commit), applied.URL, applied.Time.Format(time.RFC3339))
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tREVISION")
-	for _, p := range pods {
-		ready, total := 0, 0
-		status := "Running"
-		for _, ct := range p.Containers {
-			if ct.Kind != reconcile.AppContainer {
-				continue
-			}
-			total++
-			switch ct.State {
-			case reconcile.StateRunning:
-				ready++
-			case reconcile.StateExited:
-				if ct.ExitCode == 0 {
-					status = "Completed"
-				} else {
-					status = "Error"
-				}
-			}
-		}
-		if !p.SandboxReady || total == 0 {
-			status = "Pending"
-		}
-		age := "-"
-		if !p.CreatedAt.IsZero() {
-			age = humanAge(time.Since(p.CreatedAt))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", p.ID.Namespace, p.ID.Name, ready, total, status, 0, age, orDash(p.IP), shortCommit(p.Revision))
-	}
-	return tw.Flush()
 }
 
 func orDash(s string) string {

@@ -120,7 +120,7 @@ func (h *host) mustBerth(args ...string) string {
 func (h *host) pods() map[string]reconcile.ObservedPod {
 	h.t.Helper()
 	var st struct {
-		Pods []reconcile.ObservedPod `json:"pods"`
+		Pods []reconcile.ObservedPod `json:"observed"`
 	}
 	if err := json.Unmarshal([]byte(h.mustBerth("status", "-o", "json")), &st); err != nil {
 		h.t.Fatal(err)

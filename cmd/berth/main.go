@@ -61,8 +61,6 @@ func commands() []command {
 		{name: "plan", args: "--repo SRC", summary: "show what apply would change on this host (exit 2 when something would)", run: runPlan, flags: repoFlags},
 		{name: "apply", args: "--repo SRC", summary: "reconcile the host with the repository once and exit", run: runApply, flags: applyFlags},
 		{name: "status", args: "", summary: "show the pods berth runs on this host", run: runStatus, flags: statusFlags},
-		logsCommand(),
-		execCommand(),
 		{name: "version", args: "", summary: "print the version", run: runVersion},
 	}
 }
@@ -183,13 +181,13 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 // cli holds the shared flags and the outputs of one invocation.
 type cli struct {
 	stdout, stderr io.Writer
-	stdin          io.Reader // standard input (nil: os.Stdin)
 	log            hclog.Logger
 
 	containerdAddress string
 	namespace         string
 	stateDir          string
 	nodeName          string
+	nodeLabels        labelsFlag
 	logLevel          string
 	logFormat         string
 
@@ -210,6 +208,7 @@ func (c *cli) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.namespace, "namespace", "berth", "containerd namespace berth manages")
 	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/berth", "directory for the Git cache, volumes, logs and records")
 	fs.StringVar(&c.nodeName, "node-name", host, "this host's node name")
+	fs.Var(&c.nodeLabels, "node-label", "a label of this node, key=value (repeatable; the variable takes a comma-separated list)")
 	fs.StringVar(&c.cniConfDir, "cni-conf-dir", "", "use the first CNI network configuration in this directory instead of berth's bridge")
 	fs.StringVar(&c.networkName, "network", "berth", "name of berth's CNI bridge network")
 	fs.StringVar(&c.bridge, "bridge", "berth0", "Linux bridge of berth's network")

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"berth.dev/berth/internal/record"
+	"berth.dev/berth/reconcile"
+)
+
+func statusFlags(fs *flag.FlagSet, c *cli) {
+	fs.StringVar(&c.output, "o", "text", "output format: text or json")
+}
+
+// labelsFlag is a repeatable key=value flag; a comma-separated list is
+// accepted too, for the environment variable.
+type labelsFlag map[string]string
+
+func (l *labelsFlag) String() string {
+	if l == nil || len(*l) == 0 {
+		return ""
+	}
+	var kv []string
+	for k, v := range *l {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
+}
+
+func (l *labelsFlag) Set(s string) error {
+	if *l == nil {
+		*l = labelsFlag{}
+	}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || k == "" {
+			return fmt.Errorf("%q: want key=value", part)
+		}
+		(*l)[k] = v
+	}
+	return nil
+}
+
+// node is this host as objects see it.
+func (c *cli) node() reconcile.Node {
+	return reconcile.Node{Name: c.nodeName, Labels: map[string]string(c.nodeLabels)}
+}
+
+// statusReport is what `berth status -o json` prints.
+type statusReport struct {
+	LastApplied *record.Revision           `json:"lastApplied,omitempty"`
+	Pods        []reconcile.PodStatus      `json:"pods"`
+	Workloads   []reconcile.WorkloadStatus `json:"workloads"`
+	// Observed is what the runtime reports, container by container (IDs,
+	// PIDs, states), from containerd's labels.
+	Observed []reconcile.ObservedPod `json:"observed"`
+}
+
+func runStatus(ctx context.Context, c *cli, args []string) error {
+	if err := checkOutput(c.output); err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	rt, err := c.runtime(ctx)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	observed, err := rt.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list pods: %w", err)
+	}
+	store := reconcile.NewRecordStore(c.stateDir)
+	recs, err := store.Pods()
+	if err != nil {
+		return fmt.Errorf("read pod records: %w", err)
+	}
+	rep := statusReport{Pods: []reconcile.PodStatus{}, Observed: observed}
+	if rep.Observed == nil {
+		rep.Observed = []reconcile.ObservedPod{}
+	}
+	for i := range observed {
+		rep.Pods = append(rep.Pods, reconcile.ObservePod(&observed[i], recs[observed[i].ID], nil))
+	}
+	sort.Slice(rep.Pods, func(i, j int) bool { return rep.Pods[i].ID.String() < rep.Pods[j].ID.String() })
+	ws, ok, err := store.Workloads()
+	if err != nil {
+		return fmt.Errorf("read workload status: %w", err)
+	}
+	if !ok {
+		ws = workloadsFromPods(rep.Pods)
+	}
+	rep.Workloads = ws
+	if rep.Workloads == nil {
+		rep.Workloads = []reconcile.WorkloadStatus{}
+	}
+	var applied record.Revision
+	if has, _ := record.Read(c.stateDir, record.LastApplied, &applied); has {
+		rep.LastApplied = &applied
+	}
+	if c.output == "json" {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return writeStatus(c.stdout, &rep, time.Now())
+}
+
+// workloadsFromPods counts a workload's pods when no agent stored the
+// workloads' status: every pod found is desired and up to date.
+func workloadsFromPods(pods []reconcile.PodStatus) []reconcile.WorkloadStatus {
+	by := map[string]*reconcile.WorkloadStatus{}
+	var keys []string
+	for _, p := range pods {
+		kind, ns, name := reconcile.SplitOwner(p.Owner)
+		if kind == "" || kind == "Pod" {
+			continue
+		}
+		w := by[p.Owner]
+		if w == nil {
+			w = &reconcile.WorkloadStatus{Kind: kind, Namespace: ns, Name: name}
+			by[p.Owner] = w
+			keys = append(keys, p.Owner)
+		}
+		w.Desired++
+		w.Current++
+		w.UpToDate++
+		switch p.Phase {
+		case reconcile.PodSucceeded:
+			w.Succeeded++
+		case reconcile.PodFailed:
+			w.Failed++
+		}
+		if p.Ready {
+			w.Ready++
+			w.Available++
+		}
+	}
+	sort.Strings(keys)
+	out := make([]reconcile.WorkloadStatus, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, *by[k])
+	}
+	return out
+}
+
+// writeStatus prints kubectl-like tables: pods, then workloads.
+func writeStatus(w io.Writer, rep *statusReport, now time.Time) error {
+	if rep.LastApplied != nil {
+		a := rep.LastApplied
+		fmt.Fprintf(w, "last applied: %s (%s) at %s\n\n", shortCommit(a.Commit), a.URL, a.Time.Format(time.RFC3339))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tREVISION")
+	for _, p := range rep.Pods {
+		ready, total := p.ReadyCount()
+		age := "-"
+		if !p.CreatedAt.IsZero() {
+			age = humanAge(now.Sub(p.CreatedAt))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", p.ID.Namespace, p.ID.Name, ready, total,
+			p.Display(), p.Restarts(), age, orDash(p.IP), orDash(shortCommit(p.Revision)))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(rep.Workloads) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tWORKLOAD\tDESIRED\tREADY\tUP-TO-DATE\tAVAILABLE\tCONDITION")
+	for _, wl := range rep.Workloads {
+		cond := wl.Condition
+		switch {
+		case wl.Kind == "Job" && cond == "":
+			cond = fmt.Sprintf("%d/%d succeeded", wl.Succeeded, wl.Desired)
+		case wl.Kind == "CronJob" && !wl.LastSchedule.IsZero():
+			cond = "last schedule " + humanAge(now.Sub(wl.LastSchedule)) + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s/%s\t%d\t%d\t%d\t%d\t%s\n", wl.Namespace, strings.ToLower(wl.Kind), wl.Name,
+			wl.Desired, wl.Ready, wl.UpToDate, wl.Available, orDash(cond))
+	}
+	return tw.Flush()
+}
