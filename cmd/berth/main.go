@@ -61,6 +61,8 @@ func commands() []command {
 		{name: "plan", args: "--repo SRC", summary: "show what apply would change on this host (exit 2 when something would)", run: runPlan, flags: repoFlags},
 		{name: "apply", args: "--repo SRC", summary: "reconcile the host with the repository once and exit", run: runApply, flags: applyFlags},
 		{name: "status", args: "", summary: "show the pods berth runs on this host", run: runStatus, flags: statusFlags},
+		logsCommand(),
+		execCommand(),
 		{name: "version", args: "", summary: "print the version", run: runVersion},
 	}
 }
@@ -181,6 +183,7 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 // cli holds the shared flags and the outputs of one invocation.
 type cli struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // standard input (nil: os.Stdin)
 	log            hclog.Logger
 
 	containerdAddress string
