@@ -117,14 +117,6 @@ func (l *loads) get(rev Revision, key string, opts schema.Options) *preview.Load
 	return e.loaded
 }
 
-// loaderInput returns what loading a revision for d depends on, as a key,
-// and the loader options for d. The loader reads only the revision's
-// files and the options, which are the same on every device, so every
-// device shares one key.
-func loaderInput(d Device, opts schema.Options) (string, schema.Options) {
-	return "", opts
-}
-
 // result is one device's preview, reduced to what grouping needs.
 type result struct {
 	key  string
@@ -141,6 +133,7 @@ func Plan(ctx context.Context, base, head Revision, inv *Inventory, opts Options
 		workers = runtime.GOMAXPROCS(0)
 	}
 	ld := &loads{entries: map[string]*loadEntry{}}
+	baseNames, headNames := tagNames(base.Files), tagNames(head.Files)
 	results := make([]result, len(inv.Devices))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -150,9 +143,9 @@ func Plan(ctx context.Context, base, head Revision, inv *Inventory, opts Options
 			defer wg.Done()
 			for i := range next {
 				d := inv.Devices[i]
-				key, sopts := loaderInput(d, opts.Schema)
-				b := ld.get(base, key, sopts).Expand(d.Node(), opts.Expand)
-				h := ld.get(head, key, sopts).Expand(d.Node(), opts.Expand)
+				sopts := loaderOptions(d, opts.Schema)
+				b := ld.get(base, loadKey(d, baseNames), sopts).Expand(d.Node(), opts.Expand)
+				h := ld.get(head, loadKey(d, headNames), sopts).Expand(d.Node(), opts.Expand)
 				p := preview.Compare(b, h, base.Name, head.Name)
 				results[i] = result{key: effectKey(p), plan: p}
 			}

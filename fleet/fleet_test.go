@@ -135,16 +135,19 @@ func groupsOf(r *fleet.Report) [][]string {
 
 func TestFleetGolden(t *testing.T) {
 	tests := []struct {
-		file   string
-		groups [][]string
-		exit   int
+		file        string
+		groups      [][]string
+		exit        int
+		evaluations int
 	}{
 		{"fleet", [][]string{
 			{"berlin-1", "berlin-2", "berlin-3"},
 			{"paris-1", "paris-2", "paris-3"},
 			{"lab-1", "lab-2"},
-		}, 2},
-		{"fleet-invalid", [][]string{{"a-1", "b-1", "a-2"}}, 1},
+		}, 2, 2},
+		{"fleet-invalid", [][]string{{"a-1", "b-1", "a-2"}}, 1, 2},
+		// Three (site, gpu) pairs, the same in base and head.
+		{"fleet-cue", [][]string{{"paris-1", "paris-2"}, {"berlin-1", "berlin-2"}, {"berlin-3"}}, 2, 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -159,9 +162,10 @@ func TestFleetGolden(t *testing.T) {
 			if r.ExitCode() != tt.exit {
 				t.Errorf("exit code %d, want %d", r.ExitCode(), tt.exit)
 			}
-			// One load per revision, however many devices.
-			if r.Evaluations != 2 {
-				t.Errorf("%d evaluations for %d devices, want 2", r.Evaluations, r.Devices)
+			// One load per revision and distinct input, however many
+			// devices.
+			if r.Evaluations != tt.evaluations {
+				t.Errorf("%d evaluations for %d devices, want %d", r.Evaluations, r.Devices, tt.evaluations)
 			}
 			got := render(t, r)
 			f.check(t, got)

@@ -32,7 +32,7 @@ type Loaded struct {
 func (l *Loaded) Invalid() bool { return len(l.Diagnostics) > 0 && l.Objects == nil }
 
 // Load reads and validates files, the snapshot of commit, with schema.Load
-// as apply does.
+// as apply does. CUE files see opts.Node as tags.
 func Load(files fs.FS, commit string, opts schema.Options) *Loaded {
 	l := &Loaded{Commit: commit}
 	res, err := schema.Load(files, opts)
@@ -108,8 +108,10 @@ func (l *Loaded) Expand(node reconcile.Node, opts ExpandOptions) *Evaluation {
 	return e
 }
 
-// Evaluate loads files and expands them for node.
+// Evaluate loads files for node (CUE files see its name and labels as
+// tags) and expands them for node.
 func Evaluate(files fs.FS, commit string, node reconcile.Node, sopts schema.Options, eopts ExpandOptions) *Evaluation {
+	sopts.Node = node
 	return Load(files, commit, sopts).Expand(node, eopts)
 }
 
