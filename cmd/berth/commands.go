@@ -126,6 +126,7 @@ func (c *cli) runtime(ctx context.Context) (*ctrd.Runtime, error) {
 		Bridge:      c.bridge,
 		Subnet:      c.podSubnet,
 		Logger:      c.log.Named("runtime"),
+		Policy:      c.policy.value(),
 	})
 }
 
@@ -158,31 +159,6 @@ func (c *cli) plan(ctx context.Context) (*revision, *reconcile.Plan, *ctrd.Runti
 		return nil, nil, nil, fmt.Errorf("list pods: %w", err)
 	}
 	return rev, reconcile.MakePlan(rev.src.Commit, desired, observed), rt, nil
-}
-
-func (c *cli) printPlan(p *reconcile.Plan) error {
-	if c.output == "json" {
-		return p.WriteJSON(c.stdout)
-	}
-	return p.WriteText(c.stdout)
-}
-
-func runPlan(ctx context.Context, c *cli, args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("unexpected arguments %q", args)
-	}
-	_, p, rt, err := c.plan(ctx)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	if err := c.printPlan(p); err != nil {
-		return err
-	}
-	if p.HasChanges() {
-		return &exitCodeError{code: exitChanges}
-	}
-	return nil
 }
 
 func runApply(ctx context.Context, c *cli, args []string) error {

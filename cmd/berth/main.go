@@ -58,7 +58,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "vet", args: "[DIR]", summary: "validate a checkout; print every problem as file:line:col", run: runVet, flags: vetFlags},
-		{name: "plan", args: "--repo SRC", summary: "show what apply would change on this host (exit 2 when something would)", run: runPlan, flags: repoFlags},
+		{name: "plan", args: "--repo SRC [--base REF] [--inventory FILE]", summary: "show what apply would change here, or what a change does to another revision or a fleet (exit 2 when something would change)", run: runPlan, flags: planFlags},
 		{name: "apply", args: "--repo SRC", summary: "reconcile the host with the repository once and exit", run: runApply, flags: applyFlags},
 		{name: "status", args: "", summary: "show the pods berth runs on this host", run: runStatus, flags: statusFlags},
 		logsCommand(),
@@ -203,6 +203,8 @@ type cli struct {
 	output          string
 	workers         int
 	allowDeleteAll  bool
+
+	preview previewFlags // plan
 }
 
 func (c *cli) commonFlags(fs *flag.FlagSet) {
