@@ -190,6 +190,7 @@ type cli struct {
 	namespace         string
 	stateDir          string
 	nodeName          string
+	policy            policyFlags
 	nodeLabels        labelsFlag
 	logLevel          string
 	logFormat         string
@@ -213,6 +214,7 @@ func (c *cli) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.namespace, "namespace", "berth", "containerd namespace berth manages")
 	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/berth", "directory for the Git cache, volumes, logs and records")
 	fs.StringVar(&c.nodeName, "node-name", host, "this host's node name")
+	c.policy.register(fs)
 	fs.Var(&c.nodeLabels, "node-label", "a label of this node, key=value (repeatable; the variable takes a comma-separated list)")
 	fs.StringVar(&c.cniConfDir, "cni-conf-dir", "", "use the first CNI network configuration in this directory instead of berth's bridge")
 	fs.StringVar(&c.networkName, "network", "berth", "name of berth's CNI bridge network")

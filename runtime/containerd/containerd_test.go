@@ -71,6 +71,7 @@ func newRuntime(t *testing.T) (*containerd.Runtime, *env) {
 		Bridge:      e.net.Bridge,
 		Subnet:      e.net.Subnet,
 		Logger:      testLogger(t),
+		Policy:      allowAll,
 	})
 	if err != nil {
 		t.Fatalf("containerd.New: %v", err)
@@ -78,6 +79,10 @@ func newRuntime(t *testing.T) (*containerd.Runtime, *env) {
 	t.Cleanup(func() { rt.Close() })
 	return rt, e
 }
+
+// allowAll is the node policy of most tests: they exercise what the
+// runtime does with privileged features, not the policy.
+var allowAll = reconcile.NodePolicy{Privileged: true, HostNamespaces: true, HostPorts: true, Capabilities: []string{"ALL"}, HostPaths: []string{"/"}}
 
 // testLogger logs at debug level through t.Log.
 func testLogger(t *testing.T) hclog.Logger {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"berth.dev/berth/internal/testenv"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/runtime/containerd"
 	"berth.dev/berth/runtime/runtimetest"
@@ -144,4 +145,32 @@ func TestHostAliasesAndDNSConfig(t *testing.T) {
 	if want := "nameserver 192.0.2.1\nsearch example.test\noptions ndots:2\n"; resolv != want {
 		t.Errorf("/etc/resolv.conf = %q, want %q", resolv, want)
 	}
+}
+
+func TestNodePolicyRefuses(t *testing.T) {
+	_, e := newRuntime(t)
+	strict, err := containerd.New(ctx(t), containerd.Options{
+		Address: ctrd.Address(), Namespace: e.ns, StateDir: e.stateDir, CNIBinDirs: []string{testenv.CNIBinDir},
+		NetworkName: e.net.Name, Bridge: e.net.Bridge, Subnet: e.net.Subnet,
+		Policy: reconcile.NodePolicy{HostPaths: []string{"/srv"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close()
+	base := snapshotHost(t, strict, e)
+	c := runtimetest.Sleeper("app", testImage)
+	c.Ports = []reconcile.ContainerPort{{ContainerPort: 80, HostPort: 8080}}
+	pod := runtimetest.NewPod("risky", c)
+	pod.Spec.Volumes = []reconcile.Volume{{Name: "etc", HostPath: &reconcile.HostPathVolumeSource{Path: "/etc"}}}
+	err = strict.CreateSandbox(ctx(t), pod)
+	for _, want := range []string{"spec.containers[0].ports[0].hostPort", "--allow-host-ports", `spec.volumes[0].hostPath.path: hostPath "/etc"`, "--allow-host-path"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CreateSandbox under a strict policy: %v; want it to name %q", err, want)
+		}
+	}
+	if pods := runtimetest.MustList(t, strict); len(pods) != 0 {
+		t.Errorf("a refused pod left a record: %+v", pods)
+	}
+	assertNoLeak(t, strict, e, base)
 }

@@ -76,6 +76,11 @@ type Options struct {
 	// running executable, which must then call crilog.DriverMain when
 	// crilog.IsDriver (berth and testenv.Main do).
 	LogDriver string
+	// Policy is what this host allows pods beyond an unprivileged
+	// container (privileged, host namespaces, added capabilities,
+	// hostPort, hostPath); the zero value allows none of it.
+	// CreateSandbox refuses a pod the policy does not allow.
+	Policy reconcile.NodePolicy
 	// LogMaxSize and LogMaxFiles bound each container's log (default 10
 	// MiB, 5 files).
 	LogMaxSize  int64
@@ -93,6 +98,7 @@ type Runtime struct {
 	cni      gocni.CNI
 	insecure []string
 	logOpts  logOptions
+	policy   reconcile.NodePolicy
 	log      hclog.Logger
 	// ownNetwork is the name of berth's own bridge network, empty when
 	// the user's CNI configuration is used.
@@ -167,6 +173,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		netnsDir: opts.NetNSDir,
 		cni:      cni,
 		insecure: opts.InsecureRegistries,
+		policy:   opts.Policy,
 		logOpts:  logOptions{driver: opts.LogDriver, maxSize: opts.LogMaxSize, maxFiles: opts.LogMaxFiles},
 		log:      opts.Logger.Named("containerd"),
 	}
