@@ -59,9 +59,6 @@ const maxStack = 64 << 20
 // the process exit code.
 func ServeSandbox(r io.Reader, w io.Writer) int {
 	debug.SetMaxStack(maxStack)
-	if v, err := strconv.ParseInt(os.Getenv("BERTH_SANDBOX_MEMORY"), 10, 64); err == nil && v > 0 {
-		debug.SetMemoryLimit(v * 3 / 4)
-	}
 	var jobs []*cueJob
 	if err := gob.NewDecoder(r).Decode(&jobs); err != nil {
 		fmt.Fprintf(os.Stderr, "sandbox: read jobs: %v\n", err)
@@ -137,7 +134,7 @@ func (s *Sandbox) runChild(jobs []*cueJob) (done []cueResult, failure string, er
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
-	cmd.Env = append(append(os.Environ(), s.Env...), "BERTH_SANDBOX_MEMORY="+strconv.FormatInt(limit, 10))
+	cmd.Env = append(os.Environ(), s.Env...)
 	cmd.Stdin = &in
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
