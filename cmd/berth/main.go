@@ -61,6 +61,8 @@ func commands() []command {
 		{name: "plan", args: "--repo SRC [--base REF] [--inventory FILE]", summary: "show what apply would change here, or what a change does to another revision or a fleet (exit 2 when something would change)", run: runPlan, flags: planFlags},
 		{name: "apply", args: "--repo SRC", summary: "reconcile the host with the repository once and exit", run: runApply, flags: applyFlags},
 		{name: "status", args: "", summary: "show the pods berth runs on this host", run: runStatus, flags: statusFlags},
+		agentCommand(),
+		controlCommand("suspend"), controlCommand("resume"), controlCommand("pin"), controlCommand("unpin"),
 		logsCommand(),
 		execCommand(),
 		{name: "version", args: "", summary: "print the version", run: runVersion},

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"go.yaml.in/yaml/v3"
+
+	"berth.dev/berth/agent"
+	"berth.dev/berth/agent/api"
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/schema"
+	"berth.dev/berth/source"
+)
+
+// agentOptions are the flags of berth agent beyond the shared ones.
+type agentOptions struct {
+	config          string
+	interval        time.Duration
+	jitter          float64
+	resync          time.Duration
+	fetchTimeout    time.Duration
+	socket          string
+	listen          string
+	webhookSecret   string
+	deleteThreshold float64
+	allowMass       bool
+	healthDeadline  time.Duration
+	healthSettle    time.Duration
+	verify          string
+	trustedKeys     repeatedFlag
+	usernameFile    string
+	passwordFile    string
+	tokenFile       string
+	sshKey          string
+	knownHosts      string
+	sshUser         string
+	debounce        time.Duration
+	crashRestarts   int
+}
+
+// repeatedFlag is a repeatable string flag; the environment variable takes a
+// comma-separated list.
+type repeatedFlag []string
+
+func (l *repeatedFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *repeatedFlag) Set(s string) error {
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+// agentCommand is berth agent. Its flags and run share the options and
+// the flag set, which the config file needs.
+func agentCommand() command {
+	o := &agentOptions{}
+	var fs *flag.FlagSet
+	return command{
+		name: "agent", args: "--repo SRC",
+		summary: "keep this host equal to the repository, continuously (run as a service)",
+		flags: func(f *flag.FlagSet, c *cli) {
+			fs = f
+			agentFlags(f, c, o)
+		},
+		run: func(ctx context.Context, c *cli, args []string) error { return runAgent(ctx, c, o, fs, args) },
+	}
+}
+
+func agentFlags(fs *flag.FlagSet, c *cli, o *agentOptions) {
+	fs.StringVar(&c.repo, "repo", "", "Git URL or local directory holding the definitions")
+	fs.StringVar(&c.ref, "ref", "", "branch, tag or commit (default: the remote's HEAD)")
+	fs.StringVar(&c.path, "path", "", "subdirectory of the repository to use")
+	fs.StringVar(&o.config, "config", "", "YAML file of flag values (flag name: value); flags and BERTH_* variables win")
+	fs.DurationVar(&o.interval, "interval", agent.DefaultInterval, "time between fetches")
+	fs.Float64Var(&o.jitter, "jitter", agent.DefaultJitter, "random share of the interval added to each wait")
+	fs.DurationVar(&o.resync, "resync", agent.DefaultResync, "time between drift checks without a fetch (negative: off)")
+	fs.DurationVar(&o.fetchTimeout, "fetch-timeout", agent.DefaultFetchTimeout, "time limit of one fetch")
+	fs.StringVar(&o.socket, "socket", "", "unix socket of the local API (default <state-dir>/agent.sock)")
+	fs.StringVar(&o.listen, "listen", "", "also serve the API and the webhook on this TCP address, e.g. 127.0.0.1:9090")
+	fs.StringVar(&o.webhookSecret, "webhook-secret-file", "", "file holding the webhook secret (HMAC key or GitLab token); no file, no webhook")
+	fs.Float64Var(&o.deleteThreshold, "delete-threshold", agent.DefaultDeleteThreshold, "refuse a revision deleting more than this share of the managed pods")
+	fs.BoolVar(&o.allowMass, "allow-mass-delete", false, "apply revisions that delete more than the threshold, or every pod")
+	fs.DurationVar(&o.healthDeadline, "health-deadline", agent.DefaultHealthDeadline, "roll back a revision whose new pods are not healthy within this time (negative: off)")
+	fs.DurationVar(&o.healthSettle, "health-settle", agent.DefaultHealthSettle, "how long a container must run to count as healthy")
+	fs.StringVar(&o.verify, "verify", "none", "signatures required: none, head, tag or tag-and-head")
+	fs.Var(&o.trustedKeys, "trusted-keys", "armored OpenPGP keyring or SSH allowed_signers file (repeatable)")
+	fs.StringVar(&o.usernameFile, "git-username-file", "", "file holding the HTTPS username (else BERTH_GIT_USERNAME)")
+	fs.StringVar(&o.passwordFile, "git-password-file", "", "file holding the HTTPS password or access token (else BERTH_GIT_PASSWORD)")
+	fs.StringVar(&o.tokenFile, "git-token-file", "", "file holding an HTTPS bearer token (else BERTH_GIT_TOKEN)")
+	fs.StringVar(&o.sshKey, "ssh-key", "", "SSH private key for ssh:// and scp-style URLs")
+	fs.StringVar(&o.knownHosts, "ssh-known-hosts", "", "known_hosts file; host keys are always checked")
+	fs.StringVar(&o.sshUser, "ssh-user", "", "SSH login (default: the URL's, else git)")
+	fs.DurationVar(&o.debounce, "debounce", agent.DefaultDebounce, "quiet time after a change in a local directory before reconciling")
+	fs.IntVar(&o.crashRestarts, "crash-restarts", agent.DefaultCrashRestarts, "crashes of a container of a new pod that make its revision unhealthy")
+}
+
+// applyConfigFile sets, from the YAML file, every flag not given on the
+// command line or through its BERTH_* variable.
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	for name, v := range values {
+		f := fs.Lookup(name)
+		if f == nil || name == "config" {
+			return fmt.Errorf("config %s: unknown setting %q", path, name)
+		}
+		if _, env := os.LookupEnv(envName(name)); explicit[name] || env {
+			continue
+		}
+		items := []any{v}
+		if list, ok := v.([]any); ok {
+			items = list
+		}
+		for _, item := range items {
+			if err := fs.Set(name, fmt.Sprint(item)); err != nil {
+				return fmt.Errorf("config %s: %s: %w", path, name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (o *agentOptions) socketPath(stateDir string) string {
+	if o.socket != "" {
+		return o.socket
+	}
+	return filepath.Join(stateDir, "agent.sock")
+}
+
+func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
+	}
+	if o.config != "" {
+		if err := applyConfigFile(fs, o.config); err != nil {
+			return err
+		}
+		log, err := c.newLogger()
+		if err != nil {
+			return err
+		}
+		c.log = log
+	}
+	if c.repo == "" {
+		return errors.New("--repo is required (a Git URL or a local directory)")
+	}
+	log := c.log
+	auth, err := source.AuthFiles{
+		UsernameFile: o.usernameFile, PasswordFile: o.passwordFile, TokenFile: o.tokenFile,
+		SSHKeyFile: o.sshKey, SSHKnownHostsFile: o.knownHosts, SSHUser: o.sshUser,
+	}.Load()
+	if err != nil {
+		return err
+	}
+	mode, err := source.ParseVerifyMode(o.verify)
+	if err != nil {
+		return err
+	}
+	src, err := source.OpenContext(ctx, source.Options{
+		URL: c.repo, Ref: c.ref, Path: c.path, Auth: auth,
+		CacheDir: filepath.Join(c.stateDir, "git", urlKey(c.repo)),
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	var verify agent.Verifier
+	if mode != source.VerifyNone {
+		if src.Kind() == source.KindDir {
+			return fmt.Errorf("--verify %s needs a Git repository; %s is a plain directory", mode, src.URL())
+		}
+		keys, err := source.LoadTrustedKeys(o.trustedKeys...)
+		if err != nil {
+			return err
+		}
+		verify = func(ctx context.Context, rev *source.Revision) error {
+			who, err := src.Verify(ctx, rev, mode, keys)
+			if err == nil {
+				log.Info("signature verified", "commit", rev.ShortCommit(), "signer", who)
+			}
+			return err
+		}
+	}
+	var secret []byte
+	if o.webhookSecret != "" {
+		b, err := os.ReadFile(o.webhookSecret)
+		if err != nil {
+			return fmt.Errorf("webhook secret: %w", err)
+		}
+		if secret = []byte(strings.TrimSpace(string(b))); len(secret) == 0 {
+			return fmt.Errorf("webhook secret: %s is empty", o.webhookSecret)
+		}
+	}
+	rt, err := c.runtime(ctx)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	mgr := reconcile.NewManager(rt, reconcile.ManagerOptions{Node: c.node(), StateDir: c.stateDir, Logger: log})
+	a, err := agent.New(agent.Config{
+		Source:          src,
+		Load:            c.agentLoader(),
+		Reconciler:      &agent.ManagerReconciler{Manager: mgr},
+		PodStatuses:     mgr.Pods,
+		CrashRestarts:   o.crashRestarts,
+		Observer:        rt,
+		Verify:          verify,
+		Ref:             c.ref,
+		Path:            c.path,
+		StateDir:        c.stateDir,
+		Interval:        o.interval,
+		Jitter:          o.jitter,
+		Resync:          o.resync,
+		FetchTimeout:    o.fetchTimeout,
+		DeleteThreshold: o.deleteThreshold,
+		AllowMassDelete: o.allowMass,
+		HealthDeadline:  o.healthDeadline,
+		HealthSettle:    o.healthSettle,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(a, api.Options{
+		Socket: o.socketPath(c.stateDir), Listen: o.listen,
+		Webhook: api.WebhookOptions{Secret: secret}, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() {
+		if err := srv.Serve(ctx); err != nil {
+			errc <- err
+			cancel()
+		}
+	})
+	if dir := src.LocalDir(); dir != "" {
+		wg.Go(func() {
+			if err := agent.Watch(ctx, dir, o.debounce, func() { a.Trigger(agent.TriggerWatch) }, log.Named("watch")); err != nil {
+				log.Error("cannot watch the local repository; polling only", "error", err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := mgr.Run(ctx); err != nil {
+			log.Error("pod manager stopped", "error", err)
+		}
+	})
+	wg.Go(func() { watchExits(ctx, c.containerdAddress, c.namespace, func() { a.Trigger(agent.TriggerExit) }, c) })
+	log.Info("agent starting", "repo", src.URL(), "ref", c.ref, "interval", o.interval, "socket", o.socketPath(c.stateDir))
+	err = a.Run(ctx)
+	cancel()
+	wg.Wait()
+	select {
+	case e := <-errc:
+		return e
+	default:
+	}
+	return err
+}
+
+// agentLoader validates a revision and expands it into this node's pods.
+func (c *cli) agentLoader() agent.Loader {
+	return func(rev *source.Revision) (*agent.Loaded, error) {
+		res, err := schema.Load(rev.Files, schema.Options{})
+		var diags *schema.Error
+		if errors.As(err, &diags) {
+			ve := &agent.ValidationError{Commit: rev.Commit}
+			for _, d := range diags.Diagnostics {
+				ve.Problems = append(ve.Problems, d.String())
+			}
+			return nil, ve
+		}
+		if err != nil {
+			return nil, fmt.Errorf("revision %s: %w", rev.ShortCommit(), err)
+		}
+		records, err := reconcile.NewRecordStore(c.stateDir).Load()
+		if err != nil {
+			return nil, fmt.Errorf("read records: %w", err)
+		}
+		pods, err := reconcile.Expand(res.Objects, rev.Commit, reconcile.ExpandOptions{
+			Node: c.node(), StateDir: c.stateDir, Records: records, Now: time.Now(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("revision %s: %w", rev.ShortCommit(), err)
+		}
+		return &agent.Loaded{Objects: res.Objects, Pods: pods}, nil
+	}
+}
+
+// watchExits rings on every task exit containerd reports in the
+// namespace, reconnecting with backoff until ctx ends.
+func watchExits(ctx context.Context, address, ns string, ring func(), c *cli) {
+	log := c.log.Named("events")
+	backoff := time.Second
+	for ctx.Err() == nil {
+		cl, err := client.New(address, client.WithDefaultNamespace(ns), client.WithTimeout(10*time.Second))
+		if err == nil {
+			backoff = time.Second
+			ch, errs := cl.EventService().Subscribe(namespaces.WithNamespace(ctx, ns), `topic=="/tasks/exit"`)
+		loop:
+			for {
+				select {
+				case <-ctx.Done():
+					break loop
+				case ev := <-ch:
+					if ev != nil && ev.Namespace == ns {
+						ring()
+					}
+				case err = <-errs:
+					break loop
+				}
+			}
+			cl.Close()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("containerd events unavailable; retrying", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// agentStatus returns the running agent's status read from its socket,
+// or nil when no agent answers. berth status calls it to show the
+// revisions, the last error and the bad revisions next to the pods.
+func agentStatus(ctx context.Context, c *cli) *agent.Status {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := api.NewClient(filepath.Join(c.stateDir, "agent.sock")).Status(ctx)
+	if err != nil {
+		return nil
+	}
+	return st
+}
