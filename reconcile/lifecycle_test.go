@@ -311,3 +311,25 @@ func TestImagePullBackOff(t *testing.T) {
 		t.Errorf("after the image appeared: %q", got)
 	}
 }
+
+func TestObservePodReasons(t *testing.T) {
+	obs := &reconcile.ObservedPod{ID: reconcile.PodID{Namespace: "default", Name: "p"}, Hash: "h", SandboxReady: true,
+		Containers: []reconcile.ObservedContainer{{Name: "main", Kind: reconcile.AppContainer, State: reconcile.StateExited, ExitCode: 137, Reason: reconcile.ReasonOOMKilled}}}
+	if got := reconcile.ObservePod(obs, nil, nil).Display(); got != reconcile.ReasonOOMKilled {
+		t.Errorf("OOM-killed container shows %q", got)
+	}
+	obs.Containers[0].Reason, obs.Containers[0].ExitCode = "", 2
+	if got := reconcile.ObservePod(obs, nil, nil).Display(); got != "Error" {
+		t.Errorf("failed container shows %q", got)
+	}
+	rec := &reconcile.PodRecord{Hash: "h", Containers: map[string]*reconcile.ContainerRecord{"app/main": {Restarts: 4, Waiting: reconcile.ReasonCrashLoopBackOff}}}
+	st := reconcile.ObservePod(obs, rec, nil)
+	if st.Display() != reconcile.ReasonCrashLoopBackOff || st.Restarts() != 4 {
+		t.Errorf("status %q restarts %d", st.Display(), st.Restarts())
+	}
+	// A record of another spec hash is ignored.
+	rec.Hash = "old"
+	if st := reconcile.ObservePod(obs, rec, nil); st.Restarts() != 0 {
+		t.Errorf("stale record counted: %d restarts", st.Restarts())
+	}
+}

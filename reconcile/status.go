@@ -167,7 +167,7 @@ func terminatedReason(c *ObservedContainer) string {
 
 // observedReason is the runtime's reason for a termination (OOMKilled), if
 // it reports one.
-var observedReason = func(c *ObservedContainer) string { return "" }
+func observedReason(c *ObservedContainer) string { return c.Reason }
 
 // ObservePod derives a pod's status from what the runtime reports and the
 // pod's record (restart counts, backoff, terminal phase), without the
