@@ -119,7 +119,7 @@ func StartPod(ctx context.Context, rt Runtime, p *DesiredPod) error {
 			continue
 		}
 		seen[key] = true
-		if err := rt.EnsureImage(ctx, c.Image, c.ImagePullPolicy); err != nil {
+		if err := EnsurePodImage(ctx, rt, p, c.Image, c.ImagePullPolicy); err != nil {
 			return fmt.Errorf("image for container %q: %w", c.Name, err)
 		}
 	}

@@ -316,7 +316,7 @@ func (w *podWorker) ensureImages(ctx context.Context, d *DesiredPod, now time.Ti
 			continue
 		}
 		seen[key] = true
-		if err := w.m.rt.EnsureImage(ctx, c.Image, c.ImagePullPolicy); err != nil {
+		if err := EnsurePodImage(ctx, w.m.rt, d, c.Image, c.ImagePullPolicy); err != nil {
 			if ctx.Err() != nil {
 				return time.Time{}, ctx.Err()
 			}
