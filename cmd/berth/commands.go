@@ -32,10 +32,6 @@ func applyFlags(fs *flag.FlagSet, c *cli) {
 	fs.BoolVar(&c.allowDeleteAll, "allow-delete-all", false, "allow a revision that deletes every pod berth runs")
 }
 
-func vetFlags(fs *flag.FlagSet, c *cli) {
-	fs.StringVar(&c.output, "o", "text", "output format: text or json")
-}
-
 func checkOutput(o string) error {
 	if o != "text" && o != "json" {
 		return fmt.Errorf("-o %q: want text or json", o)
@@ -101,7 +97,7 @@ func urlKey(u string) string {
 
 // validate loads the revision's files and prints every problem.
 func (c *cli) validate(rev *source.Revision) ([]reconcile.Object, error) {
-	res, err := schema.Load(rev.Files, schema.Options{})
+	res, err := schema.Load(rev.Files, c.schemaOptions())
 	var diags *schema.Error
 	if errors.As(err, &diags) {
 		fmt.Fprintf(c.stderr, "revision %s is invalid (%d problems); nothing was changed:\n", shortCommit(rev.Commit), len(diags.Diagnostics))
@@ -200,60 +196,6 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("record applied revision: %w", err)
 	}
 	log.Info("applied", "duration", time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
-func runVet(ctx context.Context, c *cli, args []string) error {
-	if err := checkOutput(c.output); err != nil {
-		return err
-	}
-	dir := "."
-	switch len(args) {
-	case 0:
-	case 1:
-		dir = args[0]
-	default:
-		return fmt.Errorf("vet takes one directory, got %q", args)
-	}
-	src, err := source.Open(source.Options{URL: dir, Logger: c.log.Named("source"), ForceDir: true})
-	if err != nil {
-		return err
-	}
-	rev, _, err := src.Fetch(ctx)
-	if err != nil {
-		return err
-	}
-	res, err := schema.Load(rev.Files, schema.Options{})
-	var diags *schema.Error
-	if errors.As(err, &diags) {
-		if c.output == "json" {
-			enc := json.NewEncoder(c.stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(struct {
-				Valid       bool                `json:"valid"`
-				Diagnostics []schema.Diagnostic `json:"diagnostics"`
-			}{false, diags.Diagnostics})
-		} else {
-			for _, d := range diags.Diagnostics {
-				fmt.Fprintln(c.stdout, d.String())
-			}
-			fmt.Fprintf(c.stderr, "%d problems\n", len(diags.Diagnostics))
-		}
-		return errReported
-	}
-	if err != nil {
-		return err
-	}
-	if c.output == "json" {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
-			Valid       bool                `json:"valid"`
-			Objects     int                 `json:"objects"`
-			Diagnostics []schema.Diagnostic `json:"diagnostics"`
-		}{true, len(res.Objects), []schema.Diagnostic{}})
-	}
-	fmt.Fprintf(c.stdout, "%s: %d objects, valid\n", dir, len(res.Objects))
 	return nil
 }
 

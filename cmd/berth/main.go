@@ -70,6 +70,10 @@ func commands() []command {
 }
 
 func main() {
+	if code, ok := serveSandbox(); ok {
+		os.Exit(code)
+	}
+	sandboxed = true
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -194,6 +198,7 @@ type cli struct {
 	nodeName          string
 	policy            policyFlags
 	nodeLabels        labelsFlag
+	strict            bool
 	logLevel          string
 	logFormat         string
 
@@ -218,6 +223,7 @@ func (c *cli) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.nodeName, "node-name", host, "this host's node name")
 	c.policy.register(fs)
 	fs.Var(&c.nodeLabels, "node-label", "a label of this node, key=value (repeatable; the variable takes a comma-separated list)")
+	fs.Var(&labelsFileFlag{labels: &c.nodeLabels}, "node-labels-file", "file of this node's labels, one key=value a line")
 	fs.StringVar(&c.cniConfDir, "cni-conf-dir", "", "use the first CNI network configuration in this directory instead of berth's bridge")
 	fs.StringVar(&c.networkName, "network", "berth", "name of berth's CNI bridge network")
 	fs.StringVar(&c.bridge, "bridge", "berth0", "Linux bridge of berth's network")
