@@ -37,7 +37,10 @@ vet: ## gofmt check and go vet
 bench: deps build ## measure apply wall time (1 and 20 pods, no-change) against a private containerd
 	$(SUDO) bench/apply.sh
 
+bench-plan: build ## measure berth plan --inventory: 500 devices in 10 label groups over 50 objects (no containerd)
+	bench/plan.sh
+
 clean: ## remove build output
 	rm -rf bin
 
-.PHONY: help build deps demo demo-clean test test-unit vet bench clean
+.PHONY: help build deps demo demo-clean test test-unit vet bench bench-plan clean
