@@ -171,7 +171,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-m.bell:
 		case <-timer:
 		case <-resync:
-			m.ringWorkers()
+			// The next pass lists the pods once and rings every worker.
 		}
 	}
 }
@@ -179,14 +179,6 @@ func (m *Manager) Run(ctx context.Context) error {
 // SyncNow runs one controller pass at once and returns; tests and the
 // agent's start-up use it.
 func (m *Manager) SyncNow(ctx context.Context) { m.pass(ctx) }
-
-func (m *Manager) ringWorkers() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, w := range m.workers {
-		w.ring()
-	}
-}
 
 // worker returns the worker of id, starting it when there is none.
 func (m *Manager) worker(id PodID) *podWorker {
@@ -243,6 +235,7 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 		return time.Time{}
 	}
 	now := m.clock.Now()
+	listed := time.Now()
 	observed, err := m.rt.List(ctx)
 	if err != nil {
 		m.log.Warn("list pods", "error", err)
@@ -285,8 +278,13 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 	plan, workloads, n := m.rollout(objs, x, observed, byID, known, now)
 	next = earliest(next, n)
 
+	obsByID := make(map[PodID]*ObservedPod, len(observed))
+	for i := range observed {
+		obsByID[observed[i].ID] = &observed[i]
+	}
 	for id, a := range plan {
 		w := m.worker(id)
+		w.seen(obsByID[id], listed)
 		if a.d != nil {
 			m.mu.Lock()
 			m.known[id] = a.d
@@ -294,9 +292,12 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 		}
 		w.update(a.d, a.retain)
 	}
-	for _, o := range observed {
+	for i := range observed {
+		o := &observed[i]
 		if _, ok := plan[o.ID]; !ok {
-			m.worker(o.ID).update(nil, false)
+			w := m.worker(o.ID)
+			w.seen(o, listed)
+			w.update(nil, false)
 		}
 	}
 	m.mu.Lock()

@@ -118,6 +118,7 @@ func (w *podWorker) probeFailed(ctx context.Context, d *DesiredPod, cp *containe
 	_, _, failed := cp.state()
 	w.log.Info("probe failed, restarting container", "container", cp.name, "probe", failed)
 	if stopper, ok := w.m.rt.(ContainerStopper); ok {
+		w.acted()
 		if err := stopper.StopContainer(ctx, w.id, cp.kind, cp.name, d.GracePeriod()); err != nil {
 			w.log.Warn("stop container", "container", cp.name, "error", err)
 		}

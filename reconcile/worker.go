@@ -36,12 +36,15 @@ type podWorker struct {
 	inflight string // hash of the spec being worked on
 	status   PodStatus
 	hasState bool
+	seenPod  *ObservedPod // the manager's last observation of the pod
+	seenAt   time.Time    // when it was listed; zero: none
 
 	// Owned by the worker goroutine.
-	rec      *PodRecord
-	recDirty bool
-	probes   map[string]*containerProbes
-	execWarn sync.Once
+	rec        *PodRecord
+	recDirty   bool
+	lastAction time.Time // when the worker last changed the pod
+	probes     map[string]*containerProbes
+	execWarn   sync.Once
 }
 
 func (w *podWorker) ring() {
@@ -96,8 +99,13 @@ func (w *podWorker) run(ctx context.Context) {
 		w.cancel, w.inflight = cancel, specKey(d, retain)
 		w.mu.Unlock()
 
+		began := time.Now()
 		next, gone, err := w.sync(pctx, d, retain)
 		cancel()
+		if !w.lastAction.Before(began) {
+			// Observations listed while this sync changed the pod are stale.
+			w.acted()
+		}
 		if err != nil && !errors.Is(err, context.Canceled) {
 			w.log.Warn("pod sync failed", "error", err)
 			if next.IsZero() {
@@ -112,6 +120,37 @@ func (w *podWorker) run(ctx context.Context) {
 			timer = w.m.clock.After(next.Sub(w.m.clock.Now()))
 		}
 	}
+}
+
+// acted notes that the worker changed its pod in the runtime, so an
+// observation made before now is stale.
+func (w *podWorker) acted() { w.lastAction = time.Now() }
+
+// seen hands the worker an observation of its pod (nil: not found) that
+// the manager's pass listed at at.
+func (w *podWorker) seen(o *ObservedPod, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if o != nil {
+		c := *o
+		c.Containers = append([]ObservedContainer(nil), o.Containers...)
+		o = &c
+	}
+	w.seenPod, w.seenAt = o, at
+}
+
+// current returns the latest observation of the pod: the manager's, when
+// it was listed after the worker last acted, else a fresh List. One List
+// per pass serves every worker.
+func (w *podWorker) current(ctx context.Context) (*ObservedPod, error) {
+	w.mu.Lock()
+	o, at := w.seenPod, w.seenAt
+	w.seenPod, w.seenAt = nil, time.Time{}
+	w.mu.Unlock()
+	if !at.IsZero() && at.After(w.lastAction) {
+		return o, nil
+	}
+	return w.observe(ctx)
 }
 
 // observe lists the pod in the runtime; nil when it does not exist.
@@ -169,7 +208,8 @@ func (r *PodRecord) container(kind ContainerKind, name string) *ContainerRecord 
 func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next time.Time, gone bool, err error) {
 	m := w.m
 	now := m.clock.Now()
-	obs, err := w.observe(ctx)
+	began := time.Now()
+	obs, err := w.current(ctx)
 	if err != nil {
 		return time.Time{}, false, err
 	}
@@ -186,6 +226,7 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 		w.stopProbes()
 		if obs != nil {
 			w.log.Info("removing pod", "reason", "no longer desired")
+			w.acted()
 			if err := m.rt.RemovePod(ctx, w.id, obs.GracePeriod); err != nil {
 				return time.Time{}, false, fmt.Errorf("remove pod: %w", err)
 			}
@@ -230,6 +271,7 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 				why = "sandbox is gone or incomplete"
 			}
 			w.log.Info("replacing pod", "reason", why)
+			w.acted()
 			if err := m.rt.RemovePod(ctx, w.id, obs.GracePeriod); err != nil {
 				return time.Time{}, false, fmt.Errorf("remove old pod: %w", err)
 			}
@@ -238,6 +280,7 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 			w.publish(nil, rec, d)
 			return until, false, err
 		}
+		w.acted()
 		if err := m.rt.CreateSandbox(ctx, d); err != nil {
 			return time.Time{}, false, fmt.Errorf("create sandbox: %w", err)
 		}
@@ -277,8 +320,10 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 
 	n, err := w.syncContainers(ctx, d, obs, rec, now)
 	next = earliest(next, n)
-	if obs2, err2 := w.observe(ctx); err2 == nil && obs2 != nil {
-		obs = obs2
+	if !w.lastAction.Before(began) {
+		if obs2, err2 := w.observe(ctx); err2 == nil && obs2 != nil {
+			obs = obs2
+		}
 	}
 	w.syncProbes(ctx, d, obs)
 	w.publish(obs, rec, d)
@@ -412,6 +457,7 @@ func (w *podWorker) restart(ctx context.Context, d *DesiredPod, kind ContainerKi
 	cr.LastExitCode, cr.LastReason = exitCode, reason
 	w.saveRecord() // the count first, then the side effect
 	w.log.Info("restarting container", "container", name, "restarts", cr.Restarts, "exit_code", exitCode, "backoff", cr.Backoff)
+	w.acted()
 	if err := w.m.rt.StartContainer(ctx, d, kind, name); err != nil {
 		return time.Time{}, fmt.Errorf("restart container %q: %w", name, err)
 	}
@@ -427,6 +473,7 @@ func (w *podWorker) start(ctx context.Context, d *DesiredPod, kind ContainerKind
 	}
 	cr.Started = true
 	w.saveRecord()
+	w.acted()
 	if err := w.m.rt.StartContainer(ctx, d, kind, name); err != nil {
 		return time.Time{}, fmt.Errorf("start %s container %q: %w", kind, name, err)
 	}
@@ -550,6 +597,7 @@ func (w *podWorker) stopRunning(ctx context.Context, d *DesiredPod, obs *Observe
 		}
 		if !ok {
 			if c.Kind == AppContainer {
+				w.acted()
 				if err := w.m.rt.RemovePod(ctx, w.id, d.GracePeriod()); err != nil {
 					w.log.Warn("remove pod", "error", err)
 				}
@@ -557,6 +605,7 @@ func (w *podWorker) stopRunning(ctx context.Context, d *DesiredPod, obs *Observe
 			}
 			continue
 		}
+		w.acted()
 		if err := stopper.StopContainer(ctx, w.id, c.Kind, c.Name, d.GracePeriod()); err != nil {
 			w.log.Warn("stop container", "container", c.Name, "error", err)
 		}
