@@ -123,6 +123,7 @@ func (c *cli) runtime(ctx context.Context) (*ctrd.Runtime, error) {
 		Subnet:      c.podSubnet,
 		Logger:      c.log.Named("runtime"),
 		Policy:      c.policy.value(),
+		Registry:    c.registry.value(),
 	})
 }
 

@@ -65,6 +65,7 @@ func commands() []command {
 		controlCommand("suspend"), controlCommand("resume"), controlCommand("pin"), controlCommand("unpin"),
 		logsCommand(),
 		execCommand(),
+		imageCommand(),
 		{name: "version", args: "", summary: "print the version", run: runVersion},
 	}
 }
@@ -197,6 +198,7 @@ type cli struct {
 	stateDir          string
 	nodeName          string
 	policy            policyFlags
+	registry          registryFlags
 	nodeLabels        labelsFlag
 	strict            bool
 	logLevel          string
@@ -222,6 +224,7 @@ func (c *cli) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/berth", "directory for the Git cache, volumes, logs and records")
 	fs.StringVar(&c.nodeName, "node-name", host, "this host's node name")
 	c.policy.register(fs)
+	c.registry.register(fs)
 	fs.Var(&c.nodeLabels, "node-label", "a label of this node, key=value (repeatable; the variable takes a comma-separated list)")
 	fs.Var(&labelsFileFlag{labels: &c.nodeLabels}, "node-labels-file", "file of this node's labels, one key=value a line")
 	fs.StringVar(&c.cniConfDir, "cni-conf-dir", "", "use the first CNI network configuration in this directory instead of berth's bridge")

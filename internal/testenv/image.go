@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -211,4 +212,71 @@ func BusyboxImage(tb testing.TB, c *Containerd, ns, ref string) {
 	if err := ImportArchive(ctx, c.Address(), ns, b); err != nil {
 		tb.Fatalf("testenv: import %s into %s: %v", ref, ns, err)
 	}
+}
+
+// DockerArchive returns the busybox image named ref as a `docker save`
+// archive (manifest.json, the config and layer.tar files), the other
+// archive format `berth image import` reads.
+func DockerArchive(ref string) ([]byte, error) {
+	oci, err := BusyboxArchive(ref)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(oci))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return nil, err
+			}
+			files[h.Name] = b
+		}
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(files["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
+		return nil, fmt.Errorf("busybox archive index: %v", err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(files["blobs/sha256/"+idx.Manifests[0].Digest.Encoded()], &m); err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{m.Config.Digest.Encoded() + ".json": files["blobs/sha256/"+m.Config.Digest.Encoded()]}
+	var layers []string
+	for _, l := range m.Layers {
+		name := l.Digest.Encoded() + "/layer.tar"
+		out[name] = files["blobs/sha256/"+l.Digest.Encoded()]
+		layers = append(layers, name)
+	}
+	manifest, err := json.Marshal([]map[string]any{{"Config": m.Config.Digest.Encoded() + ".json", "RepoTags": []string{ref}, "Layers": layers}})
+	if err != nil {
+		return nil, err
+	}
+	out["manifest.json"] = manifest
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names := make([]string, 0, len(out))
+	for n := range out {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o644, Size: int64(len(out[n])), ModTime: time.Unix(0, 0)}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(out[n]); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Registry starts Debian's docker-registry (package docker-registry) on a
@@ -17,6 +19,18 @@ import (
 // directory, and stops it when the test ends. It returns "127.0.0.1:PORT".
 // A missing docker-registry fails the test.
 func Registry(tb testing.TB) string {
+	tb.Helper()
+	return startRegistry(tb, "", "")
+}
+
+// RegistryWithAuth is Registry with basic authentication from an htpasswd
+// file holding one user.
+func RegistryWithAuth(tb testing.TB, user, password string) string {
+	tb.Helper()
+	return startRegistry(tb, user, password)
+}
+
+func startRegistry(tb testing.TB, user, password string) string {
 	tb.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
@@ -40,6 +54,17 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "data"), addr)
+	if user != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		config += fmt.Sprintf("auth:\n  htpasswd:\n    realm: berth-test\n    path: %s\n", htpasswd)
+	}
 	configPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		tb.Fatal(err)
@@ -70,7 +95,7 @@ http:
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || user != "" && resp.StatusCode == http.StatusUnauthorized {
 				return addr
 			}
 		}

@@ -43,7 +43,7 @@ var (
 // newRuntime returns a Runtime on the test's own namespace, network and
 // state directory; called again with the same t it opens a second
 // instance on the same ones.
-func newRuntime(t *testing.T) (*containerd.Runtime, *env) {
+func newRuntime(t *testing.T, mutate ...func(*containerd.Options)) (*containerd.Runtime, *env) {
 	t.Helper()
 	envsMu.Lock()
 	e, ok := envs[t]
@@ -62,7 +62,7 @@ func newRuntime(t *testing.T) (*containerd.Runtime, *env) {
 			envsMu.Unlock()
 		})
 	}
-	rt, err := containerd.New(context.Background(), containerd.Options{
+	opts := containerd.Options{
 		Address:     ctrd.Address(),
 		Namespace:   e.ns,
 		StateDir:    e.stateDir,
@@ -72,7 +72,17 @@ func newRuntime(t *testing.T) (*containerd.Runtime, *env) {
 		Subnet:      e.net.Subnet,
 		Logger:      testLogger(t),
 		Policy:      allowAll,
-	})
+	}
+	// No credentials unless a test gives some: the caller's ~/.docker
+	// does not count.
+	opts.Registry.AuthFile = filepath.Join(e.stateDir, "no-credentials.json")
+	if err := os.WriteFile(opts.Registry.AuthFile, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	rt, err := containerd.New(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("containerd.New: %v", err)
 	}

@@ -68,6 +68,9 @@ type Options struct {
 	// from over plain HTTP. Loopback hosts (localhost, 127.0.0.1, ::1) always
 	// are.
 	InsecureRegistries []string
+	// Registry configures pulls: mirrors, more plain-HTTP registries and
+	// the node's credentials file.
+	Registry RegistryOptions
 	// NetNSDir is where network namespaces are pinned; default
 	// /var/run/netns, so `ip netns` lists them.
 	NetNSDir string
@@ -96,7 +99,8 @@ type Runtime struct {
 	stateDir string
 	netnsDir string
 	cni      gocni.CNI
-	insecure []string
+	registry RegistryOptions
+	nodeAuth DockerConfig
 	logOpts  logOptions
 	policy   reconcile.NodePolicy
 	log      hclog.Logger
@@ -172,13 +176,22 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		stateDir: stateDir,
 		netnsDir: opts.NetNSDir,
 		cni:      cni,
-		insecure: opts.InsecureRegistries,
+		registry: opts.Registry,
 		policy:   opts.Policy,
 		logOpts:  logOptions{driver: opts.LogDriver, maxSize: opts.LogMaxSize, maxFiles: opts.LogMaxFiles},
 		log:      opts.Logger.Named("containerd"),
 	}
 	if opts.CNIConfDir == "" {
 		r.ownNetwork = opts.NetworkName
+	}
+	r.registry.Insecure = append(slices.Clone(opts.Registry.Insecure), opts.InsecureRegistries...)
+	authFile, explicit := opts.Registry.AuthFile, opts.Registry.AuthFile != ""
+	if !explicit {
+		authFile = defaultAuthFile()
+	}
+	if r.nodeAuth, err = loadAuthFile(authFile, explicit); err != nil {
+		cl.Close()
+		return nil, err
 	}
 	if err := r.deleteStaleLeases(r.nsctx(ctx)); err != nil {
 		cl.Close()
