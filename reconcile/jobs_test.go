@@ -187,3 +187,122 @@ func TestParseSchedule(t *testing.T) {
 		t.Error("minute 61 accepted")
 	}
 }
+
+func cronObj(policy string, cmd ...string) reconcile.Object {
+	c := workload("CronJob", "tick")
+	c.APIVersion = "batch/v1"
+	c.CronJob = &reconcile.CronJobSpec{
+		Schedule: "*/5 * * * *", ConcurrencyPolicy: policy,
+		JobTemplate: reconcile.JobTemplateSpec{Spec: *jobObj("x", 1, 1, cmd...).Job},
+	}
+	return c
+}
+
+// runsMade lists the Jobs whose pods were made, by name.
+func (f *fakeTime) runsMade() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, pod := range f.created() {
+		job := pod[:strings.LastIndex(pod, "-")]
+		if !seen[job] {
+			seen[job] = true
+			out = append(out, job)
+		}
+	}
+	return out
+}
+
+func runName(d time.Duration) string { return reconcile.CronJobRunName("tick", t0.Add(d)) }
+
+func TestCronJobMissedRuns(t *testing.T) {
+	f := runFakeTime(t, t.TempDir())
+	f.sync("r1", cronObj("Allow", "true"))
+	f.untilStep("first run", 30*time.Second, 20, func() bool { return len(f.runsMade()) == 1 }, nil)
+	// The host is down for an hour: of the twelve missed times, only the
+	// most recent runs.
+	f.advance(time.Hour)
+	f.until("catch-up run", 10, func() bool { return len(f.runsMade()) == 2 }, nil)
+	for range 5 {
+		f.advance(10 * time.Second)
+	}
+	if diff := cmp.Diff([]string{runName(5 * time.Minute), runName(65 * time.Minute)}, f.runsMade()); diff != "" {
+		t.Errorf("runs (-want +got):\n%s", diff)
+	}
+}
+
+func TestCronJobStartingDeadline(t *testing.T) {
+	f := runFakeTime(t, t.TempDir())
+	c := cronObj("Allow", "true")
+	c.CronJob.StartingDeadlineSeconds = ptr(int64(60))
+	f.sync("r1", c)
+	// Down from before 12:05 until 12:07: 12:05 is past its deadline.
+	f.advance(7 * time.Minute)
+	for range 5 {
+		f.advance(10 * time.Second)
+	}
+	if got := f.runsMade(); len(got) != 0 {
+		t.Fatalf("ran %v past the starting deadline", got)
+	}
+	f.untilStep("12:10 run", 30*time.Second, 20, func() bool { return len(f.runsMade()) == 1 }, nil)
+	if got := f.runsMade()[0]; got != runName(10*time.Minute) {
+		t.Errorf("run %s, want the 12:10 one", got)
+	}
+}
+
+func TestCronJobReplaceSuspendHistory(t *testing.T) {
+	t.Run("Replace", func(t *testing.T) {
+		f := runFakeTime(t, t.TempDir())
+		f.sync("r1", cronObj("Replace", "sleep", "1d"))
+		f.untilStep("two runs", 30*time.Second, 30, func() bool { return len(f.runsMade()) == 2 }, nil)
+		eventually(t, "the first run removed", func() bool {
+			pods, _ := f.rt.List(context.Background())
+			return len(pods) == 1 && strings.HasPrefix(pods[0].ID.Name, runName(10*time.Minute))
+		})
+	})
+	t.Run("suspend", func(t *testing.T) {
+		f := runFakeTime(t, t.TempDir())
+		c := cronObj("Allow", "true")
+		c.CronJob.Suspend = ptr(true)
+		f.sync("r1", c)
+		for range 12 {
+			f.advance(time.Minute)
+		}
+		if got := f.runsMade(); len(got) != 0 {
+			t.Fatalf("a suspended CronJob ran %v", got)
+		}
+	})
+	t.Run("history", func(t *testing.T) {
+		f := runFakeTime(t, t.TempDir())
+		c := cronObj("Allow", "true")
+		c.CronJob.SuccessfulJobsHistoryLimit = ptr(int32(2))
+		f.sync("r1", c)
+		f.untilStep("four runs", 30*time.Second, 60, func() bool { return len(f.runsMade()) == 4 }, nil)
+		eventually(t, "two runs kept", func() bool {
+			pods, _ := f.rt.List(context.Background())
+			if len(pods) != 2 {
+				var names []string
+				for _, p := range pods {
+					names = append(names, p.ID.Name)
+				}
+				t.Logf("pods %v", names)
+			}
+			return len(pods) == 2
+		})
+	})
+}
+
+func TestJobOnFailureRestartsCountTowardBackoffLimit(t *testing.T) {
+	f := runFakeTime(t, t.TempDir())
+	j := jobObj("flaky", 1, 1, "false")
+	j.Job.Template.Spec.RestartPolicy = reconcile.RestartOnFailure
+	j.Job.BackoffLimit = ptr(int32(1))
+	f.sync("r1", j)
+	f.until("job failed", 120, func() bool { return f.workload("Job/default/flaky").Condition == reconcile.JobFailed }, nil)
+	if got := f.created(); len(got) != 1 {
+		t.Errorf("pods %v: OnFailure restarts in place", got)
+	}
+	eventually(t, "the failed job's pod removed", func() bool {
+		pods, _ := f.rt.List(context.Background())
+		return len(pods) == 0
+	})
+}

@@ -259,6 +259,9 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 		return time.Time{}
 	}
 	if changed, n := m.syncJobs(x, recs, byID, observed, now); changed {
+		// The CronJob controller acts on Job results (history, Forbid)
+		// in the next pass.
+		m.ringController()
 		next = earliest(next, n)
 		if x, err = expand(objs, rev, m.expandOptions(recs)); err != nil {
 			m.log.Error("expand revision", "revision", rev, "error", err)

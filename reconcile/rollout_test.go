@@ -68,6 +68,12 @@ func (f *fakeTime) workload(key string) reconcile.WorkloadStatus {
 // invariant at every step.
 func (f *fakeTime) until(what string, limit int, cond func() bool, invariant func()) {
 	f.t.Helper()
+	f.untilStep(what, time.Second, limit, cond, invariant)
+}
+
+// untilStep is until with steps of step, at most limit of them.
+func (f *fakeTime) untilStep(what string, step time.Duration, limit int, cond func() bool, invariant func()) {
+	f.t.Helper()
 	for range limit {
 		if invariant != nil {
 			invariant()
@@ -75,9 +81,9 @@ func (f *fakeTime) until(what string, limit int, cond func() bool, invariant fun
 		if cond() {
 			return
 		}
-		f.advance(time.Second)
+		f.advance(step)
 	}
-	f.t.Fatalf("%s: not within %d seconds", what, limit)
+	f.t.Fatalf("%s: not within %d steps of %s", what, limit, step)
 }
 
 // slowReady makes every container of the template ready only 3 s after

@@ -254,7 +254,11 @@ func ObservePod(o *ObservedPod, rec *PodRecord, spec *PodSpec) PodStatus {
 			st.Containers = append(st.Containers, conv(c))
 		}
 	}
-	st.Phase = phaseOf(&st)
+	policy := ""
+	if spec != nil {
+		policy = spec.RestartPolicy
+	}
+	st.Phase = phaseOf(&st, policy)
 	if rec != nil && rec.Phase != "" {
 		st.Phase, st.Reason = rec.Phase, rec.Reason
 	}
@@ -264,22 +268,27 @@ func ObservePod(o *ObservedPod, rec *PodRecord, spec *PodSpec) PodStatus {
 }
 
 // phaseOf derives the phase from container states: Running once any app
-// container runs; Succeeded when all terminated with 0; Failed when all
-// terminated and one failed; Pending otherwise.
-func phaseOf(s *PodStatus) PodPhase {
+// container runs, or exited and is to be restarted under the restart
+// policy (when known); Succeeded when all terminated with 0; Failed when
+// all terminated and one failed; Pending otherwise.
+func phaseOf(s *PodStatus, policy string) PodPhase {
 	if len(s.Containers) == 0 {
 		return PodPending
 	}
 	terminated, failed, running := 0, 0, 0
 	for _, c := range s.Containers {
-		switch c.State {
-		case Running:
+		switch {
+		case c.State == Running:
 			running++
-		case Terminated:
+		case c.State == Terminated && policy != "" && shouldRestart(policy, c.ExitCode):
+			running++ // about to be restarted
+		case c.State == Terminated:
 			terminated++
 			if c.ExitCode != 0 {
 				failed++
 			}
+		case c.State == Waiting && c.RestartCount > 0:
+			running++ // restarting (CrashLoopBackOff)
 		}
 	}
 	switch {
