@@ -97,6 +97,7 @@ func CompareLive(head *Evaluation, headName string, live Live) *Plan {
 		case reconcile.ActionKeep:
 			pc.Reason = "unchanged"
 		}
+		holdByStrategy(head.Objects, &pc)
 		p.add(pc)
 	}
 	p.Workloads = workloadChanges(live.Applied, head, p.Changes)

@@ -171,6 +171,7 @@ func Compare(base, head *Evaluation, baseName, headName string) *Plan {
 		case reconcile.ActionKeep:
 			pc.Reason = "unchanged"
 		}
+		holdByStrategy(head.Objects, &pc)
 		p.add(pc)
 	}
 	p.Workloads = workloadChanges(base, head, p.Changes)

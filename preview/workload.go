@@ -246,3 +246,37 @@ func updateSummary(o *reconcile.Object, n int) string {
 	}
 	return pods(n) + " replaced"
 }
+
+// holdByStrategy turns into keeps the replacements a workload's update
+// strategy holds back, as the rollout does: a StatefulSet's ordinals below
+// its partition, and every pod of an OnDelete StatefulSet or DaemonSet,
+// keep their old template until the partition moves or the pod is
+// deleted by hand.
+func holdByStrategy(objs []reconcile.Object, c *PodChange) {
+	if c.Action != reconcile.ActionReplace || c.FromHash == c.ToHash {
+		return
+	}
+	o := findObject(objs, c.Owner)
+	if o == nil {
+		return
+	}
+	var hold string
+	switch {
+	case o.StatefulSet != nil:
+		s := o.StatefulSet.UpdateStrategy
+		if s.Type == "OnDelete" {
+			hold = "OnDelete: keeps its old template until deleted"
+			break
+		}
+		if ru := s.RollingUpdate; ru != nil && ru.Partition != nil {
+			if ord := reconcile.StatefulSetOrdinal(o.Metadata.Name, c.Pod.Name); ord >= 0 && ord < int(*ru.Partition) {
+				hold = fmt.Sprintf("below partition %d: keeps its old template", *ru.Partition)
+			}
+		}
+	case o.DaemonSet != nil && o.DaemonSet.UpdateStrategy.Type == "OnDelete":
+		hold = "OnDelete: keeps its old template until deleted"
+	}
+	if hold != "" {
+		c.Action, c.Reason, c.Diff = reconcile.ActionKeep, hold, nil
+	}
+}

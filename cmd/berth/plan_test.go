@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,5 +210,27 @@ func TestPlanInventory(t *testing.T) {
 	}
 	if code, out, _ := runBerth(t, "plan", "--repo", r.dir, "--head", "feature", "--inventory", inv); code != 1 {
 		t.Errorf("--inventory without --base: exit %d\n%s", code, out)
+	}
+}
+
+// TestPlanRemote previews two revisions of a remote repository served by
+// git http-backend on loopback: one fetch into the cache, then both
+// revisions read from it.
+func TestPlanRemote(t *testing.T) {
+	r := newGitRepo(t)
+	base := r.commit(map[string]string{"web.yaml": webPod("nginx:1.27")})
+	r.git("checkout", "-q", "-b", "feature")
+	r.commit(map[string]string{"web.yaml": webPod("nginx:1.28")})
+	backend := filepath.Join(r.git("--exec-path"), "git-http-backend")
+	h := &cgi.Handler{Path: backend, Root: "/", Env: []string{
+		"GIT_PROJECT_ROOT=" + filepath.Dir(r.dir), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1"}}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	url := srv.URL + "/" + filepath.Base(r.dir) + "/.git"
+	for _, baseRef := range []string{"main", base, base[:10]} {
+		code, out, errOut := runBerth(t, "plan", "--repo", url, "--base", baseRef, "--head", "feature")
+		if code != exitChanges || !strings.Contains(out, "replace pod default/web: changed containers[web].image") {
+			t.Errorf("--base %s: exit %d\n%s%s", baseRef, code, out, errOut)
+		}
 	}
 }
