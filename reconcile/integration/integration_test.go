@@ -338,3 +338,30 @@ func TestCompletedJobStaysCompleted(t *testing.T) {
 		}
 	}
 }
+
+// TestProbesOnRealPod serves a page with busybox httpd: the readiness
+// probe fetches it from the host over the pod's address, the liveness
+// probe checks the file with an exec in the container. When the page
+// goes, the pod turns unready and the container is restarted; the new
+// one serves again and is ready.
+func TestProbesOnRealPod(t *testing.T) {
+	h := newHost(t)
+	rt := h.runtime()
+	m, _ := h.manager(rt, reconcile.ManagerOptions{InitialBackoff: time.Second})
+	c := sh("web", "mkdir -p /www && echo ok > /www/index.html && (sleep 4; rm /www/index.html) & exec httpd -f -p 8080 -h /www")
+	c.ReadinessProbe = &reconcile.Probe{
+		ProbeHandler:  reconcile.ProbeHandler{HTTPGet: &reconcile.HTTPGetAction{Path: "/index.html", Port: reconcile.FromInt(8080)}},
+		PeriodSeconds: 1, FailureThreshold: 1,
+	}
+	c.LivenessProbe = &reconcile.Probe{
+		ProbeHandler:  reconcile.ProbeHandler{Exec: &reconcile.ExecAction{Command: []string{"test", "-f", "/www/index.html"}}},
+		PeriodSeconds: 1, FailureThreshold: 2,
+	}
+	sync(t, m, "r1", pod("web", reconcile.PodSpec{Containers: []reconcile.Container{c}}))
+	waitFor(t, "ready", 30*time.Second, func() bool { st, _ := status(m, "web"); return st.Ready })
+	waitFor(t, "unready once the page is gone", 15*time.Second, func() bool { st, _ := status(m, "web"); return !st.Ready })
+	waitFor(t, "restarted and ready again", 30*time.Second, func() bool {
+		st, _ := status(m, "web")
+		return st.Ready && st.Restarts() >= 1
+	})
+}
