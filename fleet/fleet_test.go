@@ -146,8 +146,9 @@ func TestFleetGolden(t *testing.T) {
 			{"lab-1", "lab-2"},
 		}, 2, 2},
 		{"fleet-invalid", [][]string{{"a-1", "b-1", "a-2"}}, 1, 2},
-		// Three (site, gpu) pairs, the same in base and head.
-		{"fleet-cue", [][]string{{"paris-1", "paris-2"}, {"berlin-1", "berlin-2"}, {"berlin-3"}}, 2, 6},
+		// Base reads site and gpu: three distinct pairs (lab-1 shares
+		// berlin-3's); head also reads workers: four sets.
+		{"fleet-cue", [][]string{{"lab-1"}, {"paris-1", "paris-2"}, {"berlin-1", "berlin-2"}, {"berlin-3"}}, 1, 7},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
