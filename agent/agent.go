@@ -155,8 +155,9 @@ type Agent struct {
 	good       *source.Revision
 	goodRecord *record.Revision
 	watch      *healthWatch
-	offline    bool // running a cached revision since start, prune off
-	failures   int  // consecutive fetch failures
+	handed     string // revision a Continuous reconciler accepted
+	offline    bool   // running a cached revision since start, prune off
+	failures   int    // consecutive fetch failures
 	bad        []BadRevision
 	reported   map[string]bool // refusals already logged, by kind+commit
 }
@@ -192,6 +193,11 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.status.Fetched, a.status.Applied, a.status.LastGood = fetched, applied, a.goodRecord
+	for kind, r := range map[string]*record.Revision{"fetched": fetched, "applied": applied, "good": a.goodRecord} {
+		if r != nil {
+			a.metrics.setRevision(kind, r.Commit)
+		}
+	}
 	a.status.BadRevisions = slices.Clone(a.bad)
 	return a, nil
 }

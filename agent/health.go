@@ -50,7 +50,7 @@ func (w *healthWatch) evaluate(now time.Time, settle time.Duration, crashes int,
 			continue // no longer desired: nothing to wait for
 		}
 		if st := statuses[id]; st != nil && st.Hash == d.Hash {
-			ok, why := judgeStatus(now, settle, crashes, st)
+			ok, why := judgeStatus(now, w.since, settle, crashes, d.Spec.RestartPolicy, st)
 			if why != "" {
 				return unhealthy, why
 			}
@@ -73,7 +73,11 @@ func (w *healthWatch) evaluate(now time.Time, settle time.Duration, crashes int,
 			}
 			switch oc.State {
 			case reconcile.StateRunning:
-				if !oc.StartedAt.IsZero() && now.Sub(oc.StartedAt) < settle {
+				started := oc.StartedAt
+				if started.IsZero() {
+					started = w.since
+				}
+				if now.Sub(started) < settle {
 					ready = false
 				}
 			case reconcile.StateExited:
@@ -104,15 +108,16 @@ func (w *healthWatch) evaluate(now time.Time, settle time.Duration, crashes int,
 
 // judgeStatus reports whether a managed pod is healthy, or why it is not
 // and never will be.
-func judgeStatus(now time.Time, settle time.Duration, crashes int, st *reconcile.PodStatus) (bool, string) {
-	switch st.Phase {
-	case reconcile.PodFailed:
+func judgeStatus(now, watched time.Time, settle time.Duration, crashes int, policy string, st *reconcile.PodStatus) (bool, string) {
+	always := policy == "" || policy == "Always"
+	switch {
+	case st.Phase == reconcile.PodFailed && (!always || st.Reason != ""):
 		why := fmt.Sprintf("pod %s failed", st.ID)
 		if st.Reason != "" {
 			why += " (" + st.Reason + ")"
 		}
 		return false, why
-	case reconcile.PodSucceeded:
+	case st.Phase == reconcile.PodSucceeded:
 		return true, ""
 	}
 	for _, c := range append(append([]reconcile.ContainerStatus(nil), st.InitContainers...), st.Containers...) {
@@ -127,5 +132,16 @@ func judgeStatus(now time.Time, settle time.Duration, crashes int, st *reconcile
 	if !st.Ready {
 		return false, ""
 	}
-	return st.ReadySince.IsZero() || now.Sub(st.ReadySince) >= settle, ""
+	// Ready for settle: since the Ready condition last turned true, else
+	// since the last container started, else since the watch began.
+	since := st.ReadySince
+	for _, c := range st.Containers {
+		if since.IsZero() || c.StartedAt.After(since) {
+			since = c.StartedAt
+		}
+	}
+	if since.IsZero() {
+		since = watched
+	}
+	return now.Sub(since) >= settle, ""
 }

@@ -15,7 +15,14 @@ type ManagerReconciler struct {
 	Manager *reconcile.Manager
 }
 
-var _ Reconciler = (*ManagerReconciler)(nil)
+var (
+	_ Reconciler = (*ManagerReconciler)(nil)
+	_ Continuous = (*ManagerReconciler)(nil)
+)
+
+// Continuous implements Continuous: the manager drives the pods until the
+// next revision.
+func (r *ManagerReconciler) Continuous() bool { return true }
 
 // Reconcile implements Reconciler. The manager removes the pods a
 // revision no longer declares, so a target that must not prune and would

@@ -130,7 +130,14 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 	}
 
 	var applyErr error
-	if plan.HasChanges() {
+	// A pod manager gets each revision once, changes or not, and repairs
+	// drift itself; a one-shot reconciler runs whenever the plan has
+	// changes.
+	continuous := false
+	if c, ok := a.cfg.Reconciler.(Continuous); ok {
+		continuous = c.Continuous()
+	}
+	if continuous && a.handed != target.Commit || !continuous && plan.HasChanges() {
 		log.Info("reconciling", "commit", shortCommit(target.Commit), "plan", plan.Summary(), "prune", prune)
 		res, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: target.Commit, Objects: ld.Objects, Pods: ld.Pods, Plan: plan, Prune: prune, Held: held})
 		applyErr = err
@@ -138,6 +145,7 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 			a.refuse(Problem{Kind: "apply", Commit: target.Commit, Reason: err.Error()})
 			outcome, reason = "failed", "apply"
 		} else {
+			a.handed = target.Commit
 			outcome = "applied"
 			log.Info("reconciled", "commit", shortCommit(target.Commit), "created", res.Created,
 				"replaced", res.Replaced, "deleted", res.Deleted)
@@ -156,8 +164,12 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		a.startWatch(target, ld.Pods, plan)
 	}
 	if prob == nil && applyErr == nil {
+		// A clean pass clears a passing problem; a refusal or a rollback
+		// stays reported until a new revision is applied.
 		a.mu.Lock()
-		a.status.LastError = nil
+		if le := a.status.LastError; le != nil && (isNew || le.Kind == "apply" || le.Kind == "observe" || le.Kind == "pin") {
+			a.status.LastError = nil
+		}
 		a.mu.Unlock()
 	}
 	if a.watch != nil && obs != nil {

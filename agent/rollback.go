@@ -88,13 +88,17 @@ func (a *Agent) rollback(ctx context.Context, why string) {
 	if err := writeBad(a.cfg.StateDir, a.bad); err != nil {
 		a.log.Error("cannot record the bad revision", "error", err)
 	}
+	good := a.cached(ctx, bad.Commit)
+	p := Problem{Kind: "health", Commit: bad.Commit, Time: time.Now().UTC()}
+	if good != nil {
+		p.Reason = fmt.Sprintf("revision %s is unhealthy (%s); rolling back to %s", bad.ShortCommit(), why, good.ShortCommit())
+	}
 	a.mu.Lock()
 	a.status.BadRevisions = slices.Clone(a.bad)
 	a.status.Checking = nil
+	a.status.LastError = &p
 	a.mu.Unlock()
 
-	good := a.cached(ctx, bad.Commit)
-	p := Problem{Kind: "health", Commit: bad.Commit, Time: time.Now().UTC()}
 	if good == nil {
 		p.Reason = fmt.Sprintf("revision %s is unhealthy (%s); there is no last good revision to go back to", bad.ShortCommit(), why)
 		a.log.Error("revision unhealthy and no last good revision to roll back to", "commit", bad.ShortCommit(), "reason", why)
@@ -118,6 +122,8 @@ func (a *Agent) rollback(ctx context.Context, why string) {
 	plan := reconcile.MakePlan(good.Commit, ld.Pods, obs)
 	if _, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: good.Commit, Objects: ld.Objects, Pods: ld.Pods, Plan: plan, Prune: true}); err != nil {
 		p.Reason += fmt.Sprintf("; reapplying it failed: %v", err)
+	} else {
+		a.handed = good.Commit
 	}
 	a.metrics.lastApplied.SetToCurrentTime()
 	a.current, a.loaded = good, ld

@@ -57,10 +57,18 @@ type Result struct {
 	Started []reconcile.PodID `json:"started,omitempty"`
 }
 
-// Reconciler makes the host match a Target. cmd/berth wires it to
-// reconcile.Apply; a long-lived pod manager can implement it as well.
+// Reconciler makes the host match a Target. ApplyReconciler carries out
+// the plan once; ManagerReconciler hands the revision to a long-lived pod
+// manager.
 type Reconciler interface {
 	Reconcile(ctx context.Context, t Target) (Result, error)
+}
+
+// Continuous is implemented by reconcilers that keep working on a target
+// after Reconcile returns (a pod manager): the agent hands them each
+// revision once, and leaves drift repair to them.
+type Continuous interface {
+	Continuous() bool
 }
 
 // Loaded is a validated revision: its objects and the pods they expand to

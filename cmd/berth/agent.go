@@ -46,6 +46,8 @@ type agentOptions struct {
 	sshUser         string
 	debounce        time.Duration
 	crashRestarts   int
+	podManager      bool
+	workers         int
 }
 
 // repeatedFlag is a repeatable string flag; the environment variable takes a
@@ -104,6 +106,8 @@ func agentFlags(fs *flag.FlagSet, c *cli, o *agentOptions) {
 	fs.StringVar(&o.knownHosts, "ssh-known-hosts", "", "known_hosts file; host keys are always checked")
 	fs.StringVar(&o.sshUser, "ssh-user", "", "SSH login (default: the URL's, else git)")
 	fs.DurationVar(&o.debounce, "debounce", agent.DefaultDebounce, "quiet time after a change in a local directory before reconciling")
+	fs.BoolVar(&o.podManager, "pod-manager", false, "supervise pods with the long-lived pod manager (restarts, probes, rollouts) instead of applying each revision once")
+	fs.IntVar(&o.workers, "workers", 4, "pods created or removed at once (without --pod-manager)")
 	fs.IntVar(&o.crashRestarts, "crash-restarts", agent.DefaultCrashRestarts, "crashes of a container of a new pod that make its revision unhealthy")
 }
 
@@ -218,12 +222,20 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 	}
 	defer rt.Close()
 
-	mgr := reconcile.NewManager(rt, reconcile.ManagerOptions{Node: c.node(), StateDir: c.stateDir, Logger: log})
+	var (
+		mgr         *reconcile.Manager
+		reconciler  agent.Reconciler = &agent.ApplyReconciler{Runtime: rt, Workers: o.workers, Logger: log.Named("apply")}
+		podStatuses func() []reconcile.PodStatus
+	)
+	if o.podManager {
+		mgr = reconcile.NewManager(rt, reconcile.ManagerOptions{Node: c.node(), StateDir: c.stateDir, Logger: log})
+		reconciler, podStatuses = &agent.ManagerReconciler{Manager: mgr}, mgr.Pods
+	}
 	a, err := agent.New(agent.Config{
 		Source:          src,
 		Load:            c.agentLoader(),
-		Reconciler:      &agent.ManagerReconciler{Manager: mgr},
-		PodStatuses:     mgr.Pods,
+		Reconciler:      reconciler,
+		PodStatuses:     podStatuses,
 		CrashRestarts:   o.crashRestarts,
 		Observer:        rt,
 		Verify:          verify,
@@ -268,11 +280,13 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 			}
 		})
 	}
-	wg.Go(func() {
-		if err := mgr.Run(ctx); err != nil {
-			log.Error("pod manager stopped", "error", err)
-		}
-	})
+	if mgr != nil {
+		wg.Go(func() {
+			if err := mgr.Run(ctx); err != nil {
+				log.Error("pod manager stopped", "error", err)
+			}
+		})
+	}
 	wg.Go(func() { watchExits(ctx, c.containerdAddress, c.namespace, func() { a.Trigger(agent.TriggerExit) }, c) })
 	log.Info("agent starting", "repo", src.URL(), "ref", c.ref, "interval", o.interval, "socket", o.socketPath(c.stateDir))
 	err = a.Run(ctx)
