@@ -100,7 +100,7 @@ func (e *expander) replicas(o *Object, t PodTemplateSpec, replicas *int32, deplo
 // <claim>-<set>-<ordinal>. It survives the pod's replacement and the set's
 // scale-down; removing it deletes the data.
 func ClaimDir(stateDir, namespace, claim, set string, ordinal int) string {
-	return filepath.Join(stateDir, "volumes", namespace, fmt.Sprintf("%s-%s-%d", claim, set, ordinal))
+	return filepath.Join(ClaimsRoot(stateDir), namespace, fmt.Sprintf("%s-%s-%d", claim, set, ordinal))
 }
 
 // statefulSet expands a StatefulSet into <name>-<ordinal> pods, each with

@@ -122,7 +122,7 @@ func (c *cli) runtime(ctx context.Context) (*ctrd.Runtime, error) {
 		Bridge:      c.bridge,
 		Subnet:      c.podSubnet,
 		Logger:      c.log.Named("runtime"),
-		Policy:      c.policy.value(),
+		Policy:      reconcile.WithClaimDirs(c.policy.value(), c.stateDir),
 		Registry:    c.registry.value(),
 	})
 }
