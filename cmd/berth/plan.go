@@ -15,7 +15,6 @@ import (
 	"berth.dev/berth/internal/record"
 	"berth.dev/berth/preview"
 	"berth.dev/berth/reconcile"
-	"berth.dev/berth/schema"
 	"berth.dev/berth/source"
 )
 
@@ -101,11 +100,11 @@ func runPlan(ctx context.Context, c *cli, args []string) error {
 	if pf.inventory != "" {
 		return c.planFleet(ctx, baseRev, headRev, base, headName)
 	}
-	node := c.node()
+	node, sopts := c.node(), c.schemaOptions()
 	eopts := preview.ExpandOptions{StateDir: c.stateDir}
 	p := preview.Compare(
-		preview.Evaluate(baseRev.Files, baseRev.Commit, node, schema.Options{}, eopts),
-		preview.Evaluate(headRev.Files, headRev.Commit, node, schema.Options{}, eopts),
+		preview.Evaluate(baseRev.Files, baseRev.Commit, node, sopts, eopts),
+		preview.Evaluate(headRev.Files, headRev.Commit, node, sopts, eopts),
 		base, headName)
 	return c.writePreview(p)
 }
@@ -117,9 +116,9 @@ func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.
 	if err != nil {
 		return fmt.Errorf("read records: %w", err)
 	}
-	node := c.node()
+	node, sopts := c.node(), c.schemaOptions()
 	eopts := preview.ExpandOptions{StateDir: c.stateDir, Records: records, Now: time.Now()}
-	head := preview.Evaluate(headRev.Files, headRev.Commit, node, schema.Options{}, eopts)
+	head := preview.Evaluate(headRev.Files, headRev.Commit, node, sopts, eopts)
 	if head.Failed() != nil {
 		// Nothing would change; the host need not be asked.
 		return c.writePreview(preview.CompareLive(head, headName, preview.Live{}))
@@ -145,7 +144,7 @@ func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.
 			c.log.Debug("revision not at hand", "commit", shortCommit(commit), "error", err)
 			return nil
 		}
-		return preview.Evaluate(r.Files, r.Commit, node, schema.Options{}, eopts)
+		return preview.Evaluate(r.Files, r.Commit, node, sopts, eopts)
 	}
 	live := preview.Live{Observed: observed, Revision: revision}
 	var applied record.Revision

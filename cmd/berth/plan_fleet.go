@@ -18,7 +18,7 @@ func (c *cli) planFleet(ctx context.Context, baseRev, headRev *source.Revision, 
 	r, err := fleet.Plan(ctx,
 		fleet.Revision{Name: baseName, Commit: baseRev.Commit, Files: baseRev.Files},
 		fleet.Revision{Name: headName, Commit: headRev.Commit, Files: headRev.Files},
-		inv, fleet.Options{Expand: preview.ExpandOptions{StateDir: c.stateDir}})
+		inv, fleet.Options{Schema: c.schemaOptions(), Expand: preview.ExpandOptions{StateDir: c.stateDir}})
 	if err != nil {
 		return err
 	}
