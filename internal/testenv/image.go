@@ -40,23 +40,30 @@ var archives struct {
 // and empty /etc, /tmp, /root, /var. The image's Env is PATH=/bin and its
 // Cmd is ["sh"]. Archives are cached per ref for the life of the process.
 func BusyboxArchive(ref string) ([]byte, error) {
+	return BusyboxArchiveConfig(ref, ocispec.ImageConfig{})
+}
+
+// BusyboxArchiveConfig is BusyboxArchive with more image configuration
+// (User, StopSignal, WorkingDir, …) on top of Env and Cmd.
+func BusyboxArchiveConfig(ref string, extra ocispec.ImageConfig) ([]byte, error) {
 	archives.Lock()
 	defer archives.Unlock()
-	if b, ok := archives.m[ref]; ok {
+	key, _ := json.Marshal(extra)
+	if b, ok := archives.m[ref+"\x00"+string(key)]; ok {
 		return b, nil
 	}
-	b, err := buildBusyboxArchive(ref)
+	b, err := buildBusyboxArchive(ref, extra)
 	if err != nil {
 		return nil, err
 	}
 	if archives.m == nil {
 		archives.m = map[string][]byte{}
 	}
-	archives.m[ref] = b
+	archives.m[ref+"\x00"+string(key)] = b
 	return b, nil
 }
 
-func buildBusyboxArchive(ref string) ([]byte, error) {
+func buildBusyboxArchive(ref string, extra ocispec.ImageConfig) ([]byte, error) {
 	bin, err := os.ReadFile(busyboxPath)
 	if err != nil {
 		return nil, fmt.Errorf("read busybox (apt-get install busybox-static): %w", err)
@@ -107,7 +114,7 @@ func buildBusyboxArchive(ref string) ([]byte, error) {
 	layerDigest := put(layer.Bytes())
 	config, err := json.Marshal(ocispec.Image{
 		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
-		Config:   ocispec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: []string{"sh"}},
+		Config:   withBase(extra),
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDigest}},
 	})
 	if err != nil {
@@ -279,4 +286,12 @@ func DockerArchive(ref string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+func withBase(c ocispec.ImageConfig) ocispec.ImageConfig {
+	c.Env = append([]string{"PATH=/bin"}, c.Env...)
+	if c.Cmd == nil {
+		c.Cmd = []string{"sh"}
+	}
+	return c
 }

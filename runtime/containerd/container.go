@@ -87,6 +87,11 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		LabelContainerKind: string(kind),
 		LabelImage:         c.Image,
 	})
+	hl, err := hookLabels(c, imgSpec.Config.StopSignal)
+	if err != nil {
+		return err
+	}
+	maps.Copy(labels, hl)
 	// The lease holds the snapshot from its creation until the container
 	// record does; a crash in between leaves a lease that New deletes.
 	_, err = r.client.LeasesService().Create(ctx, leases.WithID(id), leases.WithLabels(map[string]string{
@@ -127,6 +132,23 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 	}
 	if _, err := ctr.SetLabels(ctx, map[string]string{LabelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
 		r.log.Warn("record start time failed", "container", id, "error", err)
+	}
+	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+		// As on a kubelet: a failed postStart hook kills the container.
+		ports := map[string]int32{}
+		for _, p := range c.Ports {
+			if p.Name != "" {
+				ports[p.Name] = p.ContainerPort
+			}
+		}
+		if err := r.runHook(ctx, pod.ID, name, sb.Labels[LabelIP], ports, c.Lifecycle.PostStart); err != nil {
+			kctx, cancel := r.cleanupContext(ctx, time.Minute)
+			defer cancel()
+			if kerr := r.terminate(kctx, ctr, task, 0); kerr != nil {
+				r.log.Warn("kill after failed postStart hook", "container", id, "error", kerr)
+			}
+			return fmt.Errorf("container %q: postStart hook failed (FailedPostStartHook): %w", name, err)
+		}
 	}
 	return nil
 }
@@ -223,8 +245,7 @@ func (r *Runtime) removeContainer(ctx context.Context, id string, grace time.Dur
 	return nil
 }
 
-// stopTask sends SIGTERM to a running task, SIGKILL if it has not exited
-// after grace, and deletes the task.
+// stopTask stops a running task (see terminate) and deletes it.
 func (r *Runtime) stopTask(ctx context.Context, ctr client.Container, grace time.Duration) error {
 	task, err := ctr.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
@@ -233,42 +254,66 @@ func (r *Runtime) stopTask(ctx context.Context, ctr client.Container, grace time
 	if err != nil {
 		return fmt.Errorf("task %s: %w", ctr.ID(), err)
 	}
+	if err := r.terminate(ctx, ctr, task, grace); err != nil {
+		return err
+	}
+	r.log.Debug("task stopped", "container", ctr.ID())
+	return r.deleteTask(ctx, ctr, task)
+}
+
+// terminate ends a running task the way a kubelet does: the container's
+// preStop hook first (its time counts against grace), then the image's
+// STOPSIGNAL (SIGTERM by default), then SIGKILL to every process of the
+// container once grace is over. A task that is not running is left as it
+// is.
+func (r *Runtime) terminate(ctx context.Context, ctr client.Container, task client.Task, grace time.Duration) error {
 	st, err := task.Status(ctx)
 	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("task %s status: %w", ctr.ID(), err)
 	}
-	if err == nil && st.Status != client.Stopped && st.Status != client.Created {
-		wctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		exited, err := task.Wait(wctx)
-		if err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("wait %s: %w", ctr.ID(), err)
-		}
-		if err == nil {
-			if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-				return fmt.Errorf("kill %s: %w", ctr.ID(), err)
-			}
-			timer := time.NewTimer(grace)
-			select {
-			case <-exited:
-				timer.Stop()
-			case <-timer.C:
-				r.log.Debug("grace period over, killing", "container", ctr.ID())
-				if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-					return fmt.Errorf("kill %s: %w", ctr.ID(), err)
-				}
-				select {
-				case <-exited:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
+	if err != nil || st.Status == client.Stopped || st.Status == client.Created {
+		return nil
 	}
-	r.log.Debug("task stopped", "container", ctr.ID())
-	return r.deleteTask(ctx, ctr, task)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	exited, err := task.Wait(wctx)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("wait %s: %w", ctr.ID(), err)
+	}
+	deadline := time.Now().Add(grace)
+	labels, _ := ctr.Labels(ctx)
+	if h := labels[LabelPreStop]; h != "" {
+		hctx, hcancel := context.WithDeadline(ctx, deadline)
+		if err := r.runStoredHook(hctx, labels, h, exited); err != nil {
+			r.log.Warn("preStop hook failed", "container", ctr.ID(), "error", err)
+		}
+		hcancel()
+	}
+	sig := stopSignal(labels[LabelStopSignal])
+	if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("kill %s: %w", ctr.ID(), err)
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-exited:
+	case <-timer.C:
+		r.log.Debug("grace period over, killing", "container", ctr.ID())
+		if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("kill %s: %w", ctr.ID(), err)
+		}
+		select {
+		case <-exited:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // deleteTask deletes a stopped task. The containers of a pod share one
