@@ -92,6 +92,8 @@ type Manager struct {
 	runCtx       context.Context
 	wg           sync.WaitGroup
 
+	recordsSwept bool // pod records of vanished pods removed
+
 	testWorkers map[PodID]*podWorker // used by StepPod in tests only
 }
 
@@ -314,6 +316,10 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 	for _, w := range stale {
 		w.update(nil, false)
 	}
+	if !m.recordsSwept {
+		m.recordsSwept = true
+		m.sweepPodRecords(plan, obsByID)
+	}
 	m.mu.Lock()
 	workloads = append(workloads, m.jobStatuses...)
 	workloads = append(workloads, m.cronStatuses...)
@@ -384,5 +390,26 @@ func (m *Manager) setDeployment(key string, r *DeploymentRecord) {
 	m.mu.Unlock()
 	if err := m.store.WriteDeployment(key, r); err != nil {
 		m.log.Warn("write deployment record", "deployment", key, "error", err)
+	}
+}
+
+// sweepPodRecords removes the records of pods that neither run nor are
+// wanted: pods removed while the agent was not running.
+func (m *Manager) sweepPodRecords(plan map[PodID]assignment, observed map[PodID]*ObservedPod) {
+	recs, err := m.store.Pods()
+	if err != nil {
+		m.log.Warn("read pod records", "error", err)
+		return
+	}
+	for id := range recs {
+		if _, ok := plan[id]; ok {
+			continue
+		}
+		if _, ok := observed[id]; ok {
+			continue
+		}
+		if err := m.store.RemovePod(id); err != nil {
+			m.log.Warn("remove pod record", "pod", id.String(), "error", err)
+		}
 	}
 }

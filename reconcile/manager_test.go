@@ -123,3 +123,26 @@ func pidOf(pods []reconcile.ObservedPod, name string) uint32 {
 	}
 	return 0
 }
+
+func TestStalePodRecordsAreSwept(t *testing.T) {
+	rt := fake.New(img)
+	dir := t.TempDir()
+	store := reconcile.NewRecordStore(dir)
+	gone := reconcile.PodID{Namespace: "default", Name: "gone"}
+	if err := store.WritePod(gone, &reconcile.PodRecord{Hash: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := running(t, rt, dir)
+	if err := m.Sync(context.Background(), "r1", []reconcile.Object{podObj("a", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a running with a record, and gone's record removed", func() bool {
+		recs, err := store.Pods()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, stale := recs[gone]
+		_, kept := recs[reconcile.PodID{Namespace: "default", Name: "a"}]
+		return !stale && kept
+	})
+}
