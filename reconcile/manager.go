@@ -34,7 +34,14 @@ type ManagerOptions struct {
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
 	BackoffReset   time.Duration
+	// AllowDeleteAll lets a revision that wants no pod at all remove
+	// every pod berth runs; without it Sync refuses such a revision.
+	AllowDeleteAll bool
 }
+
+// ErrDeleteAll is returned by Sync for a revision that would remove every
+// pod berth runs, unless ManagerOptions.AllowDeleteAll is set.
+var ErrDeleteAll = errors.New("the revision would delete every pod berth runs here")
 
 func (o *ManagerOptions) defaults() {
 	if o.StateDir == "" {
@@ -127,8 +134,18 @@ func (m *Manager) Sync(ctx context.Context, revision string, objs []Object) erro
 	if err != nil {
 		return fmt.Errorf("read records: %w", err)
 	}
-	if _, err := expand(objs, revision, m.expandOptions(recs)); err != nil {
+	x, err := expand(objs, revision, m.expandOptions(recs))
+	if err != nil {
 		return err
+	}
+	if len(x.pods) == 0 && !m.opts.AllowDeleteAll {
+		observed, err := m.rt.List(ctx)
+		if err != nil {
+			return fmt.Errorf("list pods: %w", err)
+		}
+		if len(observed) > 0 {
+			return fmt.Errorf("revision %s: %w (%d); refusing without AllowDeleteAll", revision, ErrDeleteAll, len(observed))
+		}
 	}
 	m.mu.Lock()
 	m.synced, m.revision, m.objects = true, revision, objs

@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"testing"
 	"time"
@@ -81,6 +82,11 @@ func TestManagerSync(t *testing.T) {
 	after, _ := rt.List(context.Background())
 	if pidOf(before, "a") != pidOf(after, "a") {
 		t.Error("pod a was restarted by an unrelated change")
+	}
+
+	// A revision that wants nothing is refused while pods run.
+	if err := m.Sync(context.Background(), "r4", nil); !errors.Is(err, reconcile.ErrDeleteAll) {
+		t.Fatalf("empty revision: %v, want ErrDeleteAll", err)
 	}
 
 	// Stopping the manager leaves the pods running; a new one adopts them
