@@ -8,14 +8,19 @@
 # replicas. REPS runs (default 5); prints the median and range of the wall
 # time in milliseconds, the median CPU time (user + system; steadier than
 # wall time on a busy machine) and the largest peak RSS in MiB.
+# FORMAT=cue writes each group's Pod as a CUE file included only on its
+# group's devices (@if(group == "gN")), so each revision is evaluated once
+# per group instead of once.
 #
 #   bench/plan.sh                  (needs bin/berth; make build builds it)
 #   DEVICES=2000 REPS=3 bench/plan.sh
+#   FORMAT=cue bench/plan.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 berth=$PWD/bin/berth
 DEVICES=${DEVICES:-500}
 REPS=${REPS:-5}
+FORMAT=${FORMAT:-yaml}
 [ -x "$berth" ] || { echo "bench: build first (make build)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "bench: needs /usr/bin/time (Debian package time)" >&2; exit 1; }
 
@@ -32,6 +37,29 @@ write_repo() {
 	local tag=$1 conf=$2 secret=$3 replicas=$4 g i c s r
 	for g in $(seq 0 9); do
 		mkdir -p "$repo/group-$g"
+		if [ "$FORMAT" = cue ]; then
+			cat >"$repo/group-$g/pod.cue" <<CUE
+@if(group == "g$g")
+
+package group$g
+
+edge: {
+	apiVersion: "v1"
+	kind:       "Pod"
+	metadata: {name: "edge-$g", labels: app: "edge"}
+	spec: {
+		nodeSelector: group: "g$g"
+		containers: [{
+			name:  "main"
+			image: "example.local/edge:$tag"
+			args: ["serve", "--group", "g$g"]
+			env: [{name: "GROUP", value: "g$g"}]
+			resources: limits: {memory: "64Mi", cpu: "100m"}
+		}]
+	}
+}
+CUE
+		else
 		cat >"$repo/group-$g/pod.yaml" <<YAML
 apiVersion: v1
 kind: Pod
@@ -45,6 +73,7 @@ spec:
     env: [{name: GROUP, value: g$g}]
     resources: {limits: {memory: 64Mi, cpu: 100m}}
 YAML
+		fi
 		cat >"$repo/group-$g/agent.yaml" <<YAML
 apiVersion: apps/v1
 kind: DaemonSet
@@ -129,5 +158,5 @@ grep -q "^\*\*$DEVICES of $DEVICES devices change" "$work/out.md" || { echo "ben
 sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 median=$(echo "$sorted" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
 cpu=$(printf '%s\n' "${cpus[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-printf 'plan --inventory: %d devices, 50 objects: wall %s ms (%s–%s), CPU %s ms, peak RSS %d MiB\n' \
-	"$DEVICES" "$median" "$(echo "$sorted" | head -1)" "$(echo "$sorted" | tail -1)" "$cpu" $((peak / 1024))
+printf 'plan --inventory: %d devices, 50 objects (%s): wall %s ms (%s–%s), CPU %s ms, peak RSS %d MiB\n' \
+	"$DEVICES" "$FORMAT" "$median" "$(echo "$sorted" | head -1)" "$(echo "$sorted" | tail -1)" "$cpu" $((peak / 1024))
