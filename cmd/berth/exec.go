@@ -81,33 +81,45 @@ func runExec(ctx context.Context, rt *ctrd.Runtime, c *cli, id reconcile.PodID, 
 	if stdin {
 		opts.Stdin = c.stdinReader()
 	}
-	if tty {
-		if f, ok := opts.Stdin.(*os.File); ok {
-			if restore, err := makeRaw(int(f.Fd())); err == nil {
-				defer restore()
-				resize := make(chan [2]uint32, 1)
-				opts.Resize = resize
-				sendSize := func() {
-					if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
-						select {
-						case resize <- [2]uint32{uint32(ws.Col), uint32(ws.Row)}:
-						default:
-						}
-					}
-				}
-				sendSize()
-				winch := make(chan os.Signal, 1)
-				signal.Notify(winch, syscall.SIGWINCH)
-				defer signal.Stop(winch)
-				go func() {
-					for range winch {
-						sendSize()
-					}
-				}()
+	restore := c.rawTerminal(&opts)
+	defer restore()
+	return rt.Exec(ctx, id, container, cmd, opts)
+}
+
+// rawTerminal puts a local terminal on standard input into raw mode when
+// opts ask for a TTY, and delivers its size changes to opts.Resize. It
+// returns the function that restores the terminal.
+func (c *cli) rawTerminal(opts *ctrd.ExecOptions) func() {
+	f, ok := opts.Stdin.(*os.File)
+	if !opts.TTY || !ok {
+		return func() {}
+	}
+	restore, err := makeRaw(int(f.Fd()))
+	if err != nil {
+		return func() {}
+	}
+	resize := make(chan [2]uint32, 1)
+	opts.Resize = resize
+	sendSize := func() {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
+			select {
+			case resize <- [2]uint32{uint32(ws.Col), uint32(ws.Row)}:
+			default:
 			}
 		}
 	}
-	return rt.Exec(ctx, id, container, cmd, opts)
+	sendSize()
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	go func() {
+		for range winch {
+			sendSize()
+		}
+	}()
+	return func() {
+		signal.Stop(winch)
+		restore()
+	}
 }
 
 // stdinReader is the command's standard input: os.Stdin, unless a test

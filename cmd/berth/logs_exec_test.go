@@ -72,3 +72,23 @@ func TestLogsFollowTailAndExec(t *testing.T) {
 		t.Errorf("exec -it: exit %d, stdout %q, stderr %q; want 4 with a terminal and the shell's answer", code, stdout, errOut)
 	}
 }
+
+func TestDebugReachesPodLocalhost(t *testing.T) {
+	h := newHost(t)
+	h.write("web.yaml", twoContainerPod)
+	h.commit("web")
+	h.mustBerth("apply", "--repo", h.repo)
+	script := "for i in $(seq 50); do wget -qO- http://127.0.0.1:8080/ && break; sleep 0.1; done; hostname"
+	code, stdout, errOut := h.berth("debug", "web", "--image", testImage, "--", "sh", "-c", script)
+	if code != 0 || !strings.Contains(stdout, "hello from web") || !strings.HasSuffix(stdout, "web\n") {
+		t.Errorf("debug: exit %d, stdout %q, stderr %q; want the pod's page and hostname", code, stdout, errOut)
+	}
+	// The debug container is gone once it exits.
+	if p := h.pods()["web"]; len(p.Containers) != 2 {
+		t.Errorf("pod after debug: %+v", p.Containers)
+	}
+	code, stdout, _ = h.berth("debug", "web", "--image", testImage, "--target", "web", "--", "sh", "-c", "ps -o comm | grep -c httpd; exit 7")
+	if code != 7 || strings.TrimSpace(stdout) != "1" {
+		t.Errorf("debug --target web: exit %d, %q; want 7 and httpd among the processes", code, stdout)
+	}
+}

@@ -66,6 +66,7 @@ func commands() []command {
 		logsCommand(),
 		execCommand(),
 		imageCommand(),
+		debugCommand(),
 		{name: "version", args: "", summary: "print the version", run: runVersion},
 	}
 }

@@ -174,3 +174,23 @@ func TestNodePolicyRefuses(t *testing.T) {
 	}
 	assertNoLeak(t, strict, e, base)
 }
+
+func TestDebugContainerLeavesNothing(t *testing.T) {
+	rt, e := newRuntime(t)
+	pod := runtimetest.NewPod("debugged", script("web", "mkdir /www && echo hi > /www/index.html && exec httpd -f -p 8080 -h /www"))
+	upChecked(t, rt, e, pod)
+	before := snapshotHost(t, rt, e)
+	var out strings.Builder
+	code, err := rt.Debug(ctx(t), pod.ID, containerd.DebugOptions{Image: testImage,
+		Command:     []string{"sh", "-c", "for i in $(seq 50); do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1"},
+		ExecOptions: containerd.ExecOptions{Stdout: &out, Stdin: strings.NewReader("")}})
+	if err != nil || code != 0 || out.String() != "hi\n" {
+		t.Errorf("Debug = %d, %v, output %q", code, err, out.String())
+	}
+	if leaks := snapshotHost(t, rt, e).diff(before); len(leaks) > 0 {
+		t.Errorf("the debug container left: %v", leaks)
+	}
+	if p := runtimetestList(t, rt); len(p.Containers) != 1 {
+		t.Errorf("List shows the debug container: %+v", p.Containers)
+	}
+}
