@@ -305,6 +305,9 @@ func (b *gitBackend) candidates(ref string) []candidate {
 // resolve turns ref into a commit: a ref name first (tags before branches,
 // as git rev-parse does), then a full or abbreviated commit hash.
 func (b *gitBackend) resolve(ref string) (*object.Commit, string, error) {
+	if c, ok := semverRange(ref); ok {
+		return b.resolveRange(ref, c)
+	}
 	for _, c := range b.candidates(ref) {
 		r, err := b.repo.Reference(c.local, true)
 		if errors.Is(err, plumbing.ErrReferenceNotFound) {

@@ -36,7 +36,9 @@ type Options struct {
 	// or a full or abbreviated commit hash. A bare name is looked up as a tag
 	// first, then as a branch, as git rev-parse does. Empty means the branch
 	// the remote's HEAD points at (for a local repository, its HEAD). Ref must
-	// be empty for a directory source.
+	// be empty for a directory source. A semantic version range over tags
+	// (">=1.2.0 <2.0.0", "~1.4", "1.x") resolves to the highest matching
+	// tag, fetched anew each time.
 	Ref string
 	// Path is the subdirectory of the repository the snapshot is rooted at,
 	// slash-separated and relative; "" or "." is the repository root.
