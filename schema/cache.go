@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -188,6 +189,47 @@ func (l *loader) ensureCUE() {
 		panic("embedded schema: " + err.Error())
 	}
 	l.schema = sch
+}
+
+// loadDataFiles loads the YAML and JSON files, on as many CPUs as the
+// process may use: each worker has its own CUE context (a context is not
+// safe for concurrent use), and the results are merged in file order.
+func (l *loader) loadDataFiles() {
+	workers := min(runtime.GOMAXPROCS(0), len(l.dataFiles)/8)
+	if workers <= 1 {
+		for _, f := range l.dataFiles {
+			l.loadDataCached(f)
+		}
+		return
+	}
+	type part struct {
+		loaded []loaded
+		diags  []Diagnostic
+	}
+	parts := make([]part, len(l.dataFiles))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := &loader{fsys: l.fsys, opts: l.opts}
+			for i := range next {
+				w.loaded, w.diags = nil, nil
+				w.loadDataCached(l.dataFiles[i])
+				parts[i] = part{w.loaded, w.diags}
+			}
+		}()
+	}
+	for i := range l.dataFiles {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, p := range parts {
+		l.loaded = append(l.loaded, p.loaded...)
+		l.diags = append(l.diags, p.diags...)
+	}
 }
 
 // loadDataCached loads a YAML or JSON file, or takes its result from the

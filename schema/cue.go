@@ -5,9 +5,11 @@ import (
 	"io/fs"
 	"maps"
 	"path"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing/fstest"
 	"unicode/utf8"
 
@@ -726,9 +728,23 @@ func (l *loader) loadCUEPackages() error {
 			return err
 		}
 	} else {
-		for _, j := range todo {
-			results = append(results, evalJob(j))
+		results = make([]cueResult, len(todo))
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range min(runtime.GOMAXPROCS(0), len(todo)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					results[i] = evalJob(todo[i])
+				}
+			}()
 		}
+		for i := range todo {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
 	}
 	for i, r := range results {
 		l.loaded = append(l.loaded, r.Loaded...)

@@ -101,9 +101,7 @@ func Load(fsys fs.FS, opts Options) (*Result, error) {
 			return res, err
 		}
 	}
-	for _, f := range l.dataFiles {
-		l.loadDataCached(f)
-	}
+	l.loadDataFiles()
 	if err := l.loadCUEPackages(); err != nil {
 		return nil, err
 	}
@@ -162,6 +160,23 @@ type candidate struct {
 	d cue.Value
 	// start is where the object starts.
 	start reconcile.Position
+	// fromCUE tells a value of a CUE package from a YAML or JSON document.
+	fromCUE bool
+}
+
+// plainData returns the concrete data of v as a new value without the
+// evaluation behind it, or false if v is not concrete.
+func (l *loader) plainData(v cue.Value) (cue.Value, bool) {
+	b, err := v.MarshalJSON()
+	if err != nil {
+		return cue.Value{}, false
+	}
+	expr, err := json.Extract("", b)
+	if err != nil {
+		return cue.Value{}, false
+	}
+	p := l.ctx.BuildExpr(expr)
+	return p, p.Err() == nil
 }
 
 type loader struct {
@@ -539,7 +554,7 @@ func (l *loader) findObjects(v cue.Value, depth int) {
 			if pos := v.Pos(); isUserPos(pos) {
 				start = toPosition(pos)
 			}
-			l.add(candidate{d: v, start: start})
+			l.add(candidate{d: v, start: start, fromCUE: true})
 			return
 		}
 		it, err := v.Fields()
@@ -622,8 +637,20 @@ func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
 		return obj, false
 	}
 	def := l.schema.LookupPath(cue.ParsePath(info.definition))
-	u := def.Unify(c.d)
+	// A value of a CUE package carries the package's whole evaluation;
+	// its plain data validates much faster. The package's own value is used
+	// again only to explain a problem at its place in the user's files.
+	data := c.d
+	if c.fromCUE {
+		if plain, ok := l.plainData(c.d); ok {
+			data = plain
+		}
+	}
+	u := def.Unify(data)
 	if err := u.Validate(cue.Concrete(true)); err != nil {
+		if c.fromCUE {
+			u = def.Unify(c.d)
+		}
 		// Find and explain every problem, not only the ones CUE reports.
 		x.walk(def, u, c.d, nil)
 		if len(x.diags) == 0 {
@@ -633,11 +660,16 @@ func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
 	if len(x.diags) > 0 {
 		return obj, false
 	}
-	if err := u.LookupPath(cue.ParsePath("metadata")).Decode(&obj.Metadata); err != nil {
+	// Decode the user's data: it is valid, and cheaper to read than its
+	// unification with the schema, whose only default is the namespace.
+	if err := data.LookupPath(cue.ParsePath("metadata")).Decode(&obj.Metadata); err != nil {
 		x.reportErr(err, def, c.d, sel("metadata"))
 		return obj, false
 	}
-	if err := info.decode(u, &obj); err != nil {
+	if obj.Metadata.Namespace == "" {
+		obj.Metadata.Namespace = "default"
+	}
+	if err := info.decode(data, &obj); err != nil {
 		var fe *fieldError
 		if errors.As(err, &fe) {
 			x.reportAt(fe.path, fe.msg)

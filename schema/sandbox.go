@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -50,6 +51,10 @@ type Sandbox struct {
 	MemoryLimit int64
 }
 
+// softMemory is the heap size above which the child collects garbage
+// more eagerly.
+const softMemory = 64 << 20
+
 // maxStack bounds a goroutine's stack in the child, so that unbounded
 // recursion fails fast instead of growing to the runtime's 1 GiB.
 const maxStack = 64 << 20
@@ -64,10 +69,38 @@ func ServeSandbox(r io.Reader, w io.Writer) int {
 		fmt.Fprintf(os.Stderr, "sandbox: read jobs: %v\n", err)
 		return 2
 	}
+	// Collect harder as the heap nears softMemory: packages evaluated in
+	// parallel then stay small. The hard bound is the parent's.
+	debug.SetMemoryLimit(softMemory)
+	// Evaluate packages on every CPU, each in its own CUE context, and
+	// write the results in order, each as soon as it and those before it
+	// are done: the parent blames the first package without a result.
+	results := make([]chan cueResult, len(jobs))
+	for i := range results {
+		results[i] = make(chan cueResult, 1)
+	}
+	next := make(chan int)
+	workers := runtime.GOMAXPROCS(0)
+	if os.Getenv(serialEnv) == "1" {
+		workers = 1
+	}
+	for range min(workers, len(jobs)) {
+		go func() {
+			for i := range next {
+				results[i] <- evalJob(jobs[i])
+			}
+		}()
+	}
+	go func() {
+		for i := range jobs {
+			next <- i
+		}
+		close(next)
+	}()
 	bw := bufio.NewWriter(w)
 	enc := gob.NewEncoder(bw)
-	for _, j := range jobs {
-		res := evalJob(j)
+	for i := range jobs {
+		res := <-results[i]
 		if err := enc.Encode(&res); err != nil {
 			fmt.Fprintf(os.Stderr, "sandbox: write result: %v\n", err)
 			return 2
@@ -79,16 +112,27 @@ func ServeSandbox(r io.Reader, w io.Writer) int {
 	return 0
 }
 
-// run evaluates jobs in children, returning one result per job.
+// serialEnv makes the child evaluate one package at a time.
+const serialEnv = "BERTH_SANDBOX_SERIAL"
+
+// run evaluates jobs in children, returning one result per job. The first
+// child evaluates packages in parallel; if it fails while more than one
+// package was left, the rest is evaluated again one at a time, so that the
+// failure is blamed on the package that caused it.
 func (s *Sandbox) run(jobs []*cueJob) ([]cueResult, error) {
 	var results []cueResult
+	serial := false
 	for len(jobs) > 0 {
-		done, failure, err := s.runChild(jobs)
+		done, failure, err := s.runChild(jobs, serial)
 		if err != nil {
 			return nil, err
 		}
 		results = append(results, done...)
 		jobs = jobs[len(done):]
+		if failure != "" && !serial && len(jobs) > 1 {
+			serial = true
+			continue
+		}
 		if failure != "" && len(jobs) > 0 {
 			results = append(results, cueResult{Diags: []Diagnostic{{
 				Pos:     packagePos(jobs[0]),
@@ -115,7 +159,7 @@ func packagePos(j *cueJob) (p reconcile.Position) {
 // runChild starts one child for jobs and returns the results it delivered.
 // failure, when not empty, says why the child stopped before the next job
 // was done.
-func (s *Sandbox) runChild(jobs []*cueJob) (done []cueResult, failure string, err error) {
+func (s *Sandbox) runChild(jobs []*cueJob, serial bool) (done []cueResult, failure string, err error) {
 	if len(s.Command) == 0 {
 		return nil, "", errors.New("sandbox: no command")
 	}
@@ -135,6 +179,9 @@ func (s *Sandbox) runChild(jobs []*cueJob) (done []cueResult, failure string, er
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
 	cmd.Env = append(os.Environ(), s.Env...)
+	if serial {
+		cmd.Env = append(cmd.Env, serialEnv+"=1")
+	}
 	cmd.Stdin = &in
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}

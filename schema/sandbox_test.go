@@ -65,6 +65,7 @@ func TestSandboxBounds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fsys := fstest.MapFS{
+				"a/good.cue":    {Data: []byte(strings.Replace(strings.Replace(goodCUE, "good", "a", 1), `"web"`, `"a"`, 1))},
 				"bad/bad.cue":   {Data: []byte(tt.src)},
 				"good/good.cue": {Data: []byte(goodCUE)},
 				"z/pod.yaml":    {Data: []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: y}\nspec: {containers: [{name: c, image: busybox}]}\n")},
