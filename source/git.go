@@ -41,6 +41,8 @@ type gitBackend struct {
 	refspecs []config.RefSpec
 	lockPath string // "" for in-memory caches and local repositories
 	log      hclog.Logger
+	mirrors  []mirror // fallback URLs, tried in order
+	shallow  bool     // fetch only the followed branch, depth 1
 }
 
 // refspecsFor returns what a fetch asks for: every branch and tag, forced
@@ -72,6 +74,10 @@ func openRemote(ctx context.Context, loc *location, o *Options, log hclog.Logger
 		auth:     auth,
 		refspecs: refspecsFor(o.Ref),
 		log:      log,
+		shallow:  o.Shallow,
+	}
+	if b.mirrors, err = openMirrors(o, log); err != nil {
+		return nil, err
 	}
 	for _, s := range b.refspecs {
 		if err := s.Validate(); err != nil {
@@ -181,7 +187,7 @@ func (b *gitBackend) update(ctx context.Context) (*object.Commit, string, error)
 		defer unlock()
 	}
 	if b.remote {
-		if err := b.fetch(ctx); err != nil {
+		if err := b.fetchWithMirrors(ctx); err != nil {
 			return nil, "", err
 		}
 	}
@@ -193,15 +199,26 @@ func (b *gitBackend) fetch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read cache remote: %w", err)
 	}
+	return b.fetchRemote(ctx, r)
+}
+
+// fetchRemote fetches from r into the cache's refs.
+func (b *gitBackend) fetchRemote(ctx context.Context, r *git.Remote) error {
+	var err error
 	var head *plumbing.Reference
 	if b.ref == "" || b.ref == "HEAD" {
 		if head, err = b.remoteHEAD(ctx, r); err != nil {
 			return err
 		}
 	}
+	specs, depth := b.refspecs, 0
+	if b.shallow {
+		specs, depth = b.shallowSpecs(head), 1
+	}
 	err = r.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: remoteName,
-		RefSpecs:   b.refspecs,
+		RefSpecs:   specs,
+		Depth:      depth,
 		Auth:       b.auth,
 		Tags:       git.NoTags, // the refspecs fetch every tag already
 		Force:      true,

@@ -50,6 +50,15 @@ type Options struct {
 	CacheDir string
 	// Auth holds credentials for remote repositories.
 	Auth Auth
+	// Mirrors are fallback URLs of the same remote repository, fetched
+	// from in order when the URL cannot be reached (not when it refuses
+	// the credentials or lacks the ref). Each gets the credentials its
+	// transport takes.
+	Mirrors []string
+	// Shallow fetches only the branch the ref follows (the remote's
+	// default branch when Ref is empty), one commit deep, for small
+	// devices. It needs Ref to name a branch, or to be empty.
+	Shallow bool
 	// MaxFileSize is the largest file, in bytes, a snapshot accepts;
 	// default DefaultMaxFileSize.
 	MaxFileSize int64

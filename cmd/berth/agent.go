@@ -47,6 +47,8 @@ type agentOptions struct {
 	debounce        time.Duration
 	crashRestarts   int
 	podManager      bool
+	mirrors         repeatedFlag
+	shallow         bool
 	workers         int
 }
 
@@ -106,6 +108,8 @@ func agentFlags(fs *flag.FlagSet, c *cli, o *agentOptions) {
 	fs.StringVar(&o.knownHosts, "ssh-known-hosts", "", "known_hosts file; host keys are always checked")
 	fs.StringVar(&o.sshUser, "ssh-user", "", "SSH login (default: the URL's, else git)")
 	fs.DurationVar(&o.debounce, "debounce", agent.DefaultDebounce, "quiet time after a change in a local directory before reconciling")
+	fs.Var(&o.mirrors, "mirror", "fallback URL of the repository, tried in order when --repo cannot be reached (repeatable)")
+	fs.BoolVar(&o.shallow, "shallow", false, "fetch only the followed branch, one commit deep (small devices)")
 	fs.BoolVar(&o.podManager, "pod-manager", false, "supervise pods with the long-lived pod manager (restarts, probes, rollouts) instead of applying each revision once")
 	fs.IntVar(&o.workers, "workers", 4, "pods created or removed at once (without --pod-manager)")
 	fs.IntVar(&o.crashRestarts, "crash-restarts", agent.DefaultCrashRestarts, "crashes of a container of a new pod that make its revision unhealthy")
@@ -182,7 +186,7 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 		return err
 	}
 	src, err := source.OpenContext(ctx, source.Options{
-		URL: c.repo, Ref: c.ref, Path: c.path, Auth: auth,
+		URL: c.repo, Ref: c.ref, Path: c.path, Auth: auth, Mirrors: o.mirrors, Shallow: o.shallow,
 		CacheDir: filepath.Join(c.stateDir, "git", urlKey(c.repo)),
 		Logger:   log,
 	})
