@@ -270,6 +270,9 @@ func effectKey(p *preview.Plan) string {
 		diff, _ := json.Marshal(w.Diff)
 		entries = append(entries, "workload\x00"+w.Owner+"\x00"+w.Summary+"\x00"+string(diff))
 	}
+	if p.BaseError != "" {
+		entries = append(entries, "base\x00"+p.BaseError)
+	}
 	sort.Strings(entries)
 	h := sha256.New()
 	for _, e := range entries {

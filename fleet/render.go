@@ -137,6 +137,9 @@ func WriteText(w io.Writer, r *Report, opts preview.TextOptions) error {
 		if g.Failed {
 			continue
 		}
+		if p.BaseError != "" {
+			fmt.Fprintf(&b, "  warning: %s\n", p.BaseError)
+		}
 		for _, wl := range p.Workloads {
 			preview.WriteTextWorkload(&b, wl, paint, "  ")
 		}
@@ -195,6 +198,7 @@ func WriteMarkdown(w io.Writer, r *Report, opts preview.MarkdownOptions) error {
 		}
 		fmt.Fprintf(&s, ": %s</summary>\n\n", stdhtml.EscapeString(g.Effect()))
 		fmt.Fprintf(&s, "Devices: %s\n\n", preview.Escape(deviceList(g.Devices)))
+		preview.MarkdownBaseError(&s, g.Plan.BaseError)
 		if len(g.Plan.Workloads) > 0 {
 			preview.MarkdownWorkloads(&s, g.Plan.Workloads)
 		}

@@ -36,6 +36,7 @@ func WriteMarkdown(w io.Writer, p *Plan, opts MarkdownOptions) error {
 		_, err := w.Write(b.Bytes())
 		return err
 	}
+	MarkdownBaseError(&b, p.BaseError)
 	if !p.HasChanges() {
 		fmt.Fprintf(&b, "No changes: %s.\n\n", podCount(p.Counts.Unchanged)+" unchanged")
 	}
@@ -134,6 +135,16 @@ func MarkdownWorkloads(b *bytes.Buffer, ws []WorkloadChange) {
 		}
 	}
 	b.WriteString("\n")
+}
+
+// MarkdownBaseError writes the warning that the base could not be
+// evaluated, if it could not.
+func MarkdownBaseError(b *bytes.Buffer, msg string) {
+	if msg == "" {
+		return
+	}
+	b.WriteString("**:warning: Warning:**\n\n")
+	CodeBlock(b, "text", msg)
 }
 
 // MarkdownCounts writes the summary table of counts.

@@ -95,9 +95,12 @@ type Plan struct {
 	// Diagnostics are the head revision's validation problems; when it
 	// has errors, nothing would change.
 	Diagnostics []schema.Diagnostic `json:"diagnostics,omitempty"`
-	// Error is any other failure (base invalid, expansion, unreadable
+	// Error is any other failure of the head (expansion, unreadable
 	// files).
 	Error string `json:"error,omitempty"`
+	// BaseError says why the base revision could not be evaluated (on
+	// this node); the head is then compared with an empty revision.
+	BaseError string `json:"baseError,omitempty"`
 	// Workloads sums up the effect on each workload with changed pods.
 	Workloads []WorkloadChange `json:"workloads,omitempty"`
 	// Changes has one entry per pod, sorted by pod.
@@ -146,8 +149,10 @@ func Compare(base, head *Evaluation, baseName, headName string) *Plan {
 		return p
 	}
 	if err := base.Failed(); err != nil {
-		p.Error = fmt.Sprintf("base revision %s cannot be evaluated: %s", p.Base, oneLineErr(err))
-		return p
+		// A head that fixes a base broken on this node is worth a
+		// preview: compare it with nothing.
+		p.BaseError = fmt.Sprintf("base revision %s cannot be evaluated, so the head is compared with an empty revision: %s", p.Base, oneLineErr(err))
+		base = &Evaluation{Loaded: &Loaded{Commit: base.Commit, Objects: []reconcile.Object{}}, Node: base.Node}
 	}
 	basePods := map[reconcile.PodID]*reconcile.DesiredPod{}
 	for i := range base.Pods {

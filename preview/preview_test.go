@@ -171,7 +171,8 @@ func TestExitCodes(t *testing.T) {
 		{"changed", web("a:1"), web("a:2"), 2},
 		{"created", fstest.MapFS{}, web("a:1"), 2},
 		{"invalid head", web("a:1"), web("\"\""), 1},
-		{"invalid base", web("\"\""), web("a:1"), 1},
+		{"invalid base", web("\"\""), web("a:1"), 2},
+		{"both invalid", web("\"\""), web("\"\""), 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,6 +198,25 @@ func TestColor(t *testing.T) {
 		}
 		if !strings.Contains(b.String(), "pod default/a") {
 			t.Errorf("no pod line:\n%s", b.String())
+		}
+	}
+}
+
+// A head that fixes a base broken on this node is compared with nothing,
+// with a warning naming the base's problem.
+func TestInvalidBase(t *testing.T) {
+	eval := func(image, commit string) *preview.Evaluation {
+		fs := fstest.MapFS{"web.yaml": &fstest.MapFile{Data: []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: web, image: " + image + "}]\n")}}
+		return preview.Evaluate(fs, commit, node, schema.Options{}, preview.ExpandOptions{})
+	}
+	p := preview.Compare(eval(`""`, baseCommit), eval("a:1", headCommit), "main", "fix")
+	if p.Failed() || p.Counts.Create != 1 || !strings.Contains(p.BaseError, "./web.yaml:5:") {
+		t.Fatalf("plan %+v", p)
+	}
+	out := render(t, p)
+	for format, want := range map[string]string{"text": "warning: base revision main", "markdown": ":warning: Warning:", "json": `"baseError": "base revision main`} {
+		if !strings.Contains(out[format], want) {
+			t.Errorf("%s lacks %q:\n%s", format, want, out[format])
 		}
 	}
 }

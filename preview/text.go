@@ -78,6 +78,9 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 	if writeTextProblems(ew, p.Head, p.Diagnostics, p.Error) {
 		return ew.err
 	}
+	if p.BaseError != "" {
+		ew.printf("%s %s\n", paint.Paint(ansiYellow, "warning:"), p.BaseError)
+	}
 	for _, wl := range p.Workloads {
 		WriteTextWorkload(ew, wl, paint, "")
 	}
