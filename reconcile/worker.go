@@ -285,8 +285,7 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 			return time.Time{}, false, fmt.Errorf("create sandbox: %w", err)
 		}
 		if rec.StartTime.IsZero() {
-			rec.StartTime = now
-			w.saveRecord()
+			rec.StartTime, w.recDirty = now, true
 		}
 		if obs, err = w.observe(ctx); err != nil || obs == nil {
 			if err == nil {
@@ -471,8 +470,9 @@ func (w *podWorker) start(ctx context.Context, d *DesiredPod, kind ContainerKind
 	if cr.Started {
 		return w.restart(ctx, d, kind, name, time.Time{}, now, 0, "")
 	}
-	cr.Started = true
-	w.saveRecord()
+	// Written with the pod's status at the end of this sync: a container
+	// found in the runtime shows it was started anyway.
+	cr.Started, w.recDirty = true, true
 	w.acted()
 	if err := w.m.rt.StartContainer(ctx, d, kind, name); err != nil {
 		return time.Time{}, fmt.Errorf("start %s container %q: %w", kind, name, err)
