@@ -12,8 +12,9 @@ TEST_TIMEOUT ?= 20m
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/berth
+build: ## build bin/berth and bin/berth-log (its small container log driver, installed next to it)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(dir $(BIN))berth-log ./cmd/berth-log
 
 deps: ## install the Debian packages berth and its tests need (apt-get update first)
 	$(SUDO) scripts/install-deps.sh
@@ -34,8 +35,12 @@ vet: ## gofmt check and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-bench: deps build ## measure apply wall time (1 and 20 pods, no-change) against a private containerd
+bench: deps build ## apply wall time (bench/apply.sh), then berth against podman kube play on 10 and 50 pods (bench/compare.sh)
 	$(SUDO) bench/apply.sh
+	$(SUDO) bench/compare.sh
+
+bench-compare: deps build ## berth against podman kube play on the same 10- and 50-pod repositories, with ratios and PSS per pod
+	$(SUDO) bench/compare.sh
 
 bench-plan: build ## measure berth plan --inventory: 500 devices in 10 label groups over 50 objects (no containerd)
 	bench/plan.sh
@@ -43,4 +48,4 @@ bench-plan: build ## measure berth plan --inventory: 500 devices in 10 label gro
 clean: ## remove build output
 	rm -rf bin
 
-.PHONY: help build deps demo demo-clean test test-unit vet bench bench-plan clean
+.PHONY: help build deps demo demo-clean test test-unit vet bench bench-compare bench-plan clean

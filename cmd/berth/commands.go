@@ -124,6 +124,7 @@ func (c *cli) runtime(ctx context.Context) (*ctrd.Runtime, error) {
 		Logger:      c.log.Named("runtime"),
 		Policy:      reconcile.WithClaimDirs(c.policy.value(), c.stateDir),
 		Registry:    c.registry.value(),
+		RawLogs:     c.containerLogs.raw,
 	})
 }
 

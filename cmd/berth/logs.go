@@ -191,3 +191,12 @@ func (o *logsOptions) run(ctx context.Context, c *cli, args []string) error {
 	}
 	return crilog.Follow(ctx, path, size, c.stdout, done)
 }
+
+// containerLogFlags choose how containers' output is kept.
+type containerLogFlags struct {
+	raw bool
+}
+
+func (l *containerLogFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&l.raw, "raw-logs", false, "write containers' output as it comes, without timestamps, rotation or a log driver process per container (least memory)")
+}

@@ -198,6 +198,7 @@ type cli struct {
 	namespace         string
 	stateDir          string
 	nodeName          string
+	containerLogs     containerLogFlags
 	policy            policyFlags
 	registry          registryFlags
 	nodeLabels        labelsFlag
@@ -224,6 +225,7 @@ func (c *cli) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.namespace, "namespace", "berth", "containerd namespace berth manages")
 	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/berth", "directory for the Git cache, volumes, logs and records")
 	fs.StringVar(&c.nodeName, "node-name", host, "this host's node name")
+	c.containerLogs.register(fs)
 	c.policy.register(fs)
 	c.registry.register(fs)
 	fs.Var(&c.nodeLabels, "node-label", "a label of this node, key=value (repeatable; the variable takes a comma-separated list)")

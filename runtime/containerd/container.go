@@ -121,7 +121,11 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		r.cleanupFailedStart(ctx, id)
 		return err
 	}
-	task, err := ctr.NewTask(ctx, cio.LogURI(crilog.URI(r.logOpts.driver, p.LogPath(name), r.logOpts.maxSize, r.logOpts.maxFiles)))
+	logTo := cio.LogURI(crilog.URI(r.logOpts.driver, p.LogPath(name), r.logOpts.maxSize, r.logOpts.maxFiles))
+	if r.logOpts.raw {
+		logTo = cio.LogFile(p.LogPath(name))
+	}
+	task, err := ctr.NewTask(ctx, logTo)
 	if err != nil {
 		r.cleanupFailedStart(ctx, id)
 		return fmt.Errorf("create task %s: %w", id, err)
@@ -347,6 +351,7 @@ func (r *Runtime) deleteTask(ctx context.Context, ctr client.Container, task cli
 }
 
 type logOptions struct {
+	raw      bool
 	driver   string
 	maxSize  int64
 	maxFiles int

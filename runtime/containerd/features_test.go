@@ -194,3 +194,17 @@ func TestDebugContainerLeavesNothing(t *testing.T) {
 		t.Errorf("List shows the debug container: %+v", p.Containers)
 	}
 }
+
+func TestRawLogsHaveNoDriverButRead(t *testing.T) {
+	rt, e := newRuntime(t, func(o *containerd.Options) { o.RawLogs = true })
+	pod := runtimetest.NewPod("raw", script("main", "echo one; echo two >&2"))
+	upChecked(t, rt, e, pod)
+	out, code := waitOutput(t, rt, pod, "main")
+	if code != 0 || !strings.Contains(out, "one\n") || !strings.Contains(out, "two\n") {
+		t.Errorf("raw log read back as %q (exit %d)", out, code)
+	}
+	b, _ := os.ReadFile(rt.Paths(pod.ID).LogPath("main"))
+	if strings.Contains(string(b), " stdout F ") {
+		t.Errorf("raw log is in the CRI format: %q", b)
+	}
+}

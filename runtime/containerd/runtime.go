@@ -75,10 +75,15 @@ type Options struct {
 	// /var/run/netns, so `ip netns` lists them.
 	NetNSDir string
 	// LogDriver is the executable each container's shim starts to write
-	// its logs in the CRI format (see package crilog); default: the
-	// running executable, which must then call crilog.DriverMain when
+	// its logs in the CRI format (see package crilog); default: berth-log
+	// next to the running executable if it is there, else the running
+	// executable, which must then call crilog.DriverMain when
 	// crilog.IsDriver (berth and testenv.Main do).
 	LogDriver string
+	// RawLogs makes the shims append containers' output to their log files
+	// as it comes, without timestamps or rotation, and without a log driver
+	// process per container (the smallest memory footprint).
+	RawLogs bool
 	// Policy is what this host allows pods beyond an unprivileged
 	// container (privileged, host namespaces, added capabilities,
 	// hostPort, hostPath); the zero value allows none of it.
@@ -146,6 +151,9 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 			return nil, fmt.Errorf("log driver: %w", err)
 		}
 		opts.LogDriver = exe
+		if small := filepath.Join(filepath.Dir(exe), "berth-log"); isExecutable(small) {
+			opts.LogDriver = small
+		}
 	}
 	if _, _, err := net.ParseCIDR(opts.Subnet); err != nil {
 		return nil, fmt.Errorf("subnet: %w", err)
@@ -178,7 +186,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		cni:      cni,
 		registry: opts.Registry,
 		policy:   opts.Policy,
-		logOpts:  logOptions{driver: opts.LogDriver, maxSize: opts.LogMaxSize, maxFiles: opts.LogMaxFiles},
+		logOpts:  logOptions{raw: opts.RawLogs, driver: opts.LogDriver, maxSize: opts.LogMaxSize, maxFiles: opts.LogMaxFiles},
 		log:      opts.Logger.Named("containerd"),
 	}
 	if opts.CNIConfDir == "" {
@@ -383,3 +391,8 @@ func podLabels(pod *reconcile.DesiredPod) map[string]string {
 // errNotManaged is returned when an object with berth's ID lacks berth's
 // label: berth leaves it alone.
 var errNotManaged = errors.New("exists but is not managed by berth")
+
+func isExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}

@@ -136,3 +136,17 @@ func TestURIRoundTrip(t *testing.T) {
 		t.Errorf("query %v", q)
 	}
 }
+
+func TestReadRawLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "raw.log")
+	if err := os.WriteFile(path, []byte("plain one\nplain two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := ReadLines(path, ReadOptions{Tail: -1, Since: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"stdout:plain one", "stdout:plain two"}, msgs(lines)); diff != "" {
+		t.Errorf("raw lines (-want +got):\n%s", diff)
+	}
+}

@@ -74,7 +74,8 @@ func ReadLines(path string, opts ReadOptions) ([]Line, error) {
 		for sc.Scan() {
 			t, stream, isPartial, msg, err := ParseEntry(sc.Bytes())
 			if err != nil {
-				continue
+				// A raw log (written by the shim itself): the line as it is.
+				t, stream, isPartial, msg = time.Time{}, "stdout", false, append([]byte(nil), sc.Bytes()...)
 			}
 			l := partial[stream]
 			if l == nil {
@@ -86,7 +87,7 @@ func ReadLines(path string, opts ReadOptions) ([]Line, error) {
 				continue
 			}
 			delete(partial, stream)
-			if !opts.Since.IsZero() && l.Time.Before(opts.Since) {
+			if !opts.Since.IsZero() && !l.Time.IsZero() && l.Time.Before(opts.Since) {
 				continue
 			}
 			lines = append(lines, *l)
@@ -118,10 +119,11 @@ func Follow(ctx context.Context, path string, off int64, w io.Writer, done func(
 		pending = append(pending, chunk...)
 		if err == nil {
 			_, _, isPartial, msg, perr := ParseEntry(bytes.TrimSuffix(pending, []byte{'\n'}))
-			pending = pending[:0]
 			if perr != nil {
-				continue
+				// A raw log line: as it is.
+				msg, isPartial = append([]byte(nil), bytes.TrimSuffix(pending, []byte{'\n'})...), false
 			}
+			pending = pending[:0]
 			if _, werr := w.Write(msg); werr != nil {
 				return werr
 			}

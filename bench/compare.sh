@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# berth against `podman kube play` on the same repositories, in one run.
+#
+# For N in $SIZES (default "10 50"), REPS times each (default 3), on one
+# multi-document YAML of N two-container busybox pods (web = httpd,
+# sleeper = sleep; the workload of ../shared/bench/anchors), image present:
+#   berth   start    `berth apply` from nothing (CNI bridge, 4 workers)
+#           nochange `berth apply` again with the N pods running
+#           down     `berth apply` of an empty repository (--allow-delete-all)
+#   podman  start    `podman kube play --network <bridge>` (+ until all run)
+#           down     `podman kube down`
+# and the runtime's memory per pod with N running: PSS of berth's shims and
+# log drivers against podman's conmons (smaps_rollup), divided by N.
+# Prints a table of medians and the ratios podman/berth.
+#
+#   make bench-compare     (root; builds bin/berth; installs podman if missing)
+#   SIZES="10 50" REPS=5 bench/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+berth=$top/bin/berth
+SIZES=${SIZES:-10 50}
+REPS=${REPS:-3}
+SETTLE_S=${SETTLE_S:-2}
+[ -x "$berth" ] || { echo "compare: build first (make build)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "compare: run as root" >&2; exit 1; }
+if ! command -v podman >/dev/null; then
+	echo "compare: installing podman (apt-get install --no-install-recommends podman catatonit)" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman catatonit >/dev/null
+fi
+
+work=$(mktemp -d /tmp/berth-compare.XXXXXX)
+IMG=example.local/busybox:1
+PNET=berth-compare
+pid=
+podman_loaded=
+cleanup() {
+	set +e
+	for y in "$work"/pods-*.yaml; do [ -f "$y" ] && podman kube down "$y" >/dev/null 2>&1; done
+	podman network rm -f "$PNET" >/dev/null 2>&1
+	[ -n "$podman_loaded" ] && podman rmi -f "$IMG" >/dev/null 2>&1
+	if [ -n "$pid" ]; then
+		"$berth" apply --repo "$work/empty" --allow-delete-all >/dev/null 2>&1
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	fi
+	grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# podman as installed on this kind of VM asks runc for rlimits root may not
+# raise (see ../shared/bench/anchors/RESULTS.md): a private containers.conf
+# with default_ulimits within the hard limits, nothing under /etc changes.
+hn=$(ulimit -Hn); [ "$hn" = unlimited ] && hn=1048576; [ "$hn" -gt 1048576 ] && hn=1048576
+hu=$(ulimit -Hu); [ "$hu" = unlimited ] && hu=32768; [ "$hu" -gt 32768 ] && hu=32768
+if [ -f /usr/share/containers/containers.conf ] && grep -q '^\[containers\]' /usr/share/containers/containers.conf; then
+	sed "/^\[containers\]/a default_ulimits = [\"nofile=$hn:$hn\", \"nproc=$hu:$hu\"]" /usr/share/containers/containers.conf >"$work/containers.conf"
+else
+	printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n' "$hn" "$hn" "$hu" "$hu" >"$work/containers.conf"
+fi
+export CONTAINERS_CONF=$work/containers.conf
+
+# berth's private containerd
+cat >"$work/containerd.toml" <<TOML
+version = 2
+root = "$work/root"
+state = "$work/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/containerd.sock"
+TOML
+containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do ctr -a "$work/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+export BERTH_CONTAINERD_ADDRESS=$work/containerd.sock BERTH_NAMESPACE=bench BERTH_STATE_DIR=$work/berth
+export BERTH_NETWORK=berth-compare BERTH_BRIDGE=berthcmp0 BERTH_POD_SUBNET=10.253.0.0/16 BERTH_LOG_LEVEL=warn
+scripts/make-image.sh "$work/busybox.tar" "$IMG" 2>/dev/null
+ctr -a "$work/containerd.sock" -n bench images import "$work/busybox.tar" >/dev/null
+if ! podman image exists "$IMG"; then
+	podman load -i "$work/busybox.tar" >/dev/null
+	podman_loaded=1
+fi
+podman network exists "$PNET" || podman network create "$PNET" >/dev/null
+mkdir -p "$work/empty"
+
+gen() { # gen N -> one YAML of N pods; grace 0 as podman kube down kills at once
+	for i in $(seq 0 $(($1 - 1))); do
+		cat <<YAML
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: cmp-p${i}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: web
+    image: ${IMG}
+    imagePullPolicy: Never
+    command: ["httpd", "-f", "-p", "8080"]
+  - name: sleeper
+    image: ${IMG}
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+YAML
+	done
+}
+now() { date +%s%N; }
+ms() { echo $((($(now) - $1) / 1000000)); }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+range() { sort -n | awk '{a[NR]=$1} END {printf "%d–%d", a[1], a[NR]}'; }
+pss() { # PIDs -> summed PSS in KiB
+	local s=0 p v
+	for p in "$@"; do
+		v=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+		s=$((s + ${v:-0}))
+	done
+	echo "$s"
+}
+pids_matching() { # substring of the command line -> PIDs (not this script's own)
+	local p
+	for p in /proc/[0-9]*; do
+		[ "${p#/proc/}" = "$$" ] && continue
+		case "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" in
+		*grep*|*pids_matching*) ;;
+		*"$1"*) echo "${p#/proc/}" ;;
+		esac
+	done 2>/dev/null
+}
+podman_running() { podman ps --pod --filter status=running --format '{{.PodName}}' | grep -c '^cmp-p' || true; }
+
+declare -A R
+echo "berth $("$berth" version | cut -d' ' -f2), podman $(podman version --format '{{.Client.Version}}'), containerd $(containerd --version | awk '{print $3}'), $(nproc) CPUs, REPS=$REPS"
+for n in $SIZES; do
+	mkdir -p "$work/repo-$n"
+	gen "$n" >"$work/repo-$n/pods.yaml"
+	cp "$work/repo-$n/pods.yaml" "$work/pods-$n.yaml"
+	for rep in $(seq "$REPS"); do
+		t=$(now); "$berth" apply --repo "$work/repo-$n" >/dev/null; R[berth-start-$n]+="$(ms "$t") "
+		t=$(now); "$berth" apply --repo "$work/repo-$n" >/dev/null; R[berth-nochange-$n]+="$(ms "$t") "
+		if [ "$rep" = 1 ]; then
+			sleep "$SETTLE_S"
+			# shims of berth's containerd namespace, and the log drivers they started
+			mapfile -t shims < <(pids_matching "-address $work/containerd.sock" | while read -r p; do tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "-namespace bench " && echo "$p"; done)
+			mapfile -t drivers < <(pids_matching "berth-log $work/berth/")
+			R[berth-pss-$n]=$(( ($(pss "${shims[@]}") + $(pss "${drivers[@]}")) / n ))
+			R[berth-pss-shim-$n]=$(( $(pss "${shims[@]}") / n ))
+			R[berth-procs-$n]="${#shims[@]} shims, ${#drivers[@]} log drivers"
+		fi
+		sleep "$SETTLE_S"
+		t=$(now); "$berth" apply --repo "$work/empty" --allow-delete-all >/dev/null; R[berth-down-$n]+="$(ms "$t") "
+		sleep "$SETTLE_S"
+
+		t=$(now); podman kube play --network "$PNET" "$work/pods-$n.yaml" >/dev/null; R[podman-start-$n]+="$(ms "$t") "
+		while [ "$(podman_running)" -lt $((3 * n)) ]; do sleep 0.05; done
+		if [ "$rep" = 1 ]; then
+			sleep "$SETTLE_S"
+			# every conmon on the host: one per container, the pods' infra containers included
+			mapfile -t conmons < <(pids_matching "/usr/bin/conmon ")
+			R[podman-pss-$n]=$(( $(pss "${conmons[@]}") / n ))
+			R[podman-procs-$n]="${#conmons[@]} conmons"
+		fi
+		sleep "$SETTLE_S"
+		t=$(now); podman kube down "$work/pods-$n.yaml" >/dev/null; R[podman-down-$n]+="$(ms "$t") "
+		sleep "$SETTLE_S"
+	done
+done
+
+row() { # label key
+	local out="| $1 |" n v
+	for n in $SIZES; do
+		v=${R[$2-$n]:-}
+		if [ -z "$v" ]; then out+=" – |"; else out+=" $(tr ' ' '\n' <<<"$v" | grep . | median) ($(tr ' ' '\n' <<<"$v" | grep . | range)) |"; fi
+	done
+	echo "$out"
+}
+ratio() { # label num den
+	local out="| $1 |" n a b
+	for n in $SIZES; do
+		a=$(tr ' ' '\n' <<<"${R[$2-$n]}" | grep . | median)
+		b=$(tr ' ' '\n' <<<"${R[$3-$n]}" | grep . | median)
+		out+=" $(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2f×", a/b}') |"
+	done
+	echo "$out"
+}
+hdr="| wall time, ms, median (min–max) |"; sep="|---|"
+for n in $SIZES; do hdr+=" N=$n |"; sep+="---|"; done
+echo
+echo "$hdr"; echo "$sep"
+row "berth apply, start N pods" berth-start
+row "podman kube play, CNI bridge" podman-start
+row "berth apply, no change" berth-nochange
+row "berth apply, remove all" berth-down
+row "podman kube down" podman-down
+ratio "start: podman / berth" podman-start berth-start
+ratio "teardown: podman / berth" podman-down berth-down
+echo
+hdr="| runtime memory per pod (PSS, KiB) |"; sep="|---|"
+for n in $SIZES; do hdr+=" N=$n |"; sep+="---|"; done
+echo "$hdr"; echo "$sep"
+for k in berth-pss berth-pss-shim podman-pss; do
+	out="| $k |"
+	for n in $SIZES; do out+=" ${R[$k-$n]} |"; done
+	echo "$out"
+done
+for n in $SIZES; do echo "N=$n: berth ${R[berth-procs-$n]}; podman ${R[podman-procs-$n]}"; done
