@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -56,6 +57,111 @@ func BenchmarkLoad1000(b *testing.B) {
 		}
 		if len(res.Objects) != 1000 {
 			b.Fatalf("got %d objects", len(res.Objects))
+		}
+	}
+}
+
+// cueRepo returns a repository of n Deployments in CUE: ten packages, each
+// with a template importing berth.dev/k8s and files of ten objects.
+func cueRepo(n int) fstest.MapFS {
+	fsys := fstest.MapFS{}
+	per := n / 10
+	for p := range 10 {
+		dir := fmt.Sprintf("pkg%d", p)
+		fsys[dir+"/template.cue"] = &fstest.MapFile{Data: []byte(fmt.Sprintf(`package pkg%d
+
+import "berth.dev/k8s"
+
+#App: {
+	name: string
+	out: k8s.#Deployment & {
+		apiVersion: "apps/v1"
+		kind:       "Deployment"
+		metadata: {"name": name, labels: app: name}
+		spec: {
+			replicas: 2
+			selector: matchLabels: app: name
+			template: {
+				metadata: labels: app: name
+				spec: containers: [{
+					"name": "app"
+					image:  "registry.local/app:1"
+					env: [{"name": "MODE", value: "prod"}]
+					ports: [{"name": "http", containerPort: 8080}]
+					resources: requests: {cpu: "100m", memory: "64Mi"}
+				}]
+			}
+		}
+	}
+}
+`, p))}
+		for f := range per / 10 {
+			var b strings.Builder
+			fmt.Fprintf(&b, "package pkg%d\n\n", p)
+			for i := range 10 {
+				k := p*per + f*10 + i
+				fmt.Fprintf(&b, "app%d: (#App & {name: \"app-%d\"}).out\n", k, k)
+			}
+			fsys[fmt.Sprintf("%s/objects-%02d.cue", dir, f)] = &fstest.MapFile{Data: []byte(b.String())}
+		}
+	}
+	return fsys
+}
+
+// BenchmarkLoad1000CUE loads 1000 Deployments written in CUE, in process.
+func BenchmarkLoad1000CUE(b *testing.B) {
+	fsys := cueRepo(1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := Load(fsys, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Objects) != 1000 {
+			b.Fatalf("got %d objects", len(res.Objects))
+		}
+	}
+}
+
+// BenchmarkRevalidateOneFile loads a 1000-object repository again after
+// one of its files changed, with a Cache: only that file is validated.
+func BenchmarkRevalidateOneFile(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		fsys fstest.MapFS
+		file string
+	}{{"yaml", podRepo(1000), "apps/pods-042.yaml"}, {"cue", cueRepo(1000), "pkg4/objects-05.cue"}} {
+		b.Run(tt.name, func(b *testing.B) {
+			cache := NewCache()
+			if _, err := Load(tt.fsys, Options{Cache: cache}); err != nil {
+				b.Fatal(err)
+			}
+			orig := tt.fsys[tt.file].Data
+			for i := 0; b.Loop(); i++ {
+				// Each iteration is a new revision with this file changed.
+				tt.fsys[tt.file] = &fstest.MapFile{Data: append(slices.Clip(orig), fmt.Sprintf("\n// revision %d\n", i)...)}
+				if strings.HasSuffix(tt.file, ".yaml") {
+					tt.fsys[tt.file].Data = append(slices.Clip(orig), fmt.Sprintf("\n# revision %d\n", i)...)
+				}
+				if _, err := Load(tt.fsys, Options{Cache: cache}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSameRevision loads the same 1000-object repository again with a
+// Cache: no validation at all.
+func BenchmarkSameRevision(b *testing.B) {
+	fsys := podRepo(1000)
+	cache := NewCache()
+	if _, err := Load(fsys, Options{Cache: cache}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Load(fsys, Options{Cache: cache}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -11,21 +11,30 @@
 //     (CUE's own rule; they must share the package name). Every struct
 //     reachable through regular fields and list elements that has concrete
 //     string fields apiVersion and kind is an object; other values,
-//     definitions and hidden fields are helpers. A package may import only
-//     the CUE standard library.
+//     definitions and hidden fields are helpers. A package may import the
+//     CUE standard library, berth's schema as "berth.dev/k8s" (ImportPath)
+//     and the packages of the repository's module (cue.mod/module.cue).
+//     Options.Node feeds @tag(node) and @tag(LABEL) fields, decides
+//     @if(…) file inclusion, and @embed(file=…) fills fields from files of
+//     the repository (see docs/schema.md).
 //
 // Hidden files and directories (a name starting with '.', such as .git) and
 // CUE's module directory cue.mod are not read.
 //
 // Each object is validated on its own against the embedded CUE schema for its
-// kind (package k8s, #Pod for kind Pod), so the cost grows linearly with the
-// number of objects. The schema's structs are closed: a field berth does not
-// support is rejected by name, never ignored. Rules that relate fields to each
-// other (unique container names, mounts naming declared volumes, one source
-// per volume) are checked in Go after the schema, where the message can name
-// both places. Valid objects are decoded into reconcile.Object with Source
-// and the kind's spec filled in and metadata.namespace defaulted to
-// "default".
+// kind (package k8s, #Pod for kind Pod, #Deployment for Deployment, …), so the
+// cost grows linearly with the number of objects; files and CUE packages are
+// validated on every CPU. The schema's structs are closed: a field berth does
+// not support is rejected by name, never ignored, and fields known to need a
+// cluster carry the reason (reasons.go). Kinds berth does not run (Service,
+// PersistentVolumeClaim, …) are warnings, errors with Options.Strict; removed
+// apiVersions name the one to use. Rules that relate fields to each other
+// (unique container names, mounts naming declared volumes, one source per
+// volume, value or valueFrom, selectors matching their template) are checked
+// in Go after the schema, where the message can name both places. Valid
+// objects are decoded into reconcile.Object with Source and the kind's spec
+// filled in and metadata.namespace defaulted to "default"; a Secret's data is
+// decoded from base64 with stringData merged in.
 //
 // Every problem of the revision is reported, not only the first, as a
 // Diagnostic: a position in the user's file (never in the schema), relative
@@ -48,7 +57,16 @@
 //     only when the fs.FS can read links (fs.ReadLinkFS) and its target,
 //     resolved one link at a time, stays inside the repository and goes
 //     through no linked directory. Links to directories are not followed;
-//     their files are read where they are.
+//     their files are read where they are. @embed paths are relative, without
+//     "..", and read the same way.
+//   - Bounded CUE: with Options.Sandbox, CUE packages are evaluated in a
+//     child process under a deadline and a memory bound; a package that
+//     exceeds them or crashes the child is reported, the others still load.
+//   - Secret values never appear in a diagnostic.
+//   - Cached by content: with Options.Cache, unchanged files and packages
+//     are not validated again, and the same revision is not validated at
+//     all.
 //
-// The package does no I/O beyond reading the fs.FS it is given.
+// The package does no I/O beyond reading the fs.FS it is given, except that
+// a Sandbox starts its child process.
 package schema

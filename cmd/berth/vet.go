@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"berth.dev/berth/reconcile"
 	"berth.dev/berth/schema"
 	"berth.dev/berth/source"
 )
@@ -36,11 +35,16 @@ func serveSandbox() (int, bool) {
 	return schema.ServeSandbox(os.Stdin, os.Stdout), true
 }
 
+// loaderCache keeps validation results for the life of the process: an
+// agent validates only what each new commit changed, and nothing for a
+// commit it has seen last.
+var loaderCache = schema.NewCache()
+
 // schemaOptions are the loader's options for this invocation: the node (its
-// name and labels feed CUE tags and @if), strict mode, and the CUE sandbox
-// when berth runs as its own binary.
+// name and labels feed CUE tags and @if), strict mode, the process's cache,
+// and the CUE sandbox when berth runs as its own binary.
 func (c *cli) schemaOptions() schema.Options {
-	opts := schema.Options{Node: c.node(), Strict: c.strict}
+	opts := schema.Options{Node: c.node(), Strict: c.strict, Cache: loaderCache}
 	if sandboxed {
 		if exe, err := os.Executable(); err == nil {
 			opts.Sandbox = &schema.Sandbox{Command: []string{exe}, Env: []string{sandboxEnv + "=1"}}
@@ -251,5 +255,3 @@ func ghData(s string) string {
 func ghProperty(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(s)
 }
-
-var _ = reconcile.Node{}
