@@ -475,3 +475,45 @@ func TestAgentSignedCommits(t *testing.T) {
 		t.Fatalf("applied %s, want %s", st.Applied.Commit, c1)
 	}
 }
+
+func TestAgentLocalDirectorySuspendResume(t *testing.T) {
+	h := newHost(t)
+	dir := t.TempDir()
+	write := func(arg string) {
+		if err := os.WriteFile(filepath.Join(dir, "web.yaml"), []byte(sleeper("web", arg)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("3600")
+	ra := h.startAgent("--repo", dir, "--health-settle", "1s", "--debounce", "50ms")
+	st := ra.waitFor("web running", func(st *agent.Status) bool { _, ready := podRevision(st, "web"); return ready })
+	first, _ := podRevision(st, "web")
+
+	// A file change reaches the host without a poll or a webhook.
+	write("3601")
+	st = ra.waitFor("web replaced", func(st *agent.Status) bool {
+		rev, ready := podRevision(st, "web")
+		return rev != first && ready
+	})
+	second, _ := podRevision(st, "web")
+
+	// Suspended, the agent notices the change and applies nothing.
+	if out := h.mustBerth("suspend"); !strings.Contains(out, "suspended") {
+		t.Fatalf("suspend: %q", out)
+	}
+	ra.waitFor("suspended", func(st *agent.Status) bool { return st.Suspended })
+	before := h.pids()
+	mark := time.Now()
+	write("3602")
+	ra.waitFor("a pass after the change", func(st *agent.Status) bool { return st.LastPass.After(mark.Add(50 * time.Millisecond)) })
+	if after := h.pids(); !equalPIDs(before, after) {
+		t.Fatal("a suspended agent changed pods")
+	}
+	if out := h.mustBerth("resume"); !strings.Contains(out, "following the head") {
+		t.Fatalf("resume: %q", out)
+	}
+	ra.waitFor("web replaced after resume", func(st *agent.Status) bool {
+		rev, ready := podRevision(st, "web")
+		return rev != second && ready && !st.Suspended
+	})
+}

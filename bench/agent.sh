@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# berth agent against a private containerd:
+#   - push → pod replaced, through a webhook (git daemon on loopback, the
+#     agent fetching over git://), and through a local directory source
+#     (fsnotify, 200 ms debounce): REPS changes each, milliseconds from the
+#     push (or the file write) until the agent reports the new pod ready;
+#   - an idle agent managing N pods (default 50): RSS and CPU time used
+#     over IDLE seconds (default 120) with the default 1 m poll interval.
+#
+#   bench/agent.sh                    (needs root and bin/berth; make bench-agent builds it)
+#   REPS=10 N=50 IDLE=600 bench/agent.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+berth=$top/bin/berth
+REPS=${REPS:-5}
+N=${N:-50}
+IDLE=${IDLE:-120}
+[ -x "$berth" ] || { echo "bench: build first (make build)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/berth-bench-agent.XXXXXX)
+pid= apid= gpid=
+stop_agent() {
+	if [ -n "$apid" ]; then kill "$apid" 2>/dev/null || true; wait "$apid" 2>/dev/null || true; apid=; fi
+}
+cleanup() {
+	stop_agent
+	if [ -n "$gpid" ]; then kill "$gpid" 2>/dev/null || true; wait "$gpid" 2>/dev/null || true; fi
+	if [ -n "$pid" ]; then
+		"$berth" apply --repo "$work/empty" --allow-delete-all >/dev/null 2>&1 || true
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/containerd.toml" <<TOML
+version = 2
+root = "$work/root"
+state = "$work/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/containerd.sock"
+TOML
+containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do ctr -a "$work/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+
+export BERTH_CONTAINERD_ADDRESS=$work/containerd.sock BERTH_NAMESPACE=bench BERTH_STATE_DIR=$work/berth
+export BERTH_NETWORK=berth-bench BERTH_BRIDGE=berthbench0 BERTH_POD_SUBNET=10.252.0.0/16 BERTH_LOG_LEVEL=warn
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@localhost
+scripts/make-image.sh "$work/busybox.tar" example.local/busybox:1 2>/dev/null
+ctr -a "$work/containerd.sock" -n bench images import "$work/busybox.tar" >/dev/null
+mkdir -p "$work/empty"
+sock=$work/berth/agent.sock
+
+pod() { # pod DIR NAME ARG
+	cat >"$1/$2.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $2
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: sleeper
+      image: example.local/busybox:1
+      command: ["sh", "-c", "trap 'exit 0' TERM; sleep $3 & wait"]
+YAML
+}
+status() { curl -fsS --unix-socket "$sock" http://agent/status 2>/dev/null || true; }
+wait_ready() { # wait_ready: until the agent answered its first pass
+	for _ in $(seq 600); do [ -n "$(status | jq -r '.lastPass // empty' 2>/dev/null)" ] && return; sleep 0.05; done
+	echo "bench: agent not ready" >&2; exit 1
+}
+# wait_pod NAME REVISION-PREFIX: until pod NAME runs that revision, ready.
+wait_pod() {
+	for _ in $(seq 3000); do
+		status | jq -e --arg n "$1" --arg r "$2" '.pods[] | select(.id.name == $n and (.revision | startswith($r)) and .ready)' >/dev/null 2>&1 && return
+		sleep 0.01
+	done
+	echo "bench: pod $1 never reached $2" >&2; exit 1
+}
+now() { date +%s%N; }
+stats() { sort -n | awk '{a[NR]=$1} END {printf "%d (%d–%d)", a[int((NR+1)/2)], a[1], a[NR]}'; }
+
+echo "berth $("$berth" version | cut -d' ' -f2), containerd $(containerd --version | awk '{print $3}'), $(nproc) CPUs, REPS=$REPS"
+
+# 1. Webhook: git daemon on loopback, the agent fetching over git://.
+mkdir -p "$work/srv" "$work/work"
+git init -q --bare -b main "$work/srv/repo.git"
+git -C "$work/work" init -q -b main
+pod "$work/work" web 3600
+git -C "$work/work" add -A && git -C "$work/work" commit -qm v0 && git -C "$work/work" push -q "$work/srv/repo.git" main
+port=$((20000 + RANDOM % 20000))
+git daemon --reuseaddr --base-path="$work/srv" --export-all --listen=127.0.0.1 --port=$port "$work/srv" >"$work/gitd.log" 2>&1 &
+gpid=$!
+sleep 0.3
+echo bench-secret >"$work/secret"
+hport=$((port + 1))
+"$berth" agent --repo "git://127.0.0.1:$port/repo.git" --interval 1h --health-settle 1s \
+	--webhook-secret-file "$work/secret" --listen "127.0.0.1:$hport" 2>"$work/agent-webhook.log" &
+apid=$!
+wait_ready
+wait_pod web ""
+hook=()
+for i in $(seq "$REPS"); do
+	pod "$work/work" web $((3600 + i))
+	git -C "$work/work" commit -qam "v$i"
+	t0=$(now)
+	git -C "$work/work" push -q "$work/srv/repo.git" main
+	curl -fsS -o /dev/null -X POST -H "X-Gitlab-Token: bench-secret" -H "X-Gitlab-Event-UUID: $i" \
+		--data '{}' "http://127.0.0.1:$hport/hooks/git"
+	wait_pod web "$(git -C "$work/work" rev-parse HEAD)"
+	hook+=($((($(now) - t0) / 1000000)))
+done
+stop_agent
+"$berth" apply --repo "$work/empty" --allow-delete-all >/dev/null
+rm -f "$work/berth/last-"*.json "$work/berth/bad-revisions.json"
+
+# 2. Local directory source: fsnotify, debounced.
+mkdir -p "$work/dir"
+pod "$work/dir" web 3600
+"$berth" agent --repo "$work/dir" --interval 1h --health-settle 1s 2>"$work/agent-dir.log" &
+apid=$!
+wait_ready
+wait_pod web ""
+local_=()
+for i in $(seq "$REPS"); do
+	before=$(status | jq -r '.pods[] | select(.id.name == "web") | .revision')
+	t0=$(now)
+	pod "$work/dir" web $((3600 + i))
+	for _ in $(seq 3000); do
+		status | jq -e --arg b "$before" '.pods[] | select(.id.name == "web" and .revision != $b and .ready)' >/dev/null 2>&1 && break
+		sleep 0.01
+	done
+	local_+=($((($(now) - t0) / 1000000)))
+done
+stop_agent
+printf '\n| push → pod replaced and ready (ms) | median (min–max) |\n|---|---|\n'
+printf '| webhook (git daemon, git://) | %s |\n' "$(printf '%s\n' "${hook[@]}" | stats)"
+printf '| local directory (fsnotify, 200 ms debounce) | %s |\n' "$(printf '%s\n' "${local_[@]}" | stats)"
+
+# 3. Idle agent with N pods, default interval and resync.
+"$berth" apply --repo "$work/empty" --allow-delete-all >/dev/null
+rm -f "$work/berth/last-"*.json "$work/berth/bad-revisions.json"
+rm -rf "$work/dir" && mkdir -p "$work/dir"
+for i in $(seq "$N"); do pod "$work/dir" "pod-$i" 3600; done
+"$berth" agent --repo "$work/dir" --health-settle 1s 2>"$work/agent-idle.log" &
+apid=$!
+wait_ready
+for _ in $(seq 1200); do
+	[ "$(status | jq '[.pods[] | select(.ready)] | length')" = "$N" ] && [ "$(status | jq -r '.lastGood.commit // empty')" != "" ] && break
+	sleep 0.1
+done
+sleep 5
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$apid/stat"; }
+c0=$(cpu)
+sleep "$IDLE"
+c1=$(cpu)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$apid/status")
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$apid/status")
+cpu_s=$(awk -v d=$((c1 - c0)) -v t="$ticks" 'BEGIN {printf "%.2f", d / t}')
+per10=$(awk -v d=$((c1 - c0)) -v t="$ticks" -v w="$IDLE" 'BEGIN {printf "%.2f", d / t * 600 / w}')
+printf '\n| idle agent, %d pods | value |\n|---|---|\n' "$N"
+printf '| RSS now / peak (MiB) | %.1f / %.1f |\n' "$(awk -v k="$rss" 'BEGIN {print k / 1024}')" "$(awk -v k="$hwm" 'BEGIN {print k / 1024}')"
+printf '| CPU over %d s (s) | %s |\n' "$IDLE" "$cpu_s"
+printf '| CPU per 10 min, extrapolated (s) | %s |\n' "$per10"
