@@ -96,7 +96,7 @@ func TestSecurityContext(t *testing.T) {
 	pod.Spec.Volumes = []reconcile.Volume{{Name: "data", EmptyDir: &reconcile.EmptyDirVolumeSource{}}}
 	pod.Spec.Containers[0].VolumeMounts = []reconcile.VolumeMount{{Name: "data", MountPath: "/data"}}
 	upChecked(t, rt, e, pod)
-	res, err := rt.ExecSync(ctx(t), pod.ID, "app", []string{"sh", "-c", `id -u; id -g; id -G; touch /rootfs-write 2>/dev/null && echo ROOT-WRITABLE; touch /data/ok && echo data-writable;
+	res, err := rt.ExecSync(ctx(t), pod.ID, "app", []string{"sh", "-c", `id -u; id -g; id -G; touch /rootfs-write 2>/dev/null && echo ROOT-WRITABLE; touch /data/ok && echo data-writable; stat -c 'data-group=%g' /data/ok;
 grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t' ' '; cat /proc/sys/net/ipv4/ip_unprivileged_port_start`}, 30*time.Second)
 	if err != nil {
 		t.Fatalf("ExecSync: %v", err)
@@ -112,7 +112,7 @@ grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t' ' '; cat 
 			t.Errorf("groups %v lack %s (fsGroup, supplementalGroups)", groups, g)
 		}
 	}
-	for _, want := range []string{"data-writable\n", "CapBnd: 0000000000000400\n", "NoNewPrivs: 1\n", "Seccomp: 2\n", "\n100\n"} {
+	for _, want := range []string{"data-writable\n", "data-group=2000\n", "CapBnd: 0000000000000400\n", "NoNewPrivs: 1\n", "Seccomp: 2\n", "\n100\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output %q lacks %q", got, want)
 		}
@@ -131,5 +131,24 @@ grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t' ' '; cat 
 	err = rt.StartContainer(ctx(t), nonRoot, reconcile.AppContainer, "app")
 	if err == nil || !strings.Contains(err.Error(), "runAsNonRoot") {
 		t.Errorf("StartContainer with runAsNonRoot and a root image: %v, want a runAsNonRoot error", err)
+	}
+}
+
+func TestSeccompLocalhostProfile(t *testing.T) {
+	rt, e := newRuntime(t)
+	dir := filepath.Join(e.stateDir, "seccomp")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	profile := `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}`
+	if err := os.WriteFile(filepath.Join(dir, "no-mkdir.json"), []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := script("main", "mkdir /tmp/x 2>/dev/null && echo made || echo refused")
+	c.SecurityContext = &reconcile.SecurityContext{SeccompProfile: &reconcile.SeccompProfile{Type: containerd.SeccompLocalhost, LocalhostProfile: "no-mkdir.json"}}
+	pod := runtimetest.NewPod("seccomp", c)
+	upChecked(t, rt, e, pod)
+	if out, _ := waitOutput(t, rt, pod, "main"); out != "refused\n" {
+		t.Errorf("under a profile refusing mkdir: %q", out)
 	}
 }

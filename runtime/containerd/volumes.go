@@ -76,7 +76,14 @@ func (r *Runtime) prepareVolume(pod *reconcile.DesiredPod, p PodPaths, v reconci
 	}
 	if v.EmptyDir != nil {
 		// Pods run as root by default but may not; emptyDir is
-		// world-writable like Kubernetes'.
+		// world-writable like Kubernetes'. With an fsGroup it belongs to
+		// that group, setgid, so files made in it do too.
+		if g := fsGroup(pod); g != nil {
+			if err := os.Lchown(dir, -1, int(*g)); err != nil {
+				return err
+			}
+			return os.Chmod(dir, 0o777|os.ModeSetgid)
+		}
 		return os.Chmod(dir, 0o777)
 	}
 	files, err := VolumeFiles(pod, v)
