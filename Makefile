@@ -45,7 +45,10 @@ bench-compare: deps build ## berth against podman kube play on the same 10- and 
 bench-plan: build ## measure berth plan --inventory: 500 devices in 10 label groups over 50 objects (no containerd)
 	bench/plan.sh
 
+bench-agent: deps build ## berth agent: push to pod replaced (webhook, local directory) and the idle footprint with 50 pods
+	$(SUDO) bench/agent.sh
+
 clean: ## remove build output
 	rm -rf bin
 
-.PHONY: help build deps demo demo-clean test test-unit vet bench bench-compare bench-plan clean
+.PHONY: help build deps demo demo-clean test test-unit vet bench bench-compare bench-plan clean bench-agent
