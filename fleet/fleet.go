@@ -264,7 +264,7 @@ func effectKey(p *preview.Plan) string {
 			continue
 		}
 		diff, _ := json.Marshal(c.Diff)
-		entries = append(entries, string(c.Action)+"\x00"+c.Owner+"\x00"+c.Reason+"\x00"+string(diff))
+		entries = append(entries, string(c.Action)+"\x00"+c.Owner+"\x00"+c.Reason+"\x00"+c.Refused+"\x00"+string(diff))
 	}
 	for _, w := range p.Workloads {
 		diff, _ := json.Marshal(w.Diff)

@@ -62,6 +62,8 @@ type Evaluation struct {
 	Pods []reconcile.DesiredPod
 	// ExpandErr is why expansion failed, if it did.
 	ExpandErr error
+	// Refused holds, for each pod the node's policy refuses, why.
+	Refused map[reconcile.PodID]string
 }
 
 // Failed returns what kept the revision from being evaluated: nil, an
@@ -90,6 +92,9 @@ type ExpandOptions struct {
 	Records *reconcile.Records
 	// Now is the time Job decisions are made at (zero: none is).
 	Now time.Time
+	// Policy is the node's policy; when set, the pods it refuses (which
+	// apply would fail to create) are marked. Nil: not checked.
+	Policy *reconcile.NodePolicy
 }
 
 // Expand expands l for node with reconcile.Expand, as the agent on that
@@ -105,6 +110,16 @@ func (l *Loaded) Expand(node reconcile.Node, opts ExpandOptions) *Evaluation {
 		return e
 	}
 	e.Pods = pods
+	if opts.Policy != nil {
+		for i := range pods {
+			if err := reconcile.CheckPolicy(&pods[i].Spec, *opts.Policy); err != nil {
+				if e.Refused == nil {
+					e.Refused = map[reconcile.PodID]string{}
+				}
+				e.Refused[pods[i].ID] = strings.ReplaceAll(err.Error(), "\n", "; ")
+			}
+		}
+	}
 	return e
 }
 

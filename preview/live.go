@@ -98,6 +98,7 @@ func CompareLive(head *Evaluation, headName string, live Live) *Plan {
 			pc.Reason = "unchanged"
 		}
 		holdByStrategy(head.Objects, &pc)
+		pc.Refused = head.Refused[c.Pod]
 		p.add(pc)
 	}
 	p.Workloads = workloadChanges(live.Applied, head, p.Changes)

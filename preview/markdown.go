@@ -188,6 +188,9 @@ func MarkdownChange(b *bytes.Buffer, c PodChange) {
 	if c.Drift {
 		b.WriteString(" (drift)")
 	}
+	if c.Refused != "" {
+		b.WriteString(" :x: refused by this node's policy")
+	}
 	b.WriteString("</summary>\n\n")
 	var facts []string
 	if c.Owner != "" {
@@ -205,6 +208,10 @@ func MarkdownChange(b *bytes.Buffer, c PodChange) {
 	}
 	if len(facts) > 0 {
 		b.WriteString(strings.Join(facts, " · ") + "\n\n")
+	}
+	if c.Refused != "" {
+		b.WriteString("Refused by this node's policy:\n\n")
+		CodeBlock(b, "text", c.Refused)
 	}
 	if lines := PodLines(c); len(lines) > 0 {
 		var s []string

@@ -12,6 +12,7 @@ import (
 
 	"berth.dev/berth/preview"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/schema"
 )
 
 // renderHTML renders Markdown as GitHub does (GFM tables, raw HTML
@@ -76,7 +77,11 @@ func firstElement(n *xhtml.Node) *xhtml.Node {
 func checkMarkdown(t *testing.T, md string, p *preview.Plan) {
 	t.Helper()
 	doc := renderHTML(t, md)
-	if p.Failed() {
+	headFailed := p.Error != ""
+	for _, d := range p.Diagnostics {
+		headFailed = headFailed || d.Severity == schema.SeverityError
+	}
+	if headFailed {
 		pres := findAll(doc, "pre")
 		if len(pres) == 0 {
 			t.Fatalf("failed plan: no code block:\n%s", md)

@@ -51,6 +51,9 @@ type PodChange struct {
 	// Diff is the field-level difference, for a replace whose old spec is
 	// known.
 	Diff []reconcile.FieldChange `json:"diff,omitempty"`
+	// Refused says why the node's policy refuses the pod: apply would
+	// fail to create it.
+	Refused string `json:"refused,omitempty"`
 	// FromHash and ToHash are the old and new spec hashes.
 	FromHash string `json:"fromHash,omitempty"`
 	ToHash   string `json:"toHash,omitempty"`
@@ -108,10 +111,16 @@ type Plan struct {
 	Counts  Counts      `json:"counts"`
 }
 
-// Failed reports whether the head revision could not be evaluated.
+// Failed reports whether the head revision could not be evaluated, or
+// has a pod to create or replace that the node's policy refuses.
 func (p *Plan) Failed() bool {
 	if p.Error != "" {
 		return true
+	}
+	for _, c := range p.Changes {
+		if c.Refused != "" && c.Action != reconcile.ActionDelete {
+			return true
+		}
 	}
 	for _, d := range p.Diagnostics {
 		if d.Severity == schema.SeverityError {
@@ -177,6 +186,7 @@ func Compare(base, head *Evaluation, baseName, headName string) *Plan {
 			pc.Reason = "unchanged"
 		}
 		holdByStrategy(head.Objects, &pc)
+		pc.Refused = head.Refused[c.Pod]
 		p.add(pc)
 	}
 	p.Workloads = workloadChanges(base, head, p.Changes)

@@ -220,3 +220,25 @@ func TestInvalidBase(t *testing.T) {
 		}
 	}
 }
+
+// Pods the node's policy refuses are marked, and fail the plan: apply
+// would fail to create them.
+func TestPolicyRefusal(t *testing.T) {
+	files := fstest.MapFS{"net.yaml": &fstest.MapFile{Data: []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: net}\nspec:\n  hostNetwork: true\n  containers: [{name: a, image: a:1}]\n")}}
+	base := preview.Evaluate(fstest.MapFS{}, baseCommit, node, schema.Options{}, preview.ExpandOptions{})
+	for _, allow := range []bool{false, true} {
+		pol := &reconcile.NodePolicy{HostNamespaces: allow}
+		head := preview.Evaluate(files, headCommit, node, schema.Options{}, preview.ExpandOptions{Policy: pol})
+		p := preview.Compare(base, head, "main", "feature")
+		if refused := p.Changes[0].Refused != ""; refused == allow || p.Failed() == allow {
+			t.Errorf("allow %v: refused %q, failed %v", allow, p.Changes[0].Refused, p.Failed())
+		}
+		out := render(t, p)
+		if has := strings.Contains(out["text"], "refused by this node's policy: spec.hostNetwork"); has == allow {
+			t.Errorf("allow %v: text:\n%s", allow, out["text"])
+		}
+		if !allow {
+			checkMarkdown(t, out["markdown"], p)
+		}
+	}
+}

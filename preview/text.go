@@ -134,6 +134,9 @@ func WriteTextChange(w io.Writer, c PodChange, paint Painter, indent string) {
 	if len(c.Images) > 0 {
 		fmt.Fprintf(&b, "%s    images: %s\n", indent, strings.Join(c.Images, ", "))
 	}
+	if c.Refused != "" {
+		fmt.Fprintf(&b, "%s    %s %s\n", indent, paint.Paint(ansiRed, "refused by this node's policy:"), c.Refused)
+	}
 	for _, l := range PodLines(c) {
 		fmt.Fprintf(&b, "%s    %s\n", indent, paint.Line(l))
 	}

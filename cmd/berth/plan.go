@@ -100,8 +100,8 @@ func runPlan(ctx context.Context, c *cli, args []string) error {
 	if pf.inventory != "" {
 		return c.planFleet(ctx, baseRev, headRev, base, headName)
 	}
-	node, sopts := c.node(), c.schemaOptions()
-	eopts := preview.ExpandOptions{StateDir: c.stateDir}
+	node, sopts, pol := c.node(), c.schemaOptions(), c.policy.value()
+	eopts := preview.ExpandOptions{StateDir: c.stateDir, Policy: &pol}
 	p := preview.Compare(
 		preview.Evaluate(baseRev.Files, baseRev.Commit, node, sopts, eopts),
 		preview.Evaluate(headRev.Files, headRev.Commit, node, sopts, eopts),
@@ -116,8 +116,8 @@ func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.
 	if err != nil {
 		return fmt.Errorf("read records: %w", err)
 	}
-	node, sopts := c.node(), c.schemaOptions()
-	eopts := preview.ExpandOptions{StateDir: c.stateDir, Records: records, Now: time.Now()}
+	node, sopts, pol := c.node(), c.schemaOptions(), c.policy.value()
+	eopts := preview.ExpandOptions{StateDir: c.stateDir, Records: records, Now: time.Now(), Policy: &pol}
 	head := preview.Evaluate(headRev.Files, headRev.Commit, node, sopts, eopts)
 	if head.Failed() != nil {
 		// Nothing would change; the host need not be asked.

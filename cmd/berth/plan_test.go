@@ -75,7 +75,9 @@ func TestPlanRevisions(t *testing.T) {
 	base := r.commit(map[string]string{"web.yaml": sleeper("web", "3600"), "db.yaml": sleeper("db", "3600")})
 	r.git("checkout", "-q", "-b", "feature")
 	r.commit(map[string]string{"web.yaml": sleeper("web", "7200")})
-	r.git("checkout", "-q", "-b", "broken")
+	r.git("checkout", "-q", "-b", "hostnet", "main")
+	r.commit(map[string]string{"net.yaml": "apiVersion: v1\nkind: Pod\nmetadata: {name: net}\nspec:\n  hostNetwork: true\n  containers: [{name: a, image: a:1}]\n"})
+	r.git("checkout", "-q", "-b", "broken", "feature")
 	r.commit(map[string]string{"bad.yaml": "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad}\nspec:\n  containers: [{name: a, image: a}]\n"})
 	r.git("checkout", "-q", "main")
 
@@ -103,6 +105,12 @@ func TestPlanRevisions(t *testing.T) {
 			"fails validation", "./bad.yaml:3:18: Pod/default/Bad: metadata.name:",
 		}},
 		{"unknown base", []string{"--base", "nope", "--head", "feature"}, 1, nil},
+		{"refused by the node policy", []string{"--base", "main", "--head", "hostnet"}, 1, []string{
+			"create  pod default/net: new in hostnet", "refused by this node's policy: spec.hostNetwork",
+		}},
+		{"allowed by the node policy", []string{"--base", "main", "--head", "hostnet", "--allow-host-namespaces"}, 2, []string{
+			"create  pod default/net: new in hostnet",
+		}},
 		{"bad output", []string{"--base", "main", "-o", "yaml"}, 1, nil},
 		{"conflicting revisions", []string{"--base", "main", "--against", "feature"}, 1, nil},
 	}
