@@ -152,3 +152,35 @@ func TestStalePodRecordsAreSwept(t *testing.T) {
 		return !stale && kept
 	})
 }
+
+// TestSlowPullDelaysNoOtherPod holds one pod's image pull until its
+// context ends: the other pod runs meanwhile, and a newer spec for the
+// slow pod cancels the pull in flight and starts at once.
+func TestSlowPullDelaysNoOtherPod(t *testing.T) {
+	rt := fake.New(img, "example.local/slow:1")
+	cancelled := make(chan struct{})
+	rt.Pull = func(ctx context.Context, image string) error {
+		if image != "example.local/slow:1" {
+			return nil
+		}
+		<-ctx.Done()
+		close(cancelled)
+		return ctx.Err()
+	}
+	m, _ := running(t, rt, t.TempDir())
+	slow := podObj("slow", "1d")
+	slow.Pod.Containers[0].Image = "example.local/slow:1"
+	if err := m.Sync(context.Background(), "r1", []reconcile.Object{slow, podObj("quick", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "quick running while slow pulls", func() bool { return cmp.Equal(runningPods(rt), []string{"quick"}) })
+	if err := m.Sync(context.Background(), "r2", []reconcile.Object{podObj("slow", "2d"), podObj("quick", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the newer spec did not cancel the pull in flight")
+	}
+	eventually(t, "slow running with the newer spec", func() bool { return cmp.Equal(runningPods(rt), []string{"quick", "slow"}) })
+}

@@ -34,6 +34,10 @@ type Runtime struct {
 	// ("EnsureImage", "CreateSandbox", …) and a subject; a non-nil error is
 	// returned by the call.
 	Fail func(call, subject string) error
+	// Pull, when set, is called by EnsureImage before anything else,
+	// without the runtime's lock held, so a test can make a pull slow: it
+	// may block until ctx is done and return its error.
+	Pull func(ctx context.Context, image string) error
 	// ExecFunc, when set, answers ExecSync.
 	ExecFunc func(id reconcile.PodID, container string, cmd []string) (reconcile.ExecResult, error)
 }
@@ -112,6 +116,11 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 // image that is not present is an error unless the policy allows a pull
 // and the image was registered with AddImage.
 func (r *Runtime) EnsureImage(ctx context.Context, image, policy string) error {
+	if r.Pull != nil {
+		if err := r.Pull(ctx, image); err != nil {
+			return err
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.record("EnsureImage", image); err != nil {
