@@ -164,7 +164,7 @@ func (c *cli) writePreview(p *preview.Plan) error {
 	case "markdown":
 		err = preview.WriteMarkdown(c.stdout, p, preview.MarkdownOptions{})
 	default:
-		err = preview.WriteText(c.stdout, p, preview.TextOptions{Color: c.colorOutput()})
+		err = preview.WriteText(c.stdout, p, preview.TextOptions{Color: c.colorOutput(), Unchanged: true})
 	}
 	if err != nil {
 		return err
