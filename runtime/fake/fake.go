@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,8 +108,23 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 	for _, p := range r.pods {
 		o := p.obs
 		o.Containers = append([]reconcile.ObservedContainer(nil), p.obs.Containers...)
+		// In the real runtime's order: init containers first, by name.
+		sort.Slice(o.Containers, func(i, j int) bool {
+			a, b := o.Containers[i], o.Containers[j]
+			if a.Kind != b.Kind {
+				return a.Kind == reconcile.InitContainer
+			}
+			return a.Name < b.Name
+		})
 		out = append(out, o)
 	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].ID, out[j].ID
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
 	return out, nil
 }
 
