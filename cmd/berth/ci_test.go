@@ -110,6 +110,17 @@ func TestGitHubActionsExample(t *testing.T) {
 	if !strings.Contains(steps["Validate"], "berth vet") {
 		t.Errorf("no berth vet step: %v", steps)
 	}
+	// The vet step's command line works with the real berth.
+	vetLine, _, _ := strings.Cut(strings.TrimSpace(steps["Validate"]), "#")
+	vetArgs := strings.Fields(strings.TrimPrefix(vetLine, "berth "))
+	vetDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vetDir, "web.yaml"), []byte(webPod("nginx:1.27")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vetArgs[len(vetArgs)-1] = vetDir
+	if code, out, errOut := runBerth(t, vetArgs...); code != 0 {
+		t.Errorf("%v: exit %d\n%s%s", vetArgs, code, out, errOut)
+	}
 	for _, want := range []string{"updateComment", "createComment", "<!-- berth plan -->"} {
 		if !strings.Contains(comment, want) {
 			t.Errorf("comment script lacks %q", want)
