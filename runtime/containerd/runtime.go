@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
@@ -164,6 +165,11 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	stateDir, err := filepath.Abs(opts.StateDir)
 	if err != nil {
 		return nil, err
+	}
+	if strings.ContainsRune(stateDir, ',') {
+		// runc passes the namespace paths a container joins as one
+		// comma-separated list.
+		return nil, fmt.Errorf("state directory %q must not contain a comma", stateDir)
 	}
 	for _, d := range []string{filepath.Join(stateDir, "pods"), filepath.Join(stateDir, "cni", "net.d"), filepath.Join(stateDir, "cni", "networks")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
