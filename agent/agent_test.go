@@ -538,3 +538,35 @@ func TestManagerCrashLoopRolledBack(t *testing.T) {
 		t.Fatalf("restart made mutating calls: %v", m)
 	}
 }
+
+func TestManagerNeverReadyRolledBack(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep})
+	rt := fake.New(image)
+	rt.ExecFunc = func(id reconcile.PodID, container string, cmd []string) (reconcile.ExecResult, error) {
+		return reconcile.ExecResult{ExitCode: 1}, nil
+	}
+	h := startHarness(&harness{t: t, repo: r, rt: rt, manager: true, tweak: func(c *Config) { c.HealthDeadline = 300 * time.Millisecond }})
+	h.eventually("aaaa good", func(st Status) bool { return st.LastGood != nil && st.LastGood.Commit == "aaaa" })
+
+	r.commit("bbbb", map[string]string{"web": sleep + " "})
+	r.mu.Lock()
+	r.commits["bbbb"][0].Pod.Containers[0].ReadinessProbe = &reconcile.Probe{
+		ProbeHandler: reconcile.ProbeHandler{Exec: &reconcile.ExecAction{Command: []string{"false"}}}, PeriodSeconds: 1,
+	}
+	r.mu.Unlock()
+	h.a.Trigger(TriggerWebhook)
+	st := h.eventually("rollback", func(st Status) bool { return len(st.BadRevisions) == 1 })
+	if st.BadRevisions[0].Commit != "bbbb" || !strings.Contains(st.BadRevisions[0].Reason, "not ready within") {
+		t.Fatalf("bad revisions %+v", st.BadRevisions)
+	}
+	h.eventually("web back on aaaa and ready", func(st Status) bool {
+		rev, ready := "", false
+		for _, p := range st.Pods {
+			if p.ID.Name == "web" {
+				rev, ready = p.Revision, p.Ready
+			}
+		}
+		return rev == "aaaa" && ready && st.Applied.Commit == "aaaa"
+	})
+}
