@@ -22,4 +22,9 @@
 //	}
 //
 // A test that wants a daemon of its own calls NewContainerd(t) instead.
+// Registry and RegistryWithAuth (htpasswd) start Debian's docker-registry
+// on loopback; DockerArchive and BusyboxArchiveConfig make the other image
+// archive format and images with more configuration (STOPSIGNAL, user).
+// Main also serves as the containers' log driver when a shim starts the
+// test binary as one (runtimes in tests use it as their log driver).
 package testenv

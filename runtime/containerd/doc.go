@@ -16,10 +16,24 @@
 //     Its IPC and UTS namespaces (hostname = spec.hostname or the pod name)
 //     are pinned under <StateDir>/pods/<sandbox id>/ns.
 //   - emptyDir volumes, logs and the pod's /etc/hosts, /etc/resolv.conf and
-//     /etc/hostname live under <StateDir>/pods/<sandbox id>.
+//     /etc/hostname live under <StateDir>/pods/<sandbox id>. Secret and
+//     projected volumes (and emptyDir with medium Memory) are tmpfs
+//     mounts there: Secret material never reaches the state directory's
+//     disk.
+//   - A hostNetwork pod has no network namespace and no CNI attachment;
+//     host port mappings are recorded on the sandbox record, so CNI DEL
+//     can remove them whatever happened in between.
+//   - Containers' output is written in the CRI log format by containerd's
+//     binary log driver (berth-log, see package crilog), started by each
+//     container's shim, so logging does not depend on berth running.
 //   - Each container has a deterministic ID, a snapshot with the same key
 //     held by a lease with the same ID, and an OCI spec built by the pure
 //     function SpecOpts. All containers of a pod share one runc shim.
+//
+// CreateSandbox refuses a pod the node policy (Options.Policy,
+// reconcile.CheckPolicy) does not allow, before anything is made. The
+// preStop hook and the image's STOPSIGNAL are container labels, so any
+// later stop honours them.
 //
 // Invariants: observed state is rebuilt from labels alone (List); IDs are
 // derived from the pod identity, so every step can be replayed after a crash
