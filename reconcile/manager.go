@@ -195,10 +195,6 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// SyncNow runs one controller pass at once and returns; tests and the
-// agent's start-up use it.
-func (m *Manager) SyncNow(ctx context.Context) { m.pass(ctx) }
-
 // worker returns the worker of id, starting it when there is none.
 func (m *Manager) worker(id PodID) *podWorker {
 	m.mu.Lock()
@@ -427,6 +423,32 @@ func (m *Manager) sweepPodRecords(plan map[PodID]assignment, observed map[PodID]
 		}
 		if err := m.store.RemovePod(id); err != nil {
 			m.log.Warn("remove pod record", "pod", id.String(), "error", err)
+		}
+	}
+}
+
+// forgetDeployments removes the rollout records of Deployments the
+// revision no longer declares.
+func (m *Manager) forgetDeployments(objs []Object) {
+	seen := map[string]bool{}
+	for i := range objs {
+		if objs[i].Kind == "Deployment" {
+			seen[namespaceOr(objs[i].Metadata.Namespace)+"/"+objs[i].Metadata.Name] = true
+		}
+	}
+	recs := m.deployments()
+	m.mu.Lock()
+	var gone []string
+	for key := range recs {
+		if !seen[key] {
+			gone = append(gone, key)
+			delete(recs, key)
+		}
+	}
+	m.mu.Unlock()
+	for _, key := range gone {
+		if err := m.store.RemoveDeployment(key); err != nil {
+			m.log.Warn("remove deployment record", "deployment", key, "error", err)
 		}
 	}
 }

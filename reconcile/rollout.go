@@ -46,8 +46,7 @@ func (m *Manager) rollout(objs []Object, x *expansion, observed []ObservedPod, s
 			}
 		case "ReplicaSet":
 			if o.ReplicaSet != nil {
-				r.direct(o.Key())
-				r.status(o, replicaCount(o.ReplicaSet.Replicas), o.ReplicaSet.MinReadySeconds, "")
+				r.replicaSet(o)
 			}
 		default:
 			r.direct(o.Key())
@@ -60,7 +59,60 @@ func (m *Manager) rollout(objs []Object, x *expansion, observed []ObservedPod, s
 			r.direct(owner)
 		}
 	}
+	r.m.forgetDeployments(objs)
 	return r.plan, r.workloads, r.wake
+}
+
+// replicaSet keeps replicas pods of a ReplicaSet. As in Kubernetes, a
+// changed template does not touch the pods that run: they still count,
+// and only the pods made from now on use the new template.
+func (r *rolloutPass) replicaSet(o *Object) {
+	owner := o.Key()
+	r.mark(owner)
+	want := sortedPods(r.desired[owner])
+	replicas := len(want)
+	if replicas == 0 {
+		r.status(o, 0, o.ReplicaSet.MinReadySeconds, "")
+		return
+	}
+	tmpl := want[0]
+	var cur, old []*ObservedPod
+	obsSet := map[PodID]bool{}
+	for _, p := range r.observed[owner] {
+		obsSet[p.ID] = true
+		if p.Hash == tmpl.Hash {
+			cur = append(cur, p)
+		} else {
+			old = append(old, p)
+		}
+	}
+	byName := func(ps []*ObservedPod) {
+		sort.Slice(ps, func(i, j int) bool { return ps[i].ID.Name < ps[j].ID.Name })
+	}
+	byName(cur)
+	byName(old)
+	total := 0
+	for _, p := range cur {
+		if total < replicas {
+			d := *tmpl // the same template: the same spec hash
+			d.ID = p.ID
+			r.plan[p.ID] = assignment{d: &d}
+			total++
+		}
+	}
+	for _, p := range old {
+		if total < replicas {
+			r.keep(p.ID)
+			total++
+		}
+	}
+	for _, p := range want {
+		if !obsSet[p.ID] && total < replicas {
+			r.plan[p.ID] = assignment{d: p}
+			total++
+		}
+	}
+	r.status(o, replicas, o.ReplicaSet.MinReadySeconds, "")
 }
 
 type rolloutPass struct {
@@ -126,9 +178,9 @@ func (r *rolloutPass) wakeAt(t time.Time) { r.wake = earliest(r.wake, t) }
 func (r *rolloutPass) status(o *Object, desired int, minReady int32, cond string) {
 	ns := namespaceOr(o.Metadata.Namespace)
 	w := WorkloadStatus{Kind: o.Kind, Namespace: ns, Name: o.Metadata.Name, Desired: desired, Condition: cond}
-	want := map[PodID]string{}
+	want := map[string]bool{}
 	for _, p := range r.desired[o.Key()] {
-		want[p.ID] = p.Hash
+		want[p.Hash] = true
 	}
 	for _, p := range r.observed[o.Key()] {
 		w.Current++
@@ -138,7 +190,7 @@ func (r *rolloutPass) status(o *Object, desired int, minReady int32, cond string
 		if r.available(p.ID, minReady) {
 			w.Available++
 		}
-		if h, ok := want[p.ID]; ok && h == p.Hash {
+		if want[p.Hash] {
 			w.UpToDate++
 		}
 	}

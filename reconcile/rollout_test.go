@@ -253,3 +253,32 @@ func TestDaemonSetOnDelete(t *testing.T) {
 	}
 	f.until("replaced after deletion", 10, func() bool { return f.workload(key).UpToDate == 1 }, nil)
 }
+
+func TestReplicaSetKeepsRunningPodsOnTemplateChange(t *testing.T) {
+	f := runFakeTime(t, t.TempDir())
+	rs := func(replicas int32, arg string) reconcile.Object {
+		o := workload("ReplicaSet", "rs")
+		o.ReplicaSet = &reconcile.ReplicaSetSpec{Replicas: ptr(replicas), Template: template("rs", arg)}
+		return o
+	}
+	key := "ReplicaSet/default/rs"
+	f.sync("r1", rs(2, "1d"))
+	f.until("2 ready", 10, func() bool { return f.workload(key).Ready == 2 }, nil)
+	before, _ := f.rt.List(context.Background())
+	// A new template leaves the running pods alone; scaling up adds one
+	// pod of the new template.
+	f.sync("r2", rs(3, "2d"))
+	f.until("3 ready", 10, func() bool { return f.workload(key).Ready == 3 && f.workload(key).UpToDate == 1 }, nil)
+	after, _ := f.rt.List(context.Background())
+	for _, p := range before {
+		if pidOf(after, p.ID.Name) != p.Containers[0].PID {
+			t.Errorf("pod %s was touched by a template change", p.ID.Name)
+		}
+	}
+	// Scaling down to 1 removes old pods first... and keeps one pod.
+	f.sync("r3", rs(1, "2d"))
+	f.until("1 pod", 10, func() bool { return f.workload(key).Current == 1 }, nil)
+	if w := f.workload(key); w.UpToDate != 1 {
+		t.Errorf("after scaling to 1: %+v, want the new-template pod kept", w)
+	}
+}
