@@ -87,3 +87,56 @@ func TestFailedPostStartKillsContainer(t *testing.T) {
 	}
 	assertNoLeak(t, rt, e, base)
 }
+
+func TestHTTPGetPreStopHook(t *testing.T) {
+	rt, e := newRuntime(t)
+	marks := t.TempDir()
+	c := reconcile.Container{Name: "web", Image: testImage,
+		// Answers one request and keeps what it was asked.
+		Command:      []string{"sh", "-c", `printf 'HTTP/1.0 200 OK\r\n\r\n' | nc -l -p 8080 > /marks/request; sleep 3600`},
+		Ports:        []reconcile.ContainerPort{{Name: "http", ContainerPort: 8080}},
+		VolumeMounts: []reconcile.VolumeMount{{Name: "marks", MountPath: "/marks"}},
+		Lifecycle: &reconcile.Lifecycle{PreStop: &reconcile.LifecycleHandler{HTTPGet: &reconcile.HTTPGetAction{
+			Path: "/shutdown", Port: reconcile.IntOrString{IsString: true, StrVal: "http"},
+			HTTPHeaders: []reconcile.HTTPHeader{{Name: "X-Berth", Value: "bye"}}}}},
+	}
+	pod := runtimetest.NewPod("httphook", c)
+	pod.Spec.Volumes = []reconcile.Volume{{Name: "marks", HostPath: &reconcile.HostPathVolumeSource{Path: marks}}}
+	upChecked(t, rt, e, pod)
+	time.Sleep(300 * time.Millisecond) // nc listening
+	if err := rt.StopContainer(ctx(t), pod.ID, reconcile.AppContainer, "web", 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(marks, "request"))
+	if !strings.HasPrefix(string(got), "GET /shutdown HTTP/1.1\r\n") || !strings.Contains(string(got), "X-Berth: bye") {
+		t.Errorf("the preStop httpGet sent %q", got)
+	}
+}
+
+func TestPrivilegedContainer(t *testing.T) {
+	rt, e := newRuntime(t)
+	yes := true
+	c := runtimetest.Sleeper("root", testImage)
+	c.SecurityContext = &reconcile.SecurityContext{Privileged: &yes}
+	plain := runtimetest.Sleeper("plain", testImage)
+	pod := runtimetest.NewPod("priv", c, plain)
+	upChecked(t, rt, e, pod)
+	self, _ := os.ReadFile("/proc/self/status")
+	var want string
+	for _, l := range strings.Split(string(self), "\n") {
+		if strings.HasPrefix(l, "CapEff:") {
+			want = strings.Join(strings.Fields(l), " ")
+		}
+	}
+	for name, priv := range map[string]bool{"root": true, "plain": false} {
+		res, err := rt.ExecSync(ctx(t), pod.ID, name, []string{"grep", "CapEff", "/proc/self/status"}, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+		got := strings.Join(strings.Fields(lines[0]), " ")
+		if (got == want) != priv {
+			t.Errorf("%s: %s, berth's own %s; privileged %v", name, got, want, priv)
+		}
+	}
+}
