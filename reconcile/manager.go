@@ -329,6 +329,7 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 	for _, w := range stale {
 		w.update(nil, false)
 	}
+	m.sweepClaims(objs, observed)
 	if !m.recordsSwept {
 		m.recordsSwept = true
 		m.sweepPodRecords(plan, obsByID)

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"errors"
+	"os"
 	"sort"
 	"testing"
 	"time"
@@ -183,4 +184,49 @@ func TestSlowPullDelaysNoOtherPod(t *testing.T) {
 		t.Fatal("the newer spec did not cancel the pull in flight")
 	}
 	eventually(t, "slow running with the newer spec", func() bool { return cmp.Equal(runningPods(rt), []string{"quick", "slow"}) })
+}
+
+func TestClaimRetentionPolicy(t *testing.T) {
+	rt := fake.New(img)
+	dir := t.TempDir()
+	m, _ := running(t, rt, dir)
+	sts := func(name string, replicas int32, pol *reconcile.StatefulSetPersistentVolumeClaimPolicy) reconcile.Object {
+		o := workload("StatefulSet", name)
+		o.StatefulSet = &reconcile.StatefulSetSpec{
+			Replicas: ptr(replicas), Template: template(name), PodManagementPolicy: "Parallel",
+			VolumeClaimTemplates:                 []reconcile.PersistentVolumeClaimTemplate{{Metadata: reconcile.ObjectMeta{Name: "data"}}},
+			PersistentVolumeClaimRetentionPolicy: pol,
+		}
+		return o
+	}
+	claim := func(set string, ord int) string { return reconcile.ClaimDir(dir, "default", "data", set, ord) }
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	// The fake runtime makes no directories: the test does, as the real
+	// one would.
+	for _, set := range []string{"del", "keep"} {
+		for ord := range 2 {
+			if err := os.MkdirAll(claim(set, ord), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	del := &reconcile.StatefulSetPersistentVolumeClaimPolicy{WhenScaled: "Delete", WhenDeleted: "Delete"}
+	sync := func(objs ...reconcile.Object) {
+		t.Helper()
+		if err := m.Sync(context.Background(), "r", objs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync(sts("del", 2, del), sts("keep", 2, nil))
+	eventually(t, "4 pods", func() bool { return len(runningPods(rt)) == 4 })
+	sync(sts("del", 1, del), sts("keep", 1, nil))
+	eventually(t, "del-1's claim deleted", func() bool { return !exists(claim("del", 1)) })
+	if !exists(claim("keep", 1)) || !exists(claim("del", 0)) {
+		t.Fatal("a retained claim or a claim in use was deleted")
+	}
+	sync(podObj("other", "1d"))
+	eventually(t, "del's claims deleted with the set", func() bool { return !exists(claim("del", 0)) })
+	if !exists(claim("keep", 0)) || !exists(claim("keep", 1)) {
+		t.Error("claims of a set with the default Retain policy were deleted")
+	}
 }
