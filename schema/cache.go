@@ -29,6 +29,8 @@ type Cache struct {
 	mu      sync.Mutex
 	entries map[key]*cacheEntry
 	used    map[key]*cacheEntry
+	// objects are the valid objects of CUE packages by content and place.
+	objects, usedObjects map[key]reconcile.Object
 	last    key
 	lastRes *Result
 	lastErr error
@@ -43,11 +45,15 @@ type CacheStats struct {
 	// Revisions counts calls of Load answered without looking at any file
 	// because the revision was the same as the last one.
 	Revisions int
+	// Objects counts objects of re-evaluated CUE packages that were not
+	// validated again because they had not changed.
+	Objects int
 }
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{entries: map[key]*cacheEntry{}, used: map[key]*cacheEntry{}}
+	return &Cache{entries: map[key]*cacheEntry{}, used: map[key]*cacheEntry{},
+		objects: map[key]reconcile.Object{}, usedObjects: map[key]reconcile.Object{}}
 }
 
 // Stats returns what the cache saved so far.
@@ -86,6 +92,46 @@ func (c *Cache) put(k key, e *cacheEntry) {
 	c.used[k] = e
 }
 
+// objectKeys returns the keys of the CUE objects the cache holds.
+func (c *Cache) objectKeys() map[key]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keys := make(map[key]bool, len(c.objects)+len(c.usedObjects))
+	for k := range c.objects {
+		keys[k] = true
+	}
+	for k := range c.usedObjects {
+		keys[k] = true
+	}
+	return keys
+}
+
+// resolve fills in the objects of ls that refer to cached ones and records
+// the new valid ones. It returns false if a referred object is gone.
+func (c *Cache) resolve(ls []loaded) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range ls {
+		lo := &ls[i]
+		switch {
+		case lo.Ref != key{}:
+			obj, ok := c.usedObjects[lo.Ref]
+			if !ok {
+				obj, ok = c.objects[lo.Ref]
+			}
+			if !ok {
+				return false
+			}
+			c.usedObjects[lo.Ref] = obj
+			c.stats.Objects++
+			lo.Obj, lo.Key, lo.Ref = obj, lo.Ref, key{}
+		case lo.Key != key{}:
+			c.usedObjects[lo.Key] = lo.Obj
+		}
+	}
+	return true
+}
+
 // revision returns the result of the last Load if rev is the same
 // revision.
 func (c *Cache) revision(rev key) (*Result, error, bool) {
@@ -103,6 +149,7 @@ func (c *Cache) finish(rev key, res *Result, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries, c.used = c.used, map[key]*cacheEntry{}
+	c.objects, c.usedObjects = c.usedObjects, map[key]reconcile.Object{}
 	c.last, c.lastRes, c.lastErr, c.hasLast = rev, res, err, true
 }
 

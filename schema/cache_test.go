@@ -50,8 +50,12 @@ func TestCache(t *testing.T) {
 	step("same revision", Options{}, 0, 1)
 	fsys["apps/pods-003.yaml"] = &fstest.MapFile{Data: append(fsys["apps/pods-003.yaml"].Data, "# changed\n"...)}
 	step("one YAML file changed", Options{}, 1, 0)
+	before := cache.Stats().Objects
 	fsys["pkg2/objects-00.cue"] = &fstest.MapFile{Data: append(fsys["pkg2/objects-00.cue"].Data, "// changed\n"...)}
 	step("one CUE file changed", Options{}, 1, 0)
+	if n := cache.Stats().Objects - before; n != 10 {
+		t.Errorf("one CUE file changed: %d unchanged objects reused, want 10", n)
+	}
 	step("another node", Options{Node: reconcile.Node{Name: "other"}}, 10, 0)
 	fsys["broken.yaml"] = &fstest.MapFile{Data: []byte("apiVersion: v1\nkind: Pod\n")}
 	cache2 := cache.Stats()

@@ -47,6 +47,9 @@ type cueJob struct {
 	Files map[string][]byte
 	// Globs are the embedded glob patterns with the files each matched.
 	Globs map[string][]string
+	// Known are the keys of valid objects the caller has cached; they are
+	// returned as references instead of being validated again.
+	Known map[key]bool
 
 	key key
 }
@@ -440,7 +443,7 @@ func evalJob(job *cueJob) (res cueResult) {
 	for name, data := range job.Files {
 		fsys[name] = &fstest.MapFile{Data: data}
 	}
-	l := &loader{fsys: fsys, opts: opts, module: job.Module}
+	l := &loader{fsys: fsys, opts: opts, module: job.Module, known: job.Known}
 	defer func() {
 		if r := recover(); r != nil {
 			l.errorf(job.Dir, "internal error while evaluating this CUE package: %v", r)
@@ -711,6 +714,7 @@ func (l *loader) loadCUEPackages() error {
 	for _, j := range l.jobs {
 		if l.opts.Cache != nil {
 			if e, ok := l.opts.Cache.get(j.key); ok {
+				l.opts.Cache.resolve(e.loaded) // keeps its objects known
 				l.loaded = append(l.loaded, e.loaded...)
 				l.diags = append(l.diags, e.diags...)
 				continue
@@ -720,6 +724,12 @@ func (l *loader) loadCUEPackages() error {
 	}
 	if len(todo) == 0 {
 		return nil
+	}
+	if l.opts.Cache != nil {
+		known := l.opts.Cache.objectKeys()
+		for _, j := range todo {
+			j.Known = known
+		}
 	}
 	var results []cueResult
 	if l.opts.Sandbox != nil {
@@ -747,11 +757,26 @@ func (l *loader) loadCUEPackages() error {
 		wg.Wait()
 	}
 	for i, r := range results {
-		l.loaded = append(l.loaded, r.Loaded...)
-		l.diags = append(l.diags, r.Diags...)
 		if l.opts.Cache != nil {
+			if !l.opts.Cache.resolve(r.Loaded) {
+				// The cache lost an object meanwhile: evaluate in full.
+				j := *todo[i]
+				j.Known = nil
+				if l.opts.Sandbox != nil {
+					rs, err := l.opts.Sandbox.run([]*cueJob{&j})
+					if err != nil {
+						return err
+					}
+					r = rs[0]
+				} else {
+					r = evalJob(&j)
+				}
+				l.opts.Cache.resolve(r.Loaded)
+			}
 			l.opts.Cache.put(todo[i].key, &cacheEntry{loaded: r.Loaded, diags: r.Diags})
 		}
+		l.loaded = append(l.loaded, r.Loaded...)
+		l.diags = append(l.diags, r.Diags...)
 	}
 	return nil
 }

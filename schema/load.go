@@ -152,6 +152,10 @@ func Load(fsys fs.FS, opts Options) (*Result, error) {
 type loaded struct {
 	Obj reconcile.Object
 	OK  bool
+	// Key identifies a valid object of a CUE package by its content and
+	// place, for the cache; Ref, when set, says the object is the cached
+	// one with that key and Obj is empty.
+	Key, Ref key
 }
 
 // candidate is a value that declares an object, before validation.
@@ -162,14 +166,18 @@ type candidate struct {
 	start reconcile.Position
 	// fromCUE tells a value of a CUE package from a YAML or JSON document.
 	fromCUE bool
+	// json is the object's data as JSON, when already known.
+	json []byte
 }
 
 // plainData returns the concrete data of v as a new value without the
 // evaluation behind it, or false if v is not concrete.
-func (l *loader) plainData(v cue.Value) (cue.Value, bool) {
-	b, err := v.MarshalJSON()
-	if err != nil {
-		return cue.Value{}, false
+func (l *loader) plainData(v cue.Value, b []byte) (cue.Value, bool) {
+	if b == nil {
+		var err error
+		if b, err = v.MarshalJSON(); err != nil {
+			return cue.Value{}, false
+		}
 	}
 	expr, err := json.Extract("", b)
 	if err != nil {
@@ -197,6 +205,8 @@ type loader struct {
 	module string
 	// jobs are the CUE packages to evaluate, prepared by prepareCUE.
 	jobs []*cueJob
+	// known are the keys of the CUE objects the cache holds.
+	known map[key]bool
 }
 
 // pathErr drops the operation and path from a *fs.PathError, which the
@@ -588,8 +598,39 @@ func isObject(v cue.Value) bool {
 // add validates c right away, so that its CUE values can be freed before the
 // next file is read, and records the result.
 func (l *loader) add(c candidate) {
+	if c.fromCUE {
+		l.addCUE(c)
+		return
+	}
 	obj, ok := l.validate(c)
-	l.loaded = append(l.loaded, loaded{obj, ok})
+	l.loaded = append(l.loaded, loaded{Obj: obj, OK: ok})
+}
+
+// addCUE validates an object of a CUE package, unless the cache already
+// holds it: an object is known by its data and where it starts, so a
+// package changed in one file validates only the objects that changed.
+func (l *loader) addCUE(c candidate) {
+	b, err := c.d.MarshalJSON()
+	if err != nil {
+		obj, ok := l.validate(c)
+		l.loaded = append(l.loaded, loaded{Obj: obj, OK: ok})
+		return
+	}
+	h := l.newKeyHash("object")
+	writeField(h, c.start.String())
+	writeField(h, string(b))
+	k := sum(h)
+	if l.known[k] {
+		l.loaded = append(l.loaded, loaded{OK: true, Ref: k})
+		return
+	}
+	c.json = b
+	obj, ok := l.validate(c)
+	lo := loaded{Obj: obj, OK: ok}
+	if ok {
+		lo.Key = k
+	}
+	l.loaded = append(l.loaded, lo)
 }
 
 // validate checks one candidate and decodes it. It returns the object (with
@@ -642,7 +683,7 @@ func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
 	// again only to explain a problem at its place in the user's files.
 	data := c.d
 	if c.fromCUE {
-		if plain, ok := l.plainData(c.d); ok {
+		if plain, ok := l.plainData(c.d, c.json); ok {
 			data = plain
 		}
 	}

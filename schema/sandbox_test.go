@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 }
 
 // testSandbox runs CUE in a child process: this test binary.
-func testSandbox(t *testing.T) *Sandbox {
+func testSandbox(t testing.TB) *Sandbox {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
