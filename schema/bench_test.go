@@ -2,11 +2,11 @@ package schema
 
 import (
 	"fmt"
-	"syscall"
-	"time"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 // podRepo returns a repository of n Pods, ten YAML documents per file.
@@ -153,7 +153,7 @@ func BenchmarkRevalidateOneFile(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				// Each iteration is a new revision in which one object of
 				// this file changed.
-				changed := strings.Replace(orig, "value: prod", fmt.Sprintf("value: prod-%d", i), 1) // YAML
+				changed := strings.Replace(orig, "value: prod", fmt.Sprintf("value: prod-%d", i), 1)  // YAML
 				changed = strings.Replace(changed, `name: "app-`, fmt.Sprintf(`name: "app%d-`, i), 1) // CUE
 				tt.fsys[tt.file] = &fstest.MapFile{Data: []byte(changed)}
 				if _, err := Load(tt.fsys, opts); err != nil {

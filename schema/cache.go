@@ -31,11 +31,11 @@ type Cache struct {
 	used    map[key]*cacheEntry
 	// objects are the valid objects of CUE packages by content and place.
 	objects, usedObjects map[key]reconcile.Object
-	last    key
-	lastRes *Result
-	lastErr error
-	hasLast bool
-	stats   CacheStats
+	last                 key
+	lastRes              *Result
+	lastErr              error
+	hasLast              bool
+	stats                CacheStats
 }
 
 // CacheStats counts what a Cache saved.
