@@ -333,3 +333,33 @@ func TestObservePodReasons(t *testing.T) {
 		t.Errorf("stale record counted: %d restarts", st.Restarts())
 	}
 }
+
+func TestNeverRestartsNothing(t *testing.T) {
+	l := newLifecycle(t)
+	d := lifecyclePod(t, func(s *reconcile.PodSpec) { s.RestartPolicy = reconcile.RestartNever })
+	l.step(d)
+	// Removed outside berth after it ran: failed, not run again.
+	if err := l.rt.Remove(d.ID, reconcile.AppContainer, "main"); err != nil {
+		t.Fatal(err)
+	}
+	l.step(d)
+	if st := l.status(d); st.Phase != reconcile.PodFailed {
+		t.Errorf("phase %s after its container was removed, want Failed", st.Phase)
+	}
+	// A pod that lost its whole sandbox (as after a reboot) is not made
+	// again either.
+	l2 := newLifecycle(t)
+	d2 := lifecyclePod(t, func(s *reconcile.PodSpec) { s.RestartPolicy = reconcile.RestartNever })
+	l2.step(d2)
+	if err := l2.rt.RemovePod(context.Background(), d2.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	l2.rt.ResetCalls()
+	l2.step(d2)
+	if st := l2.status(d2); st.Phase != reconcile.PodFailed || st.Display() != reconcile.ReasonSandboxChanged {
+		t.Errorf("phase %s status %q, want Failed SandboxChanged", st.Phase, st.Display())
+	}
+	if calls := l2.rt.MutatingCalls(); len(calls) != 0 {
+		t.Errorf("the pod was made again: %v", calls)
+	}
+}

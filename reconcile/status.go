@@ -36,6 +36,9 @@ const (
 	ReasonError             = "Error"
 	ReasonOOMKilled         = "OOMKilled"
 	ReasonDeadlineExceeded  = "DeadlineExceeded"
+	// ReasonSandboxChanged: a pod with restartPolicy Never lost its
+	// sandbox after it ran (a reboot); it is not run again.
+	ReasonSandboxChanged = "SandboxChanged"
 )
 
 // ContainerStatus is the state of one container of a pod.

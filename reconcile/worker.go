@@ -264,6 +264,15 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 		return time.Time{}, false, nil
 	}
 	if obs == nil || obs.Hash != d.Hash || !obs.SandboxReady {
+		if d.Spec.RestartPolicy == RestartNever && rec.anyStarted() {
+			// The pod ran and lost its sandbox (a reboot, a removal
+			// outside berth): with restartPolicy Never nothing runs twice.
+			rec.Phase, rec.Reason = PodFailed, ReasonSandboxChanged
+			w.saveRecord()
+			w.log.Info("pod failed", "reason", ReasonSandboxChanged)
+			w.publish(obs, rec, d)
+			return time.Time{}, false, nil
+		}
 		if obs != nil {
 			w.stopProbes()
 			why := "spec changed"
@@ -544,6 +553,10 @@ func (w *podWorker) syncContainers(ctx context.Context, d *DesiredPod, obs *Obse
 	for _, c := range d.Spec.Containers {
 		oc := obs.Container(AppContainer, c.Name)
 		switch {
+		case oc == nil && policy == RestartNever && rec.container(AppContainer, c.Name).Started:
+			// Removed outside berth after it ran: it does not run twice.
+			terminated++
+			failed++
 		case oc == nil || oc.State == StateCreated:
 			n, err := w.start(ctx, d, AppContainer, c.Name, now)
 			if err != nil {
@@ -643,4 +656,14 @@ func (w *podWorker) publish(obs *ObservedPod, rec *PodRecord, d *DesiredPod) {
 	if prev.Phase != st.Phase || prev.Ready != st.Ready || prev.Restarts() != st.Restarts() || prev.Hash != st.Hash {
 		w.m.ringController()
 	}
+}
+
+// anyStarted reports whether berth started any container of the pod.
+func (r *PodRecord) anyStarted() bool {
+	for _, c := range r.Containers {
+		if c.Started {
+			return true
+		}
+	}
+	return false
 }
