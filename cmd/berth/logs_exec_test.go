@@ -53,6 +53,22 @@ func TestLogsFollowTailAndExec(t *testing.T) {
 		t.Errorf("exec: exit %d, %q; want 3, %q", code, stdout, "in chatty\n")
 	}
 
+	// exec -i passes our input and its end.
+	{
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := os.Stdin
+		os.Stdin = r
+		go func() { w.WriteString("piped line\n"); w.Close() }()
+		code, stdout, errOut := h.berth("exec", "-i", "chatty", "-c", "shell", "--", "sh", "-c", "cat; echo done")
+		os.Stdin = saved
+		if code != 0 || stdout != "piped line\ndone\n" {
+			t.Errorf("exec -i: exit %d, %q, %q", code, stdout, errOut)
+		}
+	}
+
 	// exec -it gives the command a terminal and our input.
 	r, w, err := os.Pipe()
 	if err != nil {
