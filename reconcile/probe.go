@@ -37,6 +37,7 @@ type containerProbes struct {
 	started    bool // the startup probe succeeded (or there is none)
 	ready      bool
 	failed     string // the probe whose failure calls for a restart
+	grace      *int64 // that probe's terminationGracePeriodSeconds
 }
 
 func (cp *containerProbes) state() (started, ready bool, failed string) {
@@ -117,9 +118,16 @@ func (w *podWorker) probeFailed(ctx context.Context, d *DesiredPod, cp *containe
 	delete(w.probes, string(cp.kind)+"/"+cp.name)
 	_, _, failed := cp.state()
 	w.log.Info("probe failed, restarting container", "container", cp.name, "probe", failed)
+	grace := d.GracePeriod()
+	cp.mu.Lock()
+	if cp.grace != nil {
+		// The probe's own terminationGracePeriodSeconds wins.
+		grace = time.Duration(*cp.grace) * time.Second
+	}
+	cp.mu.Unlock()
 	if stopper, ok := w.m.rt.(ContainerStopper); ok {
 		w.acted()
-		if err := stopper.StopContainer(ctx, w.id, cp.kind, cp.name, d.GracePeriod()); err != nil {
+		if err := stopper.StopContainer(ctx, w.id, cp.kind, cp.name, grace); err != nil {
 			w.log.Warn("stop container", "container", cp.name, "error", err)
 		}
 		w.ring()
@@ -249,11 +257,11 @@ func (w *podWorker) probeLoop(ctx context.Context, cp *containerProbes, which st
 			if ok {
 				cp.started, changed = true, true
 			} else if failures >= int(p.FailureThreshold) {
-				cp.failed, changed = probeStartup, true
+				cp.failed, cp.grace, changed = probeStartup, p.TerminationGracePeriodSeconds, true
 			}
 		case probeLiveness:
 			if failures >= int(p.FailureThreshold) {
-				cp.failed, changed = probeLiveness, true
+				cp.failed, cp.grace, changed = probeLiveness, p.TerminationGracePeriodSeconds, true
 			}
 		case probeReadiness:
 			if ok && successes >= int(p.SuccessThreshold) && !cp.ready {

@@ -88,6 +88,7 @@ func TestProbes(t *testing.T) {
 		c := &s.Containers[0]
 		c.StartupProbe = execProbe("start", 10)
 		c.LivenessProbe = execProbe("live", 10)
+		c.LivenessProbe.TerminationGracePeriodSeconds = ptr(int64(3))
 		c.ReadinessProbe = execProbe("ready", 10)
 	})
 	l.step(d)
@@ -132,5 +133,8 @@ func TestProbes(t *testing.T) {
 	})
 	if got := ans.count("live") - before; got < 3 {
 		t.Errorf("restarted after %d liveness checks, want failureThreshold 3", got)
+	}
+	if g, ok := l.rt.StopGrace(d.ID, "main"); !ok || g != 3*time.Second {
+		t.Errorf("stopped with grace %s (%v), want the probe's 3s", g, ok)
 	}
 }

@@ -29,6 +29,7 @@ type Runtime struct {
 	pods   map[reconcile.PodID]*pod
 	calls  []string
 	pid    uint32
+	graces map[string]time.Duration // last StopContainer grace, by pod/container
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Fail, when set, is consulted before each call with the call's name
@@ -368,6 +369,10 @@ func (r *Runtime) StopContainer(ctx context.Context, id reconcile.PodID, kind re
 		r.mu.Unlock()
 		return err
 	}
+	if r.graces == nil {
+		r.graces = map[string]time.Duration{}
+	}
+	r.graces[id.String()+"/"+name] = grace
 	sp, ok := r.pods[id]
 	if !ok {
 		r.mu.Unlock()
@@ -411,4 +416,13 @@ func (r *Runtime) Remove(id reconcile.PodID, kind reconcile.ContainerKind, name 
 		return fmt.Errorf("container %q not found", name)
 	}
 	return nil
+}
+
+// StopGrace returns the grace period of the last StopContainer call for
+// the container, and whether there was one.
+func (r *Runtime) StopGrace(id reconcile.PodID, name string) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g, ok := r.graces[id.String()+"/"+name]
+	return g, ok
 }
