@@ -365,3 +365,60 @@ func TestProbesOnRealPod(t *testing.T) {
 		return st.Ready && st.Restarts() >= 1
 	})
 }
+
+// TestRollingUpdateOnRealPods rolls a Deployment of three pods, each ready
+// a second after it starts, with maxSurge 1 and maxUnavailable 0, and
+// samples throughout that three pods stay available and at most four
+// exist.
+func TestRollingUpdateOnRealPods(t *testing.T) {
+	h := newHost(t)
+	rt := h.runtime()
+	m, _ := h.manager(rt, reconcile.ManagerOptions{})
+	deploy := func(version string) reconcile.Object {
+		c := sh("web", "sleep 1; touch /tmp/ready; exec sleep 1d")
+		c.Env = []reconcile.EnvVar{{Name: "VERSION", Value: version}}
+		c.ReadinessProbe = &reconcile.Probe{
+			ProbeHandler:  reconcile.ProbeHandler{Exec: &reconcile.ExecAction{Command: []string{"test", "-f", "/tmp/ready"}}},
+			PeriodSeconds: 1,
+		}
+		three, surge, unavail := int32(3), reconcile.FromInt(1), reconcile.FromInt(0)
+		return reconcile.Object{
+			TypeMeta: reconcile.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+			Metadata: reconcile.ObjectMeta{Name: "web", Namespace: "default"},
+			Deployment: &reconcile.DeploymentSpec{
+				Replicas: &three,
+				Template: reconcile.PodTemplateSpec{Spec: reconcile.PodSpec{Containers: []reconcile.Container{c}, TerminationGracePeriodSeconds: quick}},
+				Strategy: reconcile.DeploymentStrategy{RollingUpdate: &reconcile.RollingUpdateDeployment{MaxSurge: &surge, MaxUnavailable: &unavail}},
+			},
+		}
+	}
+	workload := func() reconcile.WorkloadStatus {
+		for _, w := range m.Workloads() {
+			if w.Kind == "Deployment" {
+				return w
+			}
+		}
+		return reconcile.WorkloadStatus{}
+	}
+	sync(t, m, "r1", deploy("1"))
+	waitFor(t, "three available", 60*time.Second, func() bool { w := workload(); return w.Available == 3 && w.UpToDate == 3 })
+	sync(t, m, "r2", deploy("2"))
+	waitFor(t, "the rollout to start", 10*time.Second, func() bool { return workload().UpToDate < 3 })
+	samples := 0
+	waitFor(t, "the rollout to finish", 90*time.Second, func() bool {
+		samples++
+		w := workload()
+		if w.Available < 3 {
+			t.Fatalf("sample %d: %d available, want at least 3: %+v", samples, w.Available, w)
+		}
+		pods, err := rt.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pods) > 4 {
+			t.Fatalf("sample %d: %d pods, want at most 4", samples, len(pods))
+		}
+		return w.UpToDate == 3 && w.Available == 3 && w.Current == 3
+	})
+	t.Logf("%d samples", samples)
+}
