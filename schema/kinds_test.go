@@ -6,6 +6,8 @@ import (
 	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
+
+	"berth.dev/berth/reconcile"
 )
 
 func TestStrictMakesSkippedKindsErrors(t *testing.T) {
@@ -75,5 +77,46 @@ func TestSecretStringDataWins(t *testing.T) {
 	}
 	if res.Objects[0].Secret.Type != "Opaque" {
 		t.Errorf("type = %q, want Opaque", res.Objects[0].Secret.Type)
+	}
+}
+
+// TestSecretValuesNeverInCUEErrors checks a conflict in a Secret written in
+// CUE, which CUE reports with both values.
+func TestSecretValuesNeverInCUEErrors(t *testing.T) {
+	fsys := fstest.MapFS{"s/s.cue": {Data: []byte(`package s
+
+import "berth.dev/k8s"
+
+s: k8s.#Secret & {
+	apiVersion: "v1"
+	kind:       "Secret"
+	metadata: name: "s"
+	stringData: password: "hunter2"
+}
+s: stringData: password: "TOPSECRET"
+`)}}
+	_, err := Load(fsys, Options{})
+	lines := diagnostics(t, err)
+	if len(lines) == 0 {
+		t.Fatal("no diagnostics")
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "hunter2") || strings.Contains(l, "TOPSECRET") {
+			t.Errorf("diagnostic shows a secret value: %s", l)
+		}
+	}
+	t.Log(lines)
+}
+
+// TestQuotedTag checks a tag named after a label key that is not an
+// identifier.
+func TestQuotedTag(t *testing.T) {
+	fsys := fstest.MapFS{"z/z.cue": {Data: []byte("package z\n\n_zone: string @tag(\"topology.kubernetes.io/zone\")\ncm: {apiVersion: \"v1\", kind: \"ConfigMap\", metadata: name: \"zone-\" + _zone}\n")}}
+	res, err := Load(fsys, Options{Node: reconcile.Node{Name: "n", Labels: map[string]string{"topology.kubernetes.io/zone": "eu-1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Objects[0].Metadata.Name; got != "zone-eu-1" {
+		t.Errorf("name %q, want zone-eu-1", got)
 	}
 }

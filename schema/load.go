@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"maps"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -257,8 +258,22 @@ func (l *loader) cueErrors(err error, file string) {
 		if f, ok := strings.CutPrefix(msg, "yaml: "); ok {
 			msg = "invalid YAML: " + f
 		}
+		if mayHoldSecret(e.Path()) && len(args) > 0 {
+			// A conflict inside data or stringData could quote a Secret's
+			// value: say what is wrong without the values.
+			msg = "invalid value (values are not shown, as they may be secret): " + fmtVerb.ReplaceAllString(format, "…")
+		}
 		l.diags = append(l.diags, Diagnostic{Pos: p, Path: path, Message: msg})
 	}
+}
+
+// fmtVerb matches a verb of a format string.
+var fmtVerb = regexp.MustCompile(`%[-+# 0-9.]*[a-zA-Z]`)
+
+// mayHoldSecret reports whether a CUE error at path could be about a
+// Secret's value: a path through a field named data or stringData.
+func mayHoldSecret(path []string) bool {
+	return slices.Contains(path, "data") || slices.Contains(path, "stringData")
 }
 
 // guard turns a panic while handling file into a diagnostic, so bad input
