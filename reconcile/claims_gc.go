@@ -47,16 +47,17 @@ func claimOrdinals(stateDir, namespace, claim, set string) map[int]string {
 // claims of a set the revision no longer declares are deleted once its
 // pods are gone. Retain, the default, keeps them.
 func (m *Manager) sweepClaims(objs []Object, observed []ObservedPod) {
-	running := map[string]map[int]bool{} // owner → ordinals with a pod
+	running := map[string]map[int]bool{} // namespace/set → ordinals with a pod
 	for _, p := range observed {
-		kind, _, set := SplitOwner(p.Owner)
+		kind, ns, set := SplitOwner(p.Owner)
 		if kind != "StatefulSet" {
 			continue
 		}
-		if running[p.Owner] == nil {
-			running[p.Owner] = map[int]bool{}
+		key := namespaceOr(ns) + "/" + set
+		if running[key] == nil {
+			running[key] = map[int]bool{}
 		}
-		running[p.Owner][StatefulSetOrdinal(set, p.ID.Name)] = true
+		running[key][StatefulSetOrdinal(set, p.ID.Name)] = true
 	}
 	declared := map[string]bool{}
 	for i := range objs {
@@ -94,7 +95,7 @@ func (m *Manager) sweepClaims(objs []Object, observed []ObservedPod) {
 		end := start + replicaCount(s.Replicas)
 		for _, claim := range claims {
 			for ord, dir := range claimOrdinals(m.opts.StateDir, ns, claim, o.Metadata.Name) {
-				if (ord < start || ord >= end) && !running[o.Key()][ord] {
+				if (ord < start || ord >= end) && !running[key][ord] {
 					m.removeClaim(key, dir)
 				}
 			}
@@ -109,7 +110,7 @@ func (m *Manager) sweepClaims(objs []Object, observed []ObservedPod) {
 	}
 	for key, rec := range recs {
 		ns, name, _ := cutKey(key)
-		if declared[key] || len(running["StatefulSet/"+key]) > 0 {
+		if declared[key] || len(running[key]) > 0 {
 			continue
 		}
 		for _, claim := range rec.Claims {

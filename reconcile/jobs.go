@@ -151,7 +151,8 @@ func indexAfterSlash(s string) int {
 func (r *JobRecord) podRestarts(name string) int { return r.Restarts[name] }
 
 func jobStatus(info *jobInfo, rec *JobRecord, st map[PodID]*PodStatus) WorkloadStatus {
-	kind, ns, name := SplitOwner(info.Owner)
+	kind, _, name := SplitOwner(info.Owner)
+	ns, _, _ := cutKey(info.Key)
 	w := WorkloadStatus{Kind: kind, Namespace: ns, Name: name, Desired: info.Completions, Condition: rec.Condition}
 	w.Succeeded = rec.Succeeded()
 	for _, p := range rec.Pods {

@@ -311,3 +311,25 @@ func TestJobOnFailureRestartsCountTowardBackoffLimit(t *testing.T) {
 		return len(pods) == 0
 	})
 }
+
+// TestObjectsWithoutNamespace runs workloads whose metadata names no
+// namespace: their pods are in "default" and their status counts them.
+func TestObjectsWithoutNamespace(t *testing.T) {
+	f := runFakeTime(t, t.TempDir())
+	d := deployment("web", 2, "1d")
+	j := jobObj("once", 1, 1, "true")
+	s := workload("StatefulSet", "db")
+	s.StatefulSet = &reconcile.StatefulSetSpec{Replicas: ptr(int32(1)), Template: template("db")}
+	for _, o := range []*reconcile.Object{&d, &j, &s} {
+		o.Metadata.Namespace = ""
+	}
+	f.sync("r1", d, j, s)
+	f.until("all ready", 20, func() bool {
+		return f.workload("Deployment/default/web").Ready == 2 &&
+			f.workload("StatefulSet/default/db").Ready == 1 &&
+			f.workload("Job/default/once").Condition == reconcile.JobComplete
+	}, nil)
+	if w := f.workload("Job/default/once"); w.Succeeded != 1 {
+		t.Errorf("job status %+v", w)
+	}
+}

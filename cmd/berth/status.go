@@ -122,13 +122,13 @@ func workloadsFromPods(pods []reconcile.PodStatus) []reconcile.WorkloadStatus {
 	by := map[string]*reconcile.WorkloadStatus{}
 	var keys []string
 	for _, p := range pods {
-		kind, ns, name := reconcile.SplitOwner(p.Owner)
+		kind, _, name := reconcile.SplitOwner(p.Owner)
 		if kind == "" || kind == "Pod" {
 			continue
 		}
 		w := by[p.Owner]
 		if w == nil {
-			w = &reconcile.WorkloadStatus{Kind: kind, Namespace: ns, Name: name}
+			w = &reconcile.WorkloadStatus{Kind: kind, Namespace: p.ID.Namespace, Name: name}
 			by[p.Owner] = w
 			keys = append(keys, p.Owner)
 		}
