@@ -127,3 +127,28 @@ func TestExpandCronJobRuns(t *testing.T) {
 		t.Errorf("a CronJob without runs expanded to %d pods", len(x.pods))
 	}
 }
+
+func TestExpandWorkQueueJob(t *testing.T) {
+	j := testJob("queue", 1, 3, false)
+	j.Job.Completions = nil
+	pods, err := Expand([]Object{j}, "r", ExpandOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods) != 3 {
+		t.Fatalf("%d pods, want parallelism 3", len(pods))
+	}
+	// One success completes it (the controller's rule): nothing more runs.
+	rec := &JobRecord{Hash: jobHashOf(t, j), Pods: []JobPod{{Name: pods[1].ID.Name, Slot: 1, Phase: PodSucceeded}}}
+	if rec.Succeeded() < 1 {
+		t.Fatal("success not counted")
+	}
+	rec.Condition = JobComplete
+	pods, err = Expand([]Object{j}, "r", ExpandOptions{Records: &Records{Jobs: map[string]*JobRecord{"default/queue": rec}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods) != 1 || pods[0].Finished != PodSucceeded {
+		t.Errorf("complete work queue: %d pods", len(pods))
+	}
+}

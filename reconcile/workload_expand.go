@@ -312,8 +312,14 @@ func (e *expander) job(o *Object, meta ObjectMeta, s JobSpec, cron string) error
 	if rec.Failed > 0 && !rec.LastFailure.IsZero() {
 		retryAt = rec.LastFailure.Add(JobBackoff(rec.Failed))
 	}
+	slots := info.Completions
+	if s.Completions == nil {
+		// A work queue: parallelism pods; the first success completes
+		// the Job.
+		slots = parallelism
+	}
 	active := 0
-	for slot := 0; slot < info.Completions && active < parallelism; slot++ {
+	for slot := 0; slot < slots && active < parallelism; slot++ {
 		if done[slot] {
 			continue
 		}
