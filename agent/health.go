@@ -34,7 +34,7 @@ const (
 // unhealthy at once; so does a deadline passed with pods still waiting.
 //
 // When statuses (from a pod manager that restarts containers and runs
-// probes) are given, a pod with a status is judged by it instead: it is
+// probes) are given, pods are judged by them instead: it is
 // healthy when Ready (or Succeeded) for at least settle, and unhealthy
 // when Failed or when a container crashed crashes times (restarts, plus
 // an exit now waiting to be restarted).
@@ -49,10 +49,22 @@ func (w *healthWatch) evaluate(now time.Time, settle time.Duration, crashes int,
 		if d == nil {
 			continue // no longer desired: nothing to wait for
 		}
-		if st := statuses[id]; st != nil && st.Hash == d.Hash {
+		if statuses != nil {
+			// A pod manager restarts what exits: judge by its view only,
+			// and wait until it has one of this spec.
+			st := statuses[id]
+			if st == nil || st.Hash != d.Hash {
+				notReady = append(notReady, id.String())
+				continue
+			}
 			ok, why := judgeStatus(now, w.since, settle, crashes, d.Spec.RestartPolicy, st)
 			if why != "" {
 				return unhealthy, why
+			}
+			if ok && st.Phase != reconcile.PodSucceeded {
+				// The manager's view may trail the runtime: the containers
+				// must also run, settled, as containerd reports them now.
+				ok = runningSettled(now, w.since, settle, d, byID[id])
 			}
 			if !ok {
 				notReady = append(notReady, id.String())
@@ -144,4 +156,27 @@ func judgeStatus(now, watched time.Time, settle time.Duration, crashes int, poli
 		since = watched
 	}
 	return now.Sub(since) >= settle, ""
+}
+
+// runningSettled reports whether every app container of d runs in o, and
+// has for at least settle (counted from the watch when the runtime gives
+// no start time).
+func runningSettled(now, watched time.Time, settle time.Duration, d *reconcile.DesiredPod, o *reconcile.ObservedPod) bool {
+	if o == nil || o.Hash != d.Hash || !o.SandboxReady {
+		return false
+	}
+	for _, c := range d.Spec.Containers {
+		oc := o.Container(reconcile.AppContainer, c.Name)
+		if oc == nil || oc.State != reconcile.StateRunning {
+			return false
+		}
+		started := oc.StartedAt
+		if started.IsZero() {
+			started = watched
+		}
+		if now.Sub(started) < settle {
+			return false
+		}
+	}
+	return true
 }

@@ -232,7 +232,7 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 		podStatuses func() []reconcile.PodStatus
 	)
 	if o.podManager {
-		mgr = reconcile.NewManager(rt, reconcile.ManagerOptions{Node: c.node(), StateDir: c.stateDir, Logger: log})
+		mgr = reconcile.NewManager(rt, reconcile.ManagerOptions{Node: c.node(), StateDir: c.stateDir, Logger: log, AllowDeleteAll: o.allowMass})
 		reconciler, podStatuses = &agent.ManagerReconciler{Manager: mgr}, mgr.Pods
 	}
 	a, err := agent.New(agent.Config{

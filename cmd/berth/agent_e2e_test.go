@@ -291,7 +291,7 @@ func TestAgentWebhookRollbackAndNoRetry(t *testing.T) {
 	ra.webhook("hook-secret", "d-4", "{}")
 	st = ra.waitFor("rollback of v3", func(st *agent.Status) bool {
 		rev, ready := podRevision(st, "web")
-		return len(st.BadRevisions) == 1 && rev == c2 && ready
+		return len(st.BadRevisions) == 1 && rev == c2 && ready && st.Applied.Commit == c2
 	})
 	if st.BadRevisions[0].Commit != c3 || st.LastError == nil || st.LastError.Kind != "health" || !strings.Contains(st.LastError.Reason, "exited with code 7") {
 		t.Fatalf("bad revisions %+v, last error %+v", st.BadRevisions, st.LastError)
