@@ -226,6 +226,10 @@ func TestInitContainersInOrder(t *testing.T) {
 	if st.Display() != "Running" || !st.Ready {
 		t.Errorf("status %q ready %v", st.Display(), st.Ready)
 	}
+	// kubectl counts the sidecar in READY.
+	if r, n := st.ReadyCount(); r != 2 || n != 2 {
+		t.Errorf("READY %d/%d, want 2/2 (main and the proxy sidecar)", r, n)
+	}
 	// The sidecar is kept running: killed, it comes back.
 	if err := l.rt.Kill(d.ID, reconcile.InitContainer, "proxy", 1); err != nil {
 		t.Fatal(err)

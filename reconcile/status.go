@@ -46,14 +46,16 @@ type ContainerStatus struct {
 	Name string        `json:"name"`
 	Kind ContainerKind `json:"kind"`
 	// State is Waiting, Running or Terminated.
-	State        string    `json:"state"`
-	Reason       string    `json:"reason,omitempty"`
-	ExitCode     int       `json:"exitCode,omitempty"`
-	RestartCount int       `json:"restartCount"`
-	Ready        bool      `json:"ready"`
-	Started      bool      `json:"started"`
-	StartedAt    time.Time `json:"startedAt,omitzero"`
-	FinishedAt   time.Time `json:"finishedAt,omitzero"`
+	State        string `json:"state"`
+	Reason       string `json:"reason,omitempty"`
+	ExitCode     int    `json:"exitCode,omitempty"`
+	RestartCount int    `json:"restartCount"`
+	Ready        bool   `json:"ready"`
+	Started      bool   `json:"started"`
+	// Sidecar is set for an init container with restartPolicy Always.
+	Sidecar    bool      `json:"sidecar,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
 }
 
 // PodStatus is the state of a pod as berth sees it: from the runtime's
@@ -88,8 +90,17 @@ func (s PodStatus) Restarts() int {
 	return n
 }
 
-// ReadyCount returns how many app containers are ready, of how many.
+// ReadyCount returns how many app and sidecar containers are ready, of
+// how many, as kubectl's READY column counts them.
 func (s PodStatus) ReadyCount() (ready, total int) {
+	for _, c := range s.InitContainers {
+		if c.Sidecar {
+			total++
+			if c.Ready {
+				ready++
+			}
+		}
+	}
 	for _, c := range s.Containers {
 		total++
 		if c.Ready {
@@ -231,11 +242,12 @@ func ObservePod(o *ObservedPod, rec *PodRecord, spec *PodSpec) PodStatus {
 		// In the spec's order, with the containers not (yet) made.
 		for _, c := range spec.InitContainers {
 			inSpec["init/"+c.Name] = true
+			cs := missing(InitContainer, c.Name)
 			if oc := o.Container(InitContainer, c.Name); oc != nil {
-				st.InitContainers = append(st.InitContainers, conv(oc))
-			} else {
-				st.InitContainers = append(st.InitContainers, missing(InitContainer, c.Name))
+				cs = conv(oc)
 			}
+			cs.Sidecar = c.RestartPolicy == RestartAlways
+			st.InitContainers = append(st.InitContainers, cs)
 		}
 		for _, c := range spec.Containers {
 			inSpec["app/"+c.Name] = true
@@ -246,13 +258,23 @@ func ObservePod(o *ObservedPod, rec *PodRecord, spec *PodSpec) PodStatus {
 			}
 		}
 	}
+	appStarted := false
+	for i := range o.Containers {
+		if o.Containers[i].Kind == AppContainer && o.Containers[i].State != StateCreated {
+			appStarted = true
+		}
+	}
 	for i := range o.Containers {
 		c := &o.Containers[i]
 		if inSpec[string(c.Kind)+"/"+c.Name] {
 			continue
 		}
 		if c.Kind == InitContainer {
-			st.InitContainers = append(st.InitContainers, conv(c))
+			cs := conv(c)
+			// Without the spec: an init container that still runs next to
+			// started app containers is a sidecar.
+			cs.Sidecar = spec == nil && appStarted && c.State == StateRunning
+			st.InitContainers = append(st.InitContainers, cs)
 		} else {
 			st.Containers = append(st.Containers, conv(c))
 		}
