@@ -69,9 +69,14 @@ func ServeSandbox(r io.Reader, w io.Writer) int {
 		fmt.Fprintf(os.Stderr, "sandbox: read jobs: %v\n", err)
 		return 2
 	}
-	// Collect harder as the heap nears softMemory: packages evaluated in
-	// parallel then stay small. The hard bound is the parent's.
-	debug.SetMemoryLimit(softMemory)
+	// Collect harder as the heap nears softMemory (or half the bound, if
+	// that is less): packages evaluated in parallel then stay small. The
+	// hard bound is the parent's.
+	soft := int64(softMemory)
+	if v, err := strconv.ParseInt(os.Getenv(memoryEnv), 10, 64); err == nil && v > 0 {
+		soft = min(soft, v/2)
+	}
+	debug.SetMemoryLimit(soft)
 	// Evaluate packages on every CPU, each in its own CUE context, and
 	// write the results in order, each as soon as it and those before it
 	// are done: the parent blames the first package without a result.
@@ -111,6 +116,9 @@ func ServeSandbox(r io.Reader, w io.Writer) int {
 	}
 	return 0
 }
+
+// memoryEnv tells the child the memory bound.
+const memoryEnv = "BERTH_SANDBOX_MEMORY"
 
 // serialEnv makes the child evaluate one package at a time.
 const serialEnv = "BERTH_SANDBOX_SERIAL"
@@ -179,6 +187,7 @@ func (s *Sandbox) runChild(jobs []*cueJob, serial bool) (done []cueResult, failu
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
 	cmd.Env = append(os.Environ(), s.Env...)
+	cmd.Env = append(cmd.Env, memoryEnv+"="+strconv.FormatInt(limit, 10))
 	if serial {
 		cmd.Env = append(cmd.Env, serialEnv+"=1")
 	}

@@ -11,7 +11,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"berth.dev/berth/schema"
 	"berth.dev/berth/source"
@@ -48,9 +50,19 @@ func (c *cli) schemaOptions() schema.Options {
 	if sandboxed {
 		if exe, err := os.Executable(); err == nil {
 			opts.Sandbox = &schema.Sandbox{Command: []string{exe}, Env: []string{sandboxEnv + "=1"}}
+			opts.Sandbox.Timeout, opts.Sandbox.MemoryLimit = sandboxBounds()
 		}
 	}
 	return opts
+}
+
+// sandboxBounds reads the CUE sandbox's bounds from BERTH_CUE_TIMEOUT (a
+// duration such as 5s) and BERTH_CUE_MEMORY (MiB); zero means the
+// defaults, 10 s and 512 MiB.
+func sandboxBounds() (time.Duration, int64) {
+	d, _ := time.ParseDuration(os.Getenv("BERTH_CUE_TIMEOUT"))
+	mib, _ := strconv.ParseInt(os.Getenv("BERTH_CUE_MEMORY"), 10, 64)
+	return max(d, 0), max(mib, 0) << 20
 }
 
 func vetFlags(fs *flag.FlagSet, c *cli) {

@@ -189,13 +189,14 @@ func TestVetSandboxBinary(t *testing.T) {
 		"ok/good.cue": "package ok\n\ncm: {apiVersion: \"v1\", kind: \"ConfigMap\", metadata: name: \"cm\"}\n",
 	})
 	cmd := exec.Command(exe, "vet", dir)
+	cmd.Env = append(os.Environ(), "BERTH_CUE_MEMORY=192", "BERTH_CUE_TIMEOUT=60s")
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("vet: %v, want exit 1; stderr: %s", err, errOut.String())
 	}
-	want := "./bad/bad.cue: CUE evaluation of this package used more than 512 MiB of memory\n"
+	want := "./bad/bad.cue: CUE evaluation of this package used more than 192 MiB of memory\n"
 	if out.String() != want {
 		t.Errorf("stdout %q, want %q", out.String(), want)
 	}
