@@ -45,6 +45,9 @@ bench-compare: deps build ## berth against podman kube play on the same 10- and 
 bench-plan: build ## measure berth plan --inventory: 500 devices in 10 label groups over 50 objects (no containerd)
 	bench/plan.sh
 
+bench-vet: build ## measure berth vet on 1000 objects in YAML and in CUE (no containerd)
+	bench/vet.sh
+
 bench-agent: deps build ## berth agent: push to pod replaced (webhook, local directory) and the idle footprint with 50 pods
 	$(SUDO) bench/agent.sh
 
