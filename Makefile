@@ -54,4 +54,4 @@ bench-agent: deps build ## berth agent: push to pod replaced (webhook, local dir
 clean: ## remove build output
 	rm -rf bin
 
-.PHONY: help build deps demo demo-clean test test-unit vet bench bench-compare bench-plan clean bench-agent
+.PHONY: help build deps demo demo-clean test test-unit vet bench bench-compare bench-plan bench-vet clean bench-agent
