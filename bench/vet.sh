@@ -9,7 +9,7 @@
 # time, and the largest peak RSS of any berth process (the command or its
 # CUE child), from GNU time.
 #
-#   bench/vet.sh                      (needs bin/berth; make build builds it)
+#   make bench-vet, or bench/vet.sh   (needs bin/berth; make build builds it)
 #   N=2000 REPS=3 bench/vet.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
