@@ -156,7 +156,9 @@ func (c *cli) plan(ctx context.Context) (*revision, *reconcile.Plan, *ctrd.Runti
 		rt.Close()
 		return nil, nil, nil, fmt.Errorf("list pods: %w", err)
 	}
-	return rev, reconcile.MakePlan(rev.src.Commit, desired, observed), rt, nil
+	p := reconcile.MakePlan(rev.src.Commit, desired, observed)
+	p.HoldBack(rev.objects)
+	return rev, p, rt, nil
 }
 
 func runApply(ctx context.Context, c *cli, args []string) error {
