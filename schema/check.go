@@ -35,9 +35,29 @@ func at(path []cue.Selector, parts ...any) []cue.Selector {
 }
 
 // checkMeta checks what the schema cannot say about metadata: the length of
-// a label or annotation key's prefix.
+// a label or annotation key's prefix, and annotations that ask for
+// something berth does not do.
 func checkMeta(x *validator, m *reconcile.ObjectMeta) {
 	checkKeyPrefixes(x, sel("metadata"), m)
+	checkAnnotations(x, sel("metadata"), m.Annotations)
+}
+
+// ignoredAnnotations are annotation prefixes that ask the kubelet for
+// something berth does not do; they are warnings, errors with --strict.
+var ignoredAnnotations = map[string]string{
+	"container.apparmor.security.beta.kubernetes.io/": "AppArmor profiles are not applied by berth",
+	"seccomp.security.alpha.kubernetes.io/":           "seccomp annotations are not read by berth; use securityContext.seccompProfile",
+	"container.seccomp.security.alpha.kubernetes.io/": "seccomp annotations are not read by berth; use securityContext.seccompProfile",
+}
+
+func checkAnnotations(x *validator, path []cue.Selector, annotations map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(annotations)) {
+		for prefix, why := range ignoredAnnotations {
+			if strings.HasPrefix(k, prefix) {
+				x.warnAt(at(path, "annotations", k), "annotation not honoured: "+why)
+			}
+		}
+	}
 }
 
 func checkKeyPrefixes(x *validator, path []cue.Selector, m *reconcile.ObjectMeta) {
@@ -68,6 +88,7 @@ type podContext struct {
 // template's labels, the restart policy suits the kind, and the pod spec.
 func checkTemplate(x *validator, kind string, selector *reconcile.LabelSelector, t *reconcile.PodTemplateSpec, claims map[string]string, always bool) {
 	checkKeyPrefixes(x, sel("spec", "template", "metadata"), &t.Metadata)
+	checkAnnotations(x, sel("spec", "template", "metadata"), t.Metadata.Annotations)
 	checkSelector(x, sel("spec"), selector, t.Metadata.Labels, true)
 	if always && t.Spec.RestartPolicy != "" && t.Spec.RestartPolicy != reconcile.RestartAlways {
 		x.reportAt(sel("spec", "template", "spec", "restartPolicy"),
@@ -80,6 +101,7 @@ func checkTemplate(x *validator, kind string, selector *reconcile.LabelSelector,
 func checkJob(x *validator, path []cue.Selector, j *reconcile.JobSpec) {
 	tpath := at(path, "template")
 	checkKeyPrefixes(x, at(tpath, "metadata"), &j.Template.Metadata)
+	checkAnnotations(x, at(tpath, "metadata"), j.Template.Metadata.Annotations)
 	switch j.Template.Spec.RestartPolicy {
 	case reconcile.RestartOnFailure, reconcile.RestartNever:
 	case "":

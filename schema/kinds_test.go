@@ -120,3 +120,15 @@ func TestQuotedTag(t *testing.T) {
 		t.Errorf("name %q, want zone-eu-1", got)
 	}
 }
+
+func TestStrictMakesIgnoredAnnotationsErrors(t *testing.T) {
+	fsys := fstest.MapFS{"p.yaml": {Data: []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {seccomp.security.alpha.kubernetes.io/pod: runtime/default}\nspec: {containers: [{name: c, image: busybox}]}\n")}}
+	if res, err := Load(fsys, Options{}); err != nil || len(res.Warnings) != 1 || len(res.Objects) != 1 {
+		t.Fatalf("without Strict: %v, %v", res, err)
+	}
+	got := diagnostics(t, func() error { _, err := Load(fsys, Options{Strict: true}); return err }())
+	want := []string{`./p.yaml:5:59: Pod/default/p: metadata.annotations."seccomp.security.alpha.kubernetes.io/pod": annotation not honoured: seccomp annotations are not read by berth; use securityContext.seccompProfile`}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("with Strict (-want +got):\n%s", d)
+	}
+}

@@ -660,7 +660,7 @@ func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
 	}()
 	obj = identity(c.d)
 	obj.Source = c.start
-	x := &validator{ctx: l.ctx, object: objectName(obj), root: c.d, start: c.start}
+	x := &validator{ctx: l.ctx, object: objectName(obj), root: c.d, start: c.start, strict: l.opts.Strict}
 	defer func() { l.diags = append(l.diags, x.diags...) }()
 
 	kindV := c.d.LookupPath(cue.MakePath(cue.Str("kind")))
@@ -736,7 +736,7 @@ func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
 	}
 	checkMeta(x, &obj.Metadata)
 	info.check(x, &obj)
-	return obj, len(x.diags) == 0
+	return obj, len(x.diags) == x.warnings
 }
 
 // identity reads apiVersion, kind, namespace and name from the user's value

@@ -32,6 +32,9 @@ type validator struct {
 	// start is where the object starts, the fallback position.
 	start reconcile.Position
 	diags []Diagnostic
+	// strict makes warnings errors; warnings counts the warnings in diags.
+	strict   bool
+	warnings int
 }
 
 // walk validates the user's value d at path against the schema s; u is the
@@ -236,6 +239,17 @@ func (x *validator) reportAt(path []cue.Selector, msg string) {
 		}
 	}
 	x.report(token.NoPos, path, msg)
+}
+
+// warnAt reports a warning at the user's value at path; with strict, an
+// error.
+func (x *validator) warnAt(path []cue.Selector, msg string) {
+	n := len(x.diags)
+	x.reportAt(path, msg)
+	if !x.strict {
+		x.diags[n].Severity = SeverityWarning
+		x.warnings++
+	}
 }
 
 func (x *validator) report(pos token.Pos, path []cue.Selector, msg string) {
