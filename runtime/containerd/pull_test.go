@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containerd/containerd/v2/client"
@@ -60,6 +61,14 @@ func TestPullFromLoopbackRegistry(t *testing.T) {
 	}
 	if ok, err := pulled.IsUnpacked(ctx(t), "overlayfs"); err != nil || !ok {
 		t.Errorf("pulled image unpacked = %v, %v", ok, err)
+	}
+	// By digest: the same content, pinned.
+	byDigest := reg + "/berth/busybox@" + pulled.Target().Digest.String()
+	if err := rt.EnsureImage(ctx(t), byDigest, reconcile.PullIfNotPresent); err != nil {
+		t.Errorf("EnsureImage by digest: %v", err)
+	}
+	if err := rt.EnsureImage(ctx(t), reg+"/berth/busybox@sha256:"+strings.Repeat("0", 64), reconcile.PullIfNotPresent); !errors.Is(err, reconcile.ErrImagePull) {
+		t.Errorf("EnsureImage of a digest the registry lacks: %v, want ErrImagePull", err)
 	}
 	pod := runtimetest.NewPod("pulled", runtimetest.Exiter("main", ref, "4"))
 	runtimetest.Up(t, rt, pod)
