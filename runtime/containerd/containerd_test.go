@@ -116,9 +116,24 @@ func TestContract(t *testing.T) {
 
 func ctx(t *testing.T) context.Context { return runtimetest.Context(t) }
 
-// logOf returns what a container wrote to its log, one line per line.
+// logOf returns what a container wrote to its log, one line per line,
+// once the log driver has caught up (the log stopped growing).
 func logOf(t *testing.T, rt *containerd.Runtime, id reconcile.PodID, name string) string {
 	t.Helper()
+	path := rt.Paths(id).LogPath(name)
+	last, stable := int64(-1), 0
+	for deadline := time.Now().Add(5 * time.Second); stable < 3 && time.Now().Before(deadline); {
+		var size int64
+		if st, err := os.Stat(path); err == nil {
+			size = st.Size()
+		}
+		if size == last {
+			stable++
+		} else {
+			last, stable = size, 0
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
 	lines, err := crilog.ReadLines(rt.Paths(id).LogPath(name), crilog.ReadOptions{Tail: -1})
 	if err != nil {
 		t.Fatalf("read log of %s: %v", name, err)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -206,5 +207,33 @@ func TestRawLogsHaveNoDriverButRead(t *testing.T) {
 	b, _ := os.ReadFile(rt.Paths(pod.ID).LogPath("main"))
 	if strings.Contains(string(b), " stdout F ") {
 		t.Errorf("raw log is in the CRI format: %q", b)
+	}
+}
+
+func TestMemoryEmptyDirAndSecretTmpfsReplay(t *testing.T) {
+	rt, e := newRuntime(t)
+	c := script("main", "dd if=/dev/zero of=/scratch/big bs=1M count=8 2>/dev/null && echo WROTE-8M; rm -f /scratch/big; dd if=/dev/zero of=/scratch/small bs=1M count=1 2>/dev/null && echo wrote-1m; cat /secret/key; echo")
+	c.VolumeMounts = []reconcile.VolumeMount{{Name: "scratch", MountPath: "/scratch"}, {Name: "sec", MountPath: "/secret"}}
+	pod := runtimetest.NewPod("tmpfs", c)
+	pod.Spec.Volumes = []reconcile.Volume{
+		{Name: "scratch", EmptyDir: &reconcile.EmptyDirVolumeSource{Medium: "Memory", SizeLimit: "4Mi"}},
+		{Name: "sec", Secret: &reconcile.SecretVolumeSource{SecretName: "s"}},
+	}
+	pod.Secrets = map[string]*reconcile.SecretData{"s": {Data: map[string][]byte{"key": []byte("value")}}}
+	// A CreateSandbox replayed after a crash mounts nothing twice.
+	if err := rt.CreateSandbox(ctx(t), pod); err != nil {
+		t.Fatal(err)
+	}
+	upChecked(t, rt, e, pod)
+	out, code := waitOutput(t, rt, pod, "main")
+	if out != "wrote-1m\nvalue\n" {
+		t.Logf("exit %d", code)
+		t.Errorf("output %q: want the 8 MiB write refused by the 4Mi sizeLimit, 1 MiB written, the secret read", out)
+	}
+	dir := rt.Paths(pod.ID).Dir
+	for _, v := range []string{"scratch", "sec"} {
+		if n := len(testenv.MountsUnder(filepath.Join(dir, "volumes", v))); n != 1 {
+			t.Errorf("volume %s is mounted %d times, want once (a tmpfs)", v, n)
+		}
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -199,6 +201,10 @@ func IsDriver() bool {
 // code, an eager garbage collector.
 func DriverMain() int {
 	runtime.GOMAXPROCS(1)
+	// The shim sends SIGTERM when it closes the container's streams; the
+	// driver ends on its own once it has written what they still held
+	// (the shim kills it if that takes too long).
+	signal.Ignore(syscall.SIGTERM)
 	debug.SetGCPercent(20)
 	debug.SetMemoryLimit(4 << 20)
 	args := map[string]string{}

@@ -114,9 +114,13 @@ func Follow(ctx context.Context, path string, off int64, w io.Writer, done func(
 	br := bufio.NewReaderSize(f, 64<<10)
 	var pending []byte
 	final, drained := false, false
+	var quiet time.Time
 	for {
 		chunk, err := br.ReadBytes('\n')
 		pending = append(pending, chunk...)
+		if len(chunk) > 0 {
+			quiet = time.Now()
+		}
 		if err == nil {
 			_, _, isPartial, msg, perr := ParseEntry(bytes.TrimSuffix(pending, []byte{'\n'}))
 			if perr != nil {
@@ -156,16 +160,23 @@ func Follow(ctx context.Context, path string, off int64, w io.Writer, done func(
 			}
 		}
 		if final {
-			return nil
-		}
-		if done != nil && done() {
-			final = true // one more pass for what came before the end
+			// The writer may lag behind the container's end: stop once
+			// nothing more came for a moment.
+			if time.Since(quiet) > 300*time.Millisecond {
+				return nil
+			}
+		} else if done != nil && done() {
+			final, quiet = true, time.Now()
 			continue
+		}
+		wait := 200 * time.Millisecond
+		if final {
+			wait = 50 * time.Millisecond
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
