@@ -32,6 +32,25 @@ func RegistryWithAuth(tb testing.TB, user, password string) string {
 
 func startRegistry(tb testing.TB, user, password string) string {
 	tb.Helper()
+	auth := ""
+	if user != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		htpasswd := filepath.Join(tb.TempDir(), "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: berth-test\n    path: %s\n", htpasswd)
+	}
+	return startRegistryConfig(tb, auth, user != "")
+}
+
+// startRegistryConfig starts docker-registry with auth (a YAML "auth:"
+// section, or empty for none); protected says whether /v2/ answers 401.
+func startRegistryConfig(tb testing.TB, auth string, protected bool) string {
+	tb.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		tb.Fatalf("testenv: docker-registry not found (apt-get install docker-registry): %v", err)
@@ -54,17 +73,7 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "data"), addr)
-	if user != "" {
-		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		htpasswd := filepath.Join(dir, "htpasswd")
-		if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
-			tb.Fatal(err)
-		}
-		config += fmt.Sprintf("auth:\n  htpasswd:\n    realm: berth-test\n    path: %s\n", htpasswd)
-	}
+	config += auth
 	configPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		tb.Fatal(err)
@@ -95,7 +104,7 @@ http:
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK || user != "" && resp.StatusCode == http.StatusUnauthorized {
+			if resp.StatusCode == http.StatusOK || protected && resp.StatusCode == http.StatusUnauthorized {
 				return addr
 			}
 		}

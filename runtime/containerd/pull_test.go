@@ -197,3 +197,22 @@ func emptyAuth(t *testing.T) string {
 	}
 	return f
 }
+
+func TestPullWithTokenAuth(t *testing.T) {
+	reg := testenv.RegistryWithTokenAuth(t, "berth", "t0ken pass")
+	ref := reg + "/private/busybox:1"
+	pushBusybox(t, ref, "berth", "t0ken pass")
+
+	anon, _ := newRuntime(t)
+	if err := anon.EnsureImage(ctx(t), ref, reconcile.PullIfNotPresent); !errors.Is(err, reconcile.ErrImagePull) {
+		t.Errorf("anonymous pull from a token-auth registry: %v, want ErrImagePull", err)
+	}
+	file := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(file, dockerConfig(reg, "berth", "t0ken pass"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := newRuntime(t, func(o *containerd.Options) { o.Registry.AuthFile = file })
+	if err := rt.EnsureImage(ctx(t), ref, reconcile.PullIfNotPresent); err != nil {
+		t.Errorf("pull with a token obtained with the node's credentials: %v", err)
+	}
+}
