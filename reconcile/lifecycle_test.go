@@ -367,3 +367,34 @@ func TestNeverRestartsNothing(t *testing.T) {
 		t.Errorf("the pod was made again: %v", calls)
 	}
 }
+
+func TestNewSandboxRunsInitContainersAgain(t *testing.T) {
+	l := newLifecycle(t)
+	d := lifecyclePod(t, func(s *reconcile.PodSpec) {
+		s.InitContainers = []reconcile.Container{{Name: "setup", Image: img, Command: []string{"true"}}}
+	})
+	for range 3 {
+		l.step(d)
+	}
+	// The sandbox is lost, as in a reboot: the init container runs again
+	// before the app container.
+	if err := l.rt.RemovePod(context.Background(), d.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	l.rt.ResetCalls()
+	for range 3 {
+		l.step(d)
+	}
+	var starts []string
+	for _, c := range l.rt.Calls() {
+		if s, ok := strings.CutPrefix(c, "StartContainer "); ok {
+			starts = append(starts, s[strings.LastIndex(s, "/")+1:])
+		}
+	}
+	if diff := cmp.Diff([]string{"setup", "main"}, starts); diff != "" {
+		t.Errorf("starts after a new sandbox (-want +got):\n%s", diff)
+	}
+	if st := l.status(d); st.Restarts() != 2 || !st.Ready {
+		t.Errorf("restarts %d ready %v, want 2 (one per container) and ready", st.Restarts(), st.Ready)
+	}
+}

@@ -502,12 +502,11 @@ func deathTime(oc *ObservedContainer, now time.Time) time.Time {
 // containers under the restart policy; it sets the pod's terminal phase.
 func (w *podWorker) syncContainers(ctx context.Context, d *DesiredPod, obs *ObservedPod, rec *PodRecord, now time.Time) (time.Time, error) {
 	policy := d.Spec.RestartPolicy
+	// Init containers are done once an app container ran in this sandbox;
+	// a new sandbox (after a reboot) runs them again, as kubelet does.
 	appStarted := false
 	for _, c := range d.Spec.Containers {
 		if oc := obs.Container(AppContainer, c.Name); oc != nil && oc.State != StateCreated {
-			appStarted = true
-		}
-		if rec.container(AppContainer, c.Name).Started {
 			appStarted = true
 		}
 	}
