@@ -34,13 +34,14 @@ type ManagerOptions struct {
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
 	BackoffReset   time.Duration
-	// AllowDeleteAll lets a revision that wants no pod at all remove
+	// AllowDeleteAll lets a revision that declares no workload remove
 	// every pod berth runs; without it Sync refuses such a revision.
 	AllowDeleteAll bool
 }
 
-// ErrDeleteAll is returned by Sync for a revision that would remove every
-// pod berth runs, unless ManagerOptions.AllowDeleteAll is set.
+// ErrDeleteAll is returned by Sync for a revision that declares no
+// workload at all while pods run (an empty repository, a wrong --path),
+// unless ManagerOptions.AllowDeleteAll is set.
 var ErrDeleteAll = errors.New("the revision would delete every pod berth runs here")
 
 func (o *ManagerOptions) defaults() {
@@ -138,7 +139,7 @@ func (m *Manager) Sync(ctx context.Context, revision string, objs []Object) erro
 	if err != nil {
 		return err
 	}
-	if len(x.pods) == 0 && !m.opts.AllowDeleteAll {
+	if len(x.pods) == 0 && !declaresWorkloads(objs) && !m.opts.AllowDeleteAll {
 		observed, err := m.rt.List(ctx)
 		if err != nil {
 			return fmt.Errorf("list pods: %w", err)
@@ -452,4 +453,16 @@ func (m *Manager) forgetDeployments(objs []Object) {
 			m.log.Warn("remove deployment record", "deployment", key, "error", err)
 		}
 	}
+}
+
+// declaresWorkloads reports whether objs declare any object that makes
+// pods, whether or not it wants any on this node now.
+func declaresWorkloads(objs []Object) bool {
+	for i := range objs {
+		switch objs[i].Kind {
+		case "Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob":
+			return true
+		}
+	}
+	return false
 }
