@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -35,17 +38,38 @@ func ParseEntry(b []byte) (t time.Time, stream string, partial bool, msg []byte,
 	return t, string(f[1]), string(f[2]) == "P", msg, nil
 }
 
-// Files returns the log files of path, oldest first: <path>.N-1 … <path>.1,
+// Files returns the log files of path, oldest first: <path>.N … <path>.1,
 // <path>. Missing ones are skipped.
 func Files(path string) []string {
+	ents, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		return nil
+	}
+	base := filepath.Base(path)
+	type rotated struct {
+		n    int
+		path string
+	}
+	var old []rotated
 	var out []string
-	for i := 64; i >= 1; i-- {
-		p := path + "." + strconv.Itoa(i)
-		if _, err := os.Stat(p); err == nil {
-			out = append(out, p)
+	current := false
+	for _, e := range ents {
+		name := e.Name()
+		if name == base {
+			current = true
+			continue
+		}
+		if rest, ok := strings.CutPrefix(name, base+"."); ok {
+			if n, err := strconv.Atoi(rest); err == nil && n > 0 {
+				old = append(old, rotated{n, filepath.Join(filepath.Dir(path), name)})
+			}
 		}
 	}
-	if _, err := os.Stat(path); err == nil {
+	sort.Slice(old, func(i, j int) bool { return old[i].n > old[j].n })
+	for _, r := range old {
+		out = append(out, r.path)
+	}
+	if current {
 		out = append(out, path)
 	}
 	return out
