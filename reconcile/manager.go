@@ -132,7 +132,7 @@ func (m *Manager) execer() Execer {
 // the manager starts moving the host to it.
 func (m *Manager) Sync(ctx context.Context, revision string, objs []Object) error {
 	recs, err := m.store.Load()
-	if err != nil {
+	if err != nil && recs == nil {
 		return fmt.Errorf("read records: %w", err)
 	}
 	x, err := expand(objs, revision, m.expandOptions(recs))
@@ -258,7 +258,9 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 		return now.Add(m.opts.ResyncInterval)
 	}
 	recs, err := m.store.Load()
-	if err != nil {
+	if err != nil && recs != nil {
+		m.log.Error("unreadable records are ignored", "error", err)
+	} else if err != nil {
 		m.log.Warn("read records", "error", err)
 		return now.Add(m.opts.ResyncInterval)
 	}

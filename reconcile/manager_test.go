@@ -230,3 +230,25 @@ func TestClaimRetentionPolicy(t *testing.T) {
 		t.Error("claims of a set with the default Retain policy were deleted")
 	}
 }
+
+func TestCorruptRecordIsSkipped(t *testing.T) {
+	dir := t.TempDir()
+	store := reconcile.NewRecordStore(dir)
+	if err := store.WriteJob("default/good", &reconcile.JobRecord{Hash: "h", Condition: reconcile.JobComplete}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(store.Dir+"/jobs/default_bad.json", []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := store.Load()
+	if !errors.Is(err, reconcile.ErrCorruptRecord) || recs == nil || recs.Jobs["default/good"] == nil {
+		t.Fatalf("Load = %v, %v; want the good record and ErrCorruptRecord", recs, err)
+	}
+	// The manager carries on.
+	rt := fake.New(img)
+	m, _ := running(t, rt, dir)
+	if err := m.Sync(context.Background(), "r1", []reconcile.Object{podObj("a", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a running", func() bool { return cmp.Equal(runningPods(rt), []string{"a"}) })
+}

@@ -26,17 +26,20 @@ func NewRecordStore(stateDir string) *RecordStore {
 func fileKey(key string) string { return strings.ReplaceAll(key, "/", "_") + ".json" }
 
 // Load reads the Job and CronJob records. A store that does not exist
-// holds no records.
+// holds no records. Records that cannot be decoded are left out and named
+// in an error that wraps ErrCorruptRecord, returned with the others.
 func (s *RecordStore) Load() (*Records, error) {
 	r := &Records{Jobs: map[string]*JobRecord{}, CronJobs: map[string]*CronJobRecord{}}
 	if s == nil {
 		return r, nil
 	}
-	if err := loadAll(filepath.Join(s.Dir, "jobs"), func() any { return &JobRecord{} }, func(k string, v any) { r.Jobs[k] = v.(*JobRecord) }); err != nil {
+	errJobs := loadAll(filepath.Join(s.Dir, "jobs"), func() any { return &JobRecord{} }, func(k string, v any) { r.Jobs[k] = v.(*JobRecord) })
+	errCron := loadAll(filepath.Join(s.Dir, "cronjobs"), func() any { return &CronJobRecord{} }, func(k string, v any) { r.CronJobs[k] = v.(*CronJobRecord) })
+	if err := errors.Join(errJobs, errCron); err != nil && !onlyCorrupt(err) {
 		return nil, err
-	}
-	if err := loadAll(filepath.Join(s.Dir, "cronjobs"), func() any { return &CronJobRecord{} }, func(k string, v any) { r.CronJobs[k] = v.(*CronJobRecord) }); err != nil {
-		return nil, err
+	} else if err != nil {
+		// The records that could be read, and the error naming the others.
+		return r, err
 	}
 	return r, nil
 }
@@ -60,6 +63,10 @@ func (s *RecordStore) Deployments() (map[string]*DeploymentRecord, error) {
 	return out, err
 }
 
+// ErrCorruptRecord marks records that could not be read; the others are
+// still returned.
+var ErrCorruptRecord = errors.New("corrupt record")
+
 func loadAll(dir string, mk func() any, put func(string, any)) error {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -68,6 +75,7 @@ func loadAll(dir string, mk func() any, put func(string, any)) error {
 	if err != nil {
 		return err
 	}
+	var bad []error
 	for _, e := range ents {
 		name := e.Name()
 		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
@@ -76,14 +84,14 @@ func loadAll(dir string, mk func() any, put func(string, any)) error {
 		v := mk()
 		if ok, err := record.Read(dir, name, v); err != nil || !ok {
 			if err != nil {
-				return err
+				bad = append(bad, &corruptError{path: filepath.Join(dir, name), err: err})
 			}
 			continue
 		}
 		key := strings.Replace(strings.TrimSuffix(name, ".json"), "_", "/", 1)
 		put(key, v)
 	}
-	return nil
+	return errors.Join(bad...)
 }
 
 func (s *RecordStore) write(kind, key string, v any) error {
@@ -150,4 +158,31 @@ func (s *RecordStore) WriteWorkloads(ws []WorkloadStatus) error {
 func (s *RecordStore) Workloads() (ws []WorkloadStatus, ok bool, err error) {
 	ok, err = record.Read(s.Dir, workloadsFile, &ws)
 	return ws, ok, err
+}
+
+// corruptError is a record that cannot be decoded.
+type corruptError struct {
+	path string
+	err  error
+}
+
+func (e *corruptError) Error() string        { return "corrupt record " + e.path + ": " + e.err.Error() }
+func (e *corruptError) Is(target error) bool { return target == ErrCorruptRecord }
+func (e *corruptError) Unwrap() error        { return e.err }
+
+// onlyCorrupt reports whether every error joined in err is a corrupt
+// record.
+func onlyCorrupt(err error) bool {
+	if _, ok := err.(*corruptError); ok {
+		return true
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyCorrupt(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
