@@ -150,3 +150,18 @@ func TestReadRawLines(t *testing.T) {
 		t.Errorf("raw lines (-want +got):\n%s", diff)
 	}
 }
+
+func FuzzParseEntry(f *testing.F) {
+	f.Add([]byte("2026-11-29T18:15:31.024519233Z stdout F hello"))
+	f.Add([]byte("2026-11-29T18:15:31Z stderr P "))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ts, stream, _, msg, err := ParseEntry(b)
+		if err != nil {
+			return
+		}
+		if stream != "stdout" && stream != "stderr" || len(msg) > len(b) {
+			t.Errorf("ParseEntry(%q) = %v, %q, %q", b, ts, stream, msg)
+		}
+	})
+}

@@ -32,10 +32,14 @@ func ParseEntry(b []byte) (t time.Time, stream string, partial bool, msg []byte,
 	if err != nil {
 		return t, "", false, nil, fmt.Errorf("malformed log time: %w", err)
 	}
+	stream, tag := string(f[1]), string(f[2])
+	if stream != "stdout" && stream != "stderr" || tag != "F" && tag != "P" {
+		return t, "", false, nil, fmt.Errorf("malformed log entry %q", b)
+	}
 	if len(f) == 4 {
 		msg = f[3]
 	}
-	return t, string(f[1]), string(f[2]) == "P", msg, nil
+	return t, stream, tag == "P", msg, nil
 }
 
 // Files returns the log files of path, oldest first: <path>.N … <path>.1,
