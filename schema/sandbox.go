@@ -3,7 +3,6 @@ package schema
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"berth.dev/berth/reconcile"
@@ -34,10 +35,12 @@ const (
 // Command, a program that calls ServeSandbox (berth re-executes itself with
 // a hidden argument; a test binary uses TestMain).
 //
-// The child evaluates the packages one after the other and streams a result
-// per package. When it is killed (deadline, memory) or crashes (stack
-// overflow), the package it was evaluating gets an error naming the bound
-// and the packages after it are evaluated by a new child.
+// The child evaluates packages on every CPU and streams a result per
+// package, in order; it is kept for the next load, so a revision that
+// changes one package does not pay for a process start. When it is killed
+// (deadline, memory) or crashes (stack overflow), the remaining packages
+// are evaluated again one at a time by a new child, so that the package at
+// fault gets the error naming the bound and the others still load.
 type Sandbox struct {
 	// Command is the program and its arguments.
 	Command []string
@@ -49,6 +52,20 @@ type Sandbox struct {
 	// MemoryLimit bounds the child's resident memory, in bytes; zero means
 	// DefaultCUEMemory.
 	MemoryLimit int64
+
+	mu    sync.Mutex
+	child *sandboxChild
+}
+
+// Close stops the child the Sandbox keeps between loads, if any. A child
+// also ends by itself when this process exits.
+func (s *Sandbox) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.child != nil {
+		_ = s.child.stop()
+		s.child = nil
+	}
 }
 
 // softMemory is the heap size above which the child collects garbage
@@ -64,11 +81,6 @@ const maxStack = 64 << 20
 // the process exit code.
 func ServeSandbox(r io.Reader, w io.Writer) int {
 	debug.SetMaxStack(maxStack)
-	var jobs []*cueJob
-	if err := gob.NewDecoder(r).Decode(&jobs); err != nil {
-		fmt.Fprintf(os.Stderr, "sandbox: read jobs: %v\n", err)
-		return 2
-	}
 	// Collect harder as the heap nears softMemory (or half the bound, if
 	// that is less): packages evaluated in parallel then stay small. The
 	// hard bound is the parent's.
@@ -77,18 +89,40 @@ func ServeSandbox(r io.Reader, w io.Writer) int {
 		soft = min(soft, v/2)
 	}
 	debug.SetMemoryLimit(soft)
-	// Evaluate packages on every CPU, each in its own CUE context, and
-	// write the results in order, each as soon as it and those before it
-	// are done: the parent blames the first package without a result.
+	workers := runtime.GOMAXPROCS(0)
+	if os.Getenv(serialEnv) == "1" {
+		workers = 1
+	}
+	dec := gob.NewDecoder(r)
+	bw := bufio.NewWriter(w)
+	enc := gob.NewEncoder(bw)
+	// Batches come one after the other until the parent closes the pipe.
+	for {
+		var jobs []*cueJob
+		if err := dec.Decode(&jobs); err != nil {
+			if err == io.EOF {
+				return 0
+			}
+			fmt.Fprintf(os.Stderr, "sandbox: read jobs: %v\n", err)
+			return 2
+		}
+		if !serveBatch(jobs, workers, enc, bw) {
+			return 2
+		}
+		// Give the batch's memory back, so that an idle child is small.
+		debug.FreeOSMemory()
+	}
+}
+
+// serveBatch evaluates packages on up to workers CPUs, each in its own CUE
+// context, and writes the results in order, each as soon as it and those
+// before it are done: the parent blames the first package without a result.
+func serveBatch(jobs []*cueJob, workers int, enc *gob.Encoder, bw *bufio.Writer) bool {
 	results := make([]chan cueResult, len(jobs))
 	for i := range results {
 		results[i] = make(chan cueResult, 1)
 	}
 	next := make(chan int)
-	workers := runtime.GOMAXPROCS(0)
-	if os.Getenv(serialEnv) == "1" {
-		workers = 1
-	}
 	for range min(workers, len(jobs)) {
 		go func() {
 			for i := range next {
@@ -102,19 +136,17 @@ func ServeSandbox(r io.Reader, w io.Writer) int {
 		}
 		close(next)
 	}()
-	bw := bufio.NewWriter(w)
-	enc := gob.NewEncoder(bw)
 	for i := range jobs {
 		res := <-results[i]
 		if err := enc.Encode(&res); err != nil {
 			fmt.Fprintf(os.Stderr, "sandbox: write result: %v\n", err)
-			return 2
+			return false
 		}
 		if err := bw.Flush(); err != nil {
-			return 2
+			return false
 		}
 	}
-	return 0
+	return true
 }
 
 // memoryEnv tells the child the memory bound.
@@ -164,115 +196,176 @@ func packagePos(j *cueJob) (p reconcile.Position) {
 	return p
 }
 
-// runChild starts one child for jobs and returns the results it delivered.
-// failure, when not empty, says why the child stopped before the next job
-// was done.
-func (s *Sandbox) runChild(jobs []*cueJob, serial bool) (done []cueResult, failure string, err error) {
+// sandboxChild is a running child process and the streams to it.
+type sandboxChild struct {
+	cmd     *exec.Cmd
+	in      io.WriteCloser
+	enc     *gob.Encoder
+	results chan childMsg
+	stderr  *bytes.Buffer
+	serial  bool
+}
+
+type childMsg struct {
+	res cueResult
+	err error
+}
+
+// start starts a child.
+func (s *Sandbox) start(serial bool) (*sandboxChild, error) {
 	if len(s.Command) == 0 {
-		return nil, "", errors.New("sandbox: no command")
+		return nil, errors.New("sandbox: no command")
 	}
-	timeout := s.Timeout
-	if timeout <= 0 {
-		timeout = DefaultCUETimeout
-	}
-	limit := s.MemoryLimit
-	if limit <= 0 {
-		limit = DefaultCUEMemory
-	}
-	var in bytes.Buffer
-	if err := gob.NewEncoder(&in).Encode(jobs); err != nil {
-		return nil, "", fmt.Errorf("sandbox: encode jobs: %w", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.Command[0], s.Command[1:]...)
+	cmd := exec.Command(s.Command[0], s.Command[1:]...)
 	cmd.Env = append(os.Environ(), s.Env...)
-	cmd.Env = append(cmd.Env, memoryEnv+"="+strconv.FormatInt(limit, 10))
+	cmd.Env = append(cmd.Env, memoryEnv+"="+strconv.FormatInt(s.memoryLimit(), 10))
 	if serial {
 		cmd.Env = append(cmd.Env, serialEnv+"=1")
 	}
-	cmd.Stdin = &in
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("sandbox: start %s: %w", s.Command[0], err)
+		return nil, fmt.Errorf("sandbox: start %s: %w", s.Command[0], err)
 	}
-
-	type msg struct {
-		res cueResult
-		err error
-	}
-	results := make(chan msg)
+	c := &sandboxChild{cmd: cmd, in: in, enc: gob.NewEncoder(in), results: make(chan childMsg), stderr: &stderr, serial: serial}
 	go func() {
 		dec := gob.NewDecoder(bufio.NewReader(out))
 		for {
 			var r cueResult
 			err := dec.Decode(&r)
-			results <- msg{r, err}
+			c.results <- childMsg{r, err}
 			if err != nil {
+				close(c.results)
 				return
 			}
 		}
 	}()
+	return c, nil
+}
 
-	var reason string
+// alive reports whether the idle child still runs: its output is still
+// open (an idle child writes nothing, so anything on results means it
+// ended) and the process exists.
+func (c *sandboxChild) alive() bool {
+	select {
+	case <-c.results:
+		return false
+	default:
+	}
+	return c.cmd.Process.Signal(syscall.Signal(0)) == nil
+}
+
+// stop ends the child and waits for it.
+func (c *sandboxChild) stop() error {
+	c.in.Close()
+	_ = c.cmd.Process.Kill()
+	go func() {
+		for range c.results {
+		}
+	}()
+	return c.cmd.Wait()
+}
+
+func (s *Sandbox) memoryLimit() int64 {
+	if s.MemoryLimit <= 0 {
+		return DefaultCUEMemory
+	}
+	return s.MemoryLimit
+}
+
+// runChild evaluates jobs in a child and returns the results it delivered.
+// failure, when not empty, says why the child stopped before the next job
+// was done. The child of the parallel mode is kept for the next call, so
+// that a revision changing one package does not pay for a process start;
+// a child that failed is stopped.
+func (s *Sandbox) runChild(jobs []*cueJob, serial bool) (done []cueResult, failure string, err error) {
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = DefaultCUETimeout
+	}
+	limit := s.memoryLimit()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.child
+	if c != nil && !serial && !c.alive() {
+		// A kept child that ended while idle is no package's fault.
+		_ = c.stop()
+		s.child, c = nil, nil
+	}
+	if c == nil || serial {
+		if c, err = s.start(serial); err != nil {
+			return nil, "", err
+		}
+	}
+	keep := !serial
+	defer func() {
+		if keep && failure == "" && err == nil {
+			s.child = c
+			return
+		}
+		if s.child == c {
+			s.child = nil
+		}
+		werr := c.stop()
+		if failure == "" && len(done) < len(jobs) {
+			failure = childFailure(c.stderr.String(), werr, limit)
+		}
+	}()
+	if err := c.enc.Encode(jobs); err != nil {
+		// The child is gone; it said why on stderr.
+		keep = false
+		return nil, "", nil
+	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-loop:
-	for {
+	for len(done) < len(jobs) {
 		select {
-		case m := <-results:
-			if m.err != nil {
-				break loop
+		case m, ok := <-c.results:
+			if !ok || m.err != nil {
+				keep = false
+				return done, "", nil
 			}
 			done = append(done, m.res)
-			if len(done) == len(jobs) {
-				break loop
-			}
 			timer.Reset(timeout)
 		case <-timer.C:
-			reason = fmt.Sprintf("CUE evaluation of this package did not finish within %s; is there a cycle or unbounded recursion?", timeout)
-			cancel()
+			keep = false
+			return done, fmt.Sprintf("CUE evaluation of this package did not finish within %s; is there a cycle or unbounded recursion?", timeout), nil
 		case <-tick.C:
-			if rss := residentBytes(cmd.Process.Pid); rss > limit {
-				reason = fmt.Sprintf("CUE evaluation of this package used more than %s of memory", formatSize(limit))
-				cancel()
+			if rss := residentBytes(c.cmd.Process.Pid); rss > limit {
+				keep = false
+				return done, fmt.Sprintf("CUE evaluation of this package used more than %s of memory", formatSize(limit)), nil
 			}
 		}
 	}
-	if reason != "" {
-		// Drain the reader so that it ends.
-		go func() {
-			for m := range results {
-				if m.err != nil {
-					return
-				}
-			}
-		}()
+	return done, "", nil
+}
+
+// childFailure explains why a child ended early, from what it printed.
+func childFailure(text string, werr error, limit int64) string {
+	switch {
+	case strings.Contains(text, "stack exceeds"):
+		return "CUE evaluation of this package recursed too deeply"
+	case strings.Contains(text, "out of memory"):
+		return fmt.Sprintf("CUE evaluation of this package used more than %s of memory", formatSize(limit))
 	}
-	werr := cmd.Wait()
-	if len(done) == len(jobs) {
-		return done, "", nil
+	reason := "CUE evaluation of this package failed"
+	first, _, _ := strings.Cut(strings.TrimSpace(text), "\n")
+	if werr != nil {
+		reason += ": " + strings.TrimSpace(werr.Error()+" "+first)
+	} else if first != "" {
+		reason += ": " + first
 	}
-	if reason == "" {
-		reason = "CUE evaluation of this package failed"
-		switch text := stderr.String(); {
-		case strings.Contains(text, "stack exceeds"):
-			reason = "CUE evaluation of this package recursed too deeply"
-		case strings.Contains(text, "out of memory"):
-			reason = fmt.Sprintf("CUE evaluation of this package used more than %s of memory", formatSize(limit))
-		case werr != nil:
-			first, _, _ := strings.Cut(strings.TrimSpace(text), "\n")
-			reason += ": " + strings.TrimSpace(werr.Error()+" "+first)
-		}
-	}
-	return done, reason, nil
+	return reason
 }
 
 // residentBytes returns the resident memory of process pid, or 0.

@@ -28,7 +28,9 @@ func testSandbox(t testing.TB) *Sandbox {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Sandbox{Command: []string{exe}, Env: []string{sandboxEnv + "=1"}, Timeout: 3 * time.Second, MemoryLimit: 256 << 20}
+	sb := &Sandbox{Command: []string{exe}, Env: []string{sandboxEnv + "=1"}, Timeout: 3 * time.Second, MemoryLimit: 256 << 20}
+	t.Cleanup(sb.Close)
+	return sb
 }
 
 const goodCUE = `package good
@@ -187,5 +189,44 @@ func TestEmbedConfined(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestSandboxKeepsChild checks that the child is kept between loads, and
+// that a kept child that died while idle is replaced without blaming any
+// package.
+func TestSandboxKeepsChild(t *testing.T) {
+	sb := testSandbox(t)
+	fsys := fstest.MapFS{"good/good.cue": {Data: []byte(goodCUE)}}
+	if _, err := Load(fsys, Options{Sandbox: sb}); err != nil {
+		t.Fatal(err)
+	}
+	first := sb.child
+	if first == nil {
+		t.Fatal("no child kept")
+	}
+	fsys["good/good.cue"] = &fstest.MapFile{Data: []byte(strings.Replace(goodCUE, `"web"`, `"web2"`, 1))}
+	if _, err := Load(fsys, Options{Sandbox: sb}); err != nil {
+		t.Fatal(err)
+	}
+	if sb.child != first {
+		t.Error("a new child was started for the second load")
+	}
+	// Killed but not reaped: the process lingers as a zombie. Wait until
+	// its output is seen closed.
+	_ = first.cmd.Process.Kill()
+	for deadline := time.Now().Add(10 * time.Second); first.alive(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the killed child still looks alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fsys["good/good.cue"] = &fstest.MapFile{Data: []byte(strings.Replace(goodCUE, `"web"`, `"web3"`, 1))}
+	res, err := Load(fsys, Options{Sandbox: sb})
+	if err != nil {
+		t.Fatalf("after the kept child died: %v", err)
+	}
+	if res.Objects[0].Metadata.Name != "web3" {
+		t.Errorf("got %s", res.Objects[0].Key())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"berth.dev/berth/schema"
@@ -47,14 +48,23 @@ var loaderCache = schema.NewCache()
 // and the CUE sandbox when berth runs as its own binary.
 func (c *cli) schemaOptions() schema.Options {
 	opts := schema.Options{Node: c.node(), Strict: c.strict, Cache: loaderCache}
-	if sandboxed {
-		if exe, err := os.Executable(); err == nil {
-			opts.Sandbox = &schema.Sandbox{Command: []string{exe}, Env: []string{sandboxEnv + "=1"}}
-			opts.Sandbox.Timeout, opts.Sandbox.MemoryLimit = sandboxBounds()
-		}
+	if sb := cueSandbox(); sandboxed && sb != nil {
+		opts.Sandbox = sb
 	}
 	return opts
 }
+
+// cueSandbox is the process's CUE sandbox: berth itself, started again,
+// kept between loads.
+var cueSandbox = sync.OnceValue(func() *schema.Sandbox {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	sb := &schema.Sandbox{Command: []string{exe}, Env: []string{sandboxEnv + "=1"}}
+	sb.Timeout, sb.MemoryLimit = sandboxBounds()
+	return sb
+})
 
 // sandboxBounds reads the CUE sandbox's bounds from BERTH_CUE_TIMEOUT (a
 // duration such as 5s) and BERTH_CUE_MEMORY (MiB); zero means the
