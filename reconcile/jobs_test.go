@@ -114,6 +114,7 @@ func TestCompletedJobStaysCompletedAcrossRestart(t *testing.T) {
 	f.until("complete", 30, func() bool { return f.workload("Job/default/once").Condition == reconcile.JobComplete }, nil)
 	// A new agent on the same runtime and state directory, at a later
 	// revision that still declares the Job.
+	f.stop()
 	f.rt.ResetCalls()
 	g := runFakeTimeOn(t, dir, f.rt, f.clock)
 	g.sync("r2", j, podObj("other", "1d"))
@@ -331,5 +332,60 @@ func TestObjectsWithoutNamespace(t *testing.T) {
 	}, nil)
 	if w := f.workload("Job/default/once"); w.Succeeded != 1 {
 		t.Errorf("job status %+v", w)
+	}
+}
+
+// TestReboot: after the host restarts (sandboxes gone, no task running)
+// and berth with it, pods come back, a completed Job stays completed and
+// an OnDelete StatefulSet's old pod is made again from the new template.
+func TestReboot(t *testing.T) {
+	dir := t.TempDir()
+	f := runFakeTime(t, dir)
+	ds := func(arg string) reconcile.Object {
+		o := workload("StatefulSet", "db")
+		o.StatefulSet = &reconcile.StatefulSetSpec{Replicas: ptr(int32(1)), Template: template("db", arg)}
+		o.StatefulSet.UpdateStrategy.Type = "OnDelete"
+		return o
+	}
+	job := jobObj("once", 1, 1, "true")
+	f.sync("r1", podObj("web", "1d"), job, ds("1d"))
+	f.until("running and complete", 20, func() bool {
+		return f.workload("Job/default/once").Condition == reconcile.JobComplete && f.workload("StatefulSet/default/db").Ready == 1 &&
+			len(runningPods(f.rt)) == 2
+	}, nil)
+	f.sync("r2", podObj("web", "1d"), job, ds("2d")) // OnDelete: db-0 keeps 1d
+	for range 3 {
+		f.advance(time.Second)
+	}
+	if w := f.workload("StatefulSet/default/db"); w.UpToDate != 0 {
+		t.Fatalf("OnDelete updated db-0 before the reboot: %+v", w)
+	}
+	jobPods := 0
+	for _, n := range f.created() {
+		if strings.HasPrefix(n, "once-") {
+			jobPods++
+		}
+	}
+
+	f.stop()
+	f.rt.Reboot()
+	g := runFakeTimeOn(t, dir, f.rt, f.clock)
+	g.sync("r2", podObj("web", "1d"), job, ds("2d"))
+	g.until("back after the reboot", 30, func() bool {
+		return cmp.Equal(runningPods(f.rt), []string{"db-0", "web"}) && g.workload("StatefulSet/default/db").UpToDate == 1
+	}, nil)
+	again := 0
+	for _, n := range g.created() {
+		if strings.HasPrefix(n, "once-") {
+			again++
+		}
+	}
+	if again != jobPods {
+		t.Errorf("the completed job made %d pods after the reboot", again-jobPods)
+	}
+	for _, p := range g.m.Pods() {
+		if p.ID.Name == "web" && p.Restarts() != 1 {
+			t.Errorf("web: %d restarts after a reboot, want 1", p.Restarts())
+		}
 	}
 }

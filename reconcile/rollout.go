@@ -399,9 +399,18 @@ func (r *rolloutPass) statefulSet(o *Object) {
 			}
 			continue
 		}
-		if o.Hash == p.Hash {
+		switch {
+		case o.Hash == p.Hash:
 			r.plan[p.ID] = assignment{d: p}
-		} else {
+		case !o.SandboxReady:
+			// A pod whose sandbox is gone (a reboot, a kill mid-way) is
+			// made again: below the partition from the template it had,
+			// when berth still knows it, else from the current one.
+			r.plan[p.ID] = assignment{d: p}
+			if old := r.known[p.ID]; old != nil && old.Hash == o.Hash && ord < statefulSetPartition(spec) {
+				r.plan[p.ID] = assignment{d: old}
+			}
+		default:
 			r.keep(p.ID) // decided below
 		}
 		if ordered && !r.ready(p.ID) {
@@ -409,11 +418,8 @@ func (r *rolloutPass) statefulSet(o *Object) {
 		}
 	}
 	// Updates.
-	partition := 0
+	partition := statefulSetPartition(spec)
 	onDelete := spec.UpdateStrategy.Type == "OnDelete"
-	if ru := spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
-		partition = int(*ru.Partition)
-	}
 	if !onDelete {
 		for i := len(want) - 1; i >= 0; i-- {
 			p := want[i]
@@ -464,11 +470,18 @@ func (r *rolloutPass) daemonSet(o *Object) {
 		obs[p.ID] = p
 	}
 	for _, p := range r.desired[owner] {
-		if cur, ok := obs[p.ID]; ok && cur.Hash != p.Hash && spec.UpdateStrategy.Type == "OnDelete" {
+		if cur, ok := obs[p.ID]; ok && cur.Hash != p.Hash && cur.SandboxReady && spec.UpdateStrategy.Type == "OnDelete" {
 			r.keep(p.ID)
 			continue
 		}
 		r.plan[p.ID] = assignment{d: p}
 	}
 	r.status(o, len(r.desired[owner]), spec.MinReadySeconds, "")
+}
+
+func statefulSetPartition(s *StatefulSetSpec) int {
+	if ru := s.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil && s.UpdateStrategy.Type != "OnDelete" {
+		return int(*ru.Partition)
+	}
+	return 0
 }

@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,9 @@ type fakeTime struct {
 	rt    *fake.Runtime
 	clock *clocktest.Clock
 	m     *reconcile.Manager
+	// stop stops the manager (the pods keep running); calling it again
+	// does nothing.
+	stop func()
 }
 
 func runFakeTime(t *testing.T, dir string) *fakeTime {
@@ -38,7 +42,9 @@ func runFakeTimeOn(t *testing.T, dir string, rt *fake.Runtime, clock *clocktest.
 		defer close(done)
 		_ = f.m.Run(ctx)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	f.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(f.stop)
 	return f
 }
 

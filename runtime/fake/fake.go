@@ -426,3 +426,25 @@ func (r *Runtime) StopGrace(id reconcile.PodID, name string) (time.Duration, boo
 	g, ok := r.graces[id.String()+"/"+name]
 	return g, ok
 }
+
+// Reboot makes the runtime look as containerd does after the host
+// restarted: every pod's sandbox is gone (not ready) and no task runs, so
+// every container is back to created, whatever it was.
+func (r *Runtime) Reboot() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pods {
+		p.obs.SandboxReady = false
+		for i := range p.obs.Containers {
+			c := &p.obs.Containers[i]
+			c.State, c.PID, c.ExitCode, c.FinishedAt = reconcile.StateCreated, 0, 0, time.Time{}
+		}
+		for _, d := range p.done {
+			select {
+			case <-d:
+			default:
+				close(d)
+			}
+		}
+	}
+}
