@@ -33,6 +33,8 @@ func (p *Plan) HoldBack(objs []Object) {
 				rsDeletes[c.Owner] = append(rsDeletes[c.Owner], i)
 			}
 		case c.Action != ActionReplace || c.FromHash == c.ToHash:
+		case c.Observed != nil && !c.Observed.SandboxReady:
+			// Broken (a reboot, an interrupted create): made again.
 		case o.StatefulSet != nil:
 			s := o.StatefulSet.UpdateStrategy
 			if s.Type == "OnDelete" {
