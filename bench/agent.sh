@@ -151,10 +151,15 @@ for i in $(seq "$N"); do pod "$work/dir" "pod-$i" 3600; done
 "$berth" agent --repo "$work/dir" --health-settle 1s 2>"$work/agent-idle.log" &
 apid=$!
 wait_ready
+settled=
 for _ in $(seq 1200); do
-	[ "$(status | jq '[.pods[] | select(.ready)] | length')" = "$N" ] && [ "$(status | jq -r '.lastGood.commit // empty')" != "" ] && break
+	if [ "$(status | jq '[.pods[] | select(.ready)] | length')" = "$N" ] && [ "$(status | jq -r '.lastGood.commit // empty')" != "" ]; then
+		settled=1
+		break
+	fi
 	sleep 0.1
 done
+[ -n "$settled" ] || { echo "bench: $N pods not ready and good within 120 s" >&2; exit 1; }
 sleep 5
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$apid/stat"; }
