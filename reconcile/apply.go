@@ -98,6 +98,11 @@ func applyChange(ctx context.Context, rt Runtime, c Change) error {
 		if c.Observed != nil {
 			grace = c.Observed.GracePeriod
 		}
+		// Images first: the old pod keeps running while they are pulled,
+		// and stays when one cannot be had.
+		if err := ensureImages(ctx, rt, c.Desired); err != nil {
+			return err
+		}
 		if err := rt.RemovePod(ctx, c.Pod, grace); err != nil {
 			return fmt.Errorf("remove old pod: %w", err)
 		}
@@ -112,16 +117,8 @@ func applyChange(ctx context.Context, rt Runtime, c Change) error {
 // sandbox, then each init container in order, each to successful
 // completion, then the app containers.
 func StartPod(ctx context.Context, rt Runtime, p *DesiredPod) error {
-	seen := map[string]bool{}
-	for _, c := range append(append([]Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
-		key := c.Image + "\x00" + c.ImagePullPolicy
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
-		if err := EnsurePodImage(ctx, rt, p, c.Image, c.ImagePullPolicy); err != nil {
-			return fmt.Errorf("image for container %q: %w", c.Name, err)
-		}
+	if err := ensureImages(ctx, rt, p); err != nil {
+		return err
 	}
 	if err := rt.CreateSandbox(ctx, p); err != nil {
 		return fmt.Errorf("create sandbox: %w", err)
@@ -141,6 +138,22 @@ func StartPod(ctx context.Context, rt Runtime, p *DesiredPod) error {
 	for _, c := range p.Spec.Containers {
 		if err := rt.StartContainer(ctx, p, AppContainer, c.Name); err != nil {
 			return fmt.Errorf("start container %q: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// ensureImages makes every image of p available, each image once.
+func ensureImages(ctx context.Context, rt Runtime, p *DesiredPod) error {
+	seen := map[string]bool{}
+	for _, c := range append(append([]Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
+		key := c.Image + "\x00" + c.ImagePullPolicy
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if err := EnsurePodImage(ctx, rt, p, c.Image, c.ImagePullPolicy); err != nil {
+			return fmt.Errorf("image for container %q: %w", c.Name, err)
 		}
 	}
 	return nil

@@ -398,3 +398,28 @@ func TestNewSandboxRunsInitContainersAgain(t *testing.T) {
 		t.Errorf("restarts %d ready %v, want 2 (one per container) and ready", st.Restarts(), st.Ready)
 	}
 }
+
+func TestReplacementPullsBeforeRemoving(t *testing.T) {
+	l := newLifecycle(t)
+	d1 := lifecyclePod(t, func(*reconcile.PodSpec) {})
+	l.step(d1)
+	d2 := lifecyclePod(t, func(s *reconcile.PodSpec) { s.Containers[0].Image = "example.local/missing:2" })
+	l.rt.ResetCalls()
+	l.step(d2)
+	if calls := l.rt.MutatingCalls(); len(calls) != 0 {
+		t.Errorf("the old pod was touched although the new image cannot be had: %v", calls)
+	}
+	if got := runningPods(l.rt); len(got) != 1 {
+		t.Errorf("running %v, want the old pod", got)
+	}
+	// One-shot apply does the same.
+	observed, _ := l.rt.List(context.Background())
+	p := reconcile.MakePlan("r2", []reconcile.DesiredPod{*d2}, observed)
+	res := reconcile.Apply(context.Background(), l.rt, p, reconcile.ApplyOptions{})
+	if res.Err() == nil {
+		t.Fatal("apply with a missing image succeeded")
+	}
+	if got := runningPods(l.rt); len(got) != 1 {
+		t.Errorf("after a failed apply: running %v, want the old pod", got)
+	}
+}

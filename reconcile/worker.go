@@ -273,6 +273,12 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 			w.publish(obs, rec, d)
 			return time.Time{}, false, nil
 		}
+		// Images first: the old pod keeps running while they are pulled,
+		// and is not removed for an image that cannot be had.
+		if until, err := w.ensureImages(ctx, d, now); err != nil || !until.IsZero() {
+			w.publish(obs, rec, d)
+			return until, false, err
+		}
 		if obs != nil {
 			w.stopProbes()
 			why := "spec changed"
@@ -284,10 +290,6 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 			if err := m.rt.RemovePod(ctx, w.id, obs.GracePeriod); err != nil {
 				return time.Time{}, false, fmt.Errorf("remove old pod: %w", err)
 			}
-		}
-		if until, err := w.ensureImages(ctx, d, now); err != nil || !until.IsZero() {
-			w.publish(nil, rec, d)
-			return until, false, err
 		}
 		w.acted()
 		if err := m.rt.CreateSandbox(ctx, d); err != nil {
