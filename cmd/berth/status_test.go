@@ -58,3 +58,25 @@ default     job/job          5         0       0            0           2/5 succ
 		t.Errorf("status (-want +got):\n%s", diff)
 	}
 }
+
+func TestLabelsFlag(t *testing.T) {
+	var l labelsFlag
+	for _, v := range []string{"zone=eu-1", "disk=ssd,gpu=", " arch=arm64 "} {
+		if err := l.Set(v); err != nil {
+			t.Fatalf("Set(%q): %v", v, err)
+		}
+	}
+	want := labelsFlag{"zone": "eu-1", "disk": "ssd", "gpu": "", "arch": "arm64"}
+	if diff := cmp.Diff(want, l); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
+	if got := l.String(); got != "arch=arm64,disk=ssd,gpu=,zone=eu-1" {
+		t.Errorf("String() = %q", got)
+	}
+	for _, bad := range []string{"novalue", "=x", ""} {
+		var l labelsFlag
+		if err := l.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
+		}
+	}
+}
