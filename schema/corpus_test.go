@@ -13,8 +13,14 @@ import (
 )
 
 // corpusDir holds manifests from the Kubernetes website (see its
-// SOURCES.md), kept next to the repository, not in it.
-const corpusDir = "../../shared/conformance/k8s-examples"
+// SOURCES.md), kept next to the repository, not in it; BERTH_K8S_EXAMPLES
+// names it when the checkout is elsewhere.
+var corpusDir = func() string {
+	if d := os.Getenv("BERTH_K8S_EXAMPLES"); d != "" {
+		return d
+	}
+	return "../../shared/conformance/k8s-examples"
+}()
 
 // corpusRejected lists the corpus files that must not load, each with a
 // phrase every one of its errors must contain: each names the unsupported
