@@ -72,6 +72,11 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 			return fmt.Errorf("container %q: %w", name, err)
 		}
 	}
+	if pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace && !pod.Spec.HostPID {
+		if in.PIDNamespace, err = r.podPIDNamespace(ctx, pod.ID, id); err != nil {
+			return err
+		}
+	}
 	specOpts, err := SpecOpts(in)
 	if err != nil {
 		return err
@@ -381,4 +386,38 @@ func keepPreviousLog(p PodPaths, name string) error {
 		}
 	}
 	return nil
+}
+
+// podPIDNamespace returns the PID namespace of a running container of the
+// pod other than except, for a pod that shares one (berth runs no pause
+// container: the first container to start makes the namespace, and it
+// lasts as long as any process of the pod runs in it). Empty when none
+// runs.
+func (r *Runtime) podPIDNamespace(ctx context.Context, id reconcile.PodID, except string) (string, error) {
+	ctrs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelSandboxID, SandboxID(id), LabelRole, RoleContainer))
+	if err != nil {
+		return "", err
+	}
+	for _, c := range ctrs {
+		if c.ID == except {
+			continue
+		}
+		ctr, err := r.client.LoadContainer(ctx, c.ID)
+		if err != nil {
+			continue
+		}
+		task, err := ctr.Task(ctx, nil)
+		if err != nil {
+			continue
+		}
+		st, err := task.Status(ctx)
+		if err != nil || st.Status != client.Running {
+			continue
+		}
+		ns := fmt.Sprintf("/proc/%d/ns/pid", task.Pid())
+		if _, err := os.Stat(ns); err == nil {
+			return ns, nil
+		}
+	}
+	return "", nil
 }

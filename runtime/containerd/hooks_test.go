@@ -93,7 +93,7 @@ func TestHTTPGetPreStopHook(t *testing.T) {
 	marks := t.TempDir()
 	c := reconcile.Container{Name: "web", Image: testImage,
 		// Answers one request and keeps what it was asked.
-		Command:      []string{"sh", "-c", `printf 'HTTP/1.0 200 OK\r\n\r\n' | nc -l -p 8080 > /marks/request; sleep 3600`},
+		Command:      []string{"sh", "-c", `nc -l -p 8080 -e sh -c 'while read -r l; do echo "$l" >> /marks/request; [ ${#l} -le 1 ] && break; done; printf "HTTP/1.0 200 OK\r\n\r\n"'; sleep 3600`},
 		Ports:        []reconcile.ContainerPort{{Name: "http", ContainerPort: 8080}},
 		VolumeMounts: []reconcile.VolumeMount{{Name: "marks", MountPath: "/marks"}},
 		Lifecycle: &reconcile.Lifecycle{PreStop: &reconcile.LifecycleHandler{HTTPGet: &reconcile.HTTPGetAction{
@@ -103,12 +103,15 @@ func TestHTTPGetPreStopHook(t *testing.T) {
 	pod := runtimetest.NewPod("httphook", c)
 	pod.Spec.Volumes = []reconcile.Volume{{Name: "marks", HostPath: &reconcile.HostPathVolumeSource{Path: marks}}}
 	upChecked(t, rt, e, pod)
-	time.Sleep(300 * time.Millisecond) // nc listening
+	waitFor(t, func() bool { // nc listening
+		res, err := rt.ExecSync(ctx(t), pod.ID, "web", []string{"netstat", "-ltn"}, 5*time.Second)
+		return err == nil && strings.Contains(string(res.Stdout), ":8080")
+	})
 	if err := rt.StopContainer(ctx(t), pod.ID, reconcile.AppContainer, "web", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(filepath.Join(marks, "request"))
-	if !strings.HasPrefix(string(got), "GET /shutdown HTTP/1.1\r\n") || !strings.Contains(string(got), "X-Berth: bye") {
+	if !strings.HasPrefix(string(got), "GET /shutdown HTTP/1.1") || !strings.Contains(string(got), "X-Berth: bye") {
 		t.Errorf("the preStop httpGet sent %q", got)
 	}
 }

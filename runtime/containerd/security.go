@@ -154,6 +154,9 @@ func securityOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	if e.AllowPrivilegeEscalation != nil && !*e.AllowPrivilegeEscalation && !e.Privileged {
 		opts = append(opts, oci.WithNoNewPrivileges)
 	}
+	if sc := c.SecurityContext; sc != nil && sc.ProcMount == "Unmasked" {
+		opts = append(opts, oci.WithMaskedPaths(nil), oci.WithReadonlyPaths(nil))
+	}
 	if e.ReadOnlyRootFilesystem {
 		opts = append(opts, oci.WithRootFSReadonly())
 	}

@@ -30,6 +30,9 @@ type SpecInput struct {
 	// SeccompProfile is the content of a Localhost seccomp profile the
 	// container's securityContext names.
 	SeccompProfile []byte
+	// PIDNamespace, when set, is the PID namespace to join (the pod's
+	// shared one, for shareProcessNamespace).
+	PIDNamespace string
 }
 
 // SpecOpts translates a container of a pod into OCI spec options, applied
@@ -109,8 +112,11 @@ func SpecOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	} else {
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.IPCNamespace, Path: in.Paths.IPC}))
 	}
-	if spec.HostPID {
+	switch {
+	case spec.HostPID:
 		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
+	case in.PIDNamespace != "":
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.PIDNamespace, Path: in.PIDNamespace}))
 	}
 	sec, err := securityOpts(in)
 	if err != nil {
@@ -163,13 +169,21 @@ func processArgs(img ocispec.ImageConfig, command, args []string) []string {
 }
 
 func volumeMounts(pod *reconcile.DesiredPod, c *reconcile.Container, p PodPaths) ([]specs.Mount, error) {
-	bind := func(src, dst string, ro bool) specs.Mount {
+	bindProp := func(src, dst string, ro bool, propagation string) specs.Mount {
 		mode := "rw"
 		if ro {
 			mode = "ro"
 		}
-		return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", mode}}
+		prop := "rprivate"
+		switch propagation {
+		case "HostToContainer":
+			prop = "rslave"
+		case "Bidirectional":
+			prop = "rshared"
+		}
+		return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", prop, mode}}
 	}
+	bind := func(src, dst string, ro bool) specs.Mount { return bindProp(src, dst, ro, "") }
 	mounts := []specs.Mount{
 		bind(p.etc("hosts"), "/etc/hosts", false),
 		bind(p.etc("hostname"), "/etc/hostname", false),
@@ -189,7 +203,7 @@ func volumeMounts(pod *reconcile.DesiredPod, c *reconcile.Container, p PodPaths)
 		if !path.IsAbs(vm.MountPath) {
 			return nil, fmt.Errorf("container %q: volumeMount %q: mountPath %q must be absolute", c.Name, vm.Name, vm.MountPath)
 		}
-		mounts = append(mounts, bind(src, path.Clean(vm.MountPath), vm.ReadOnly || readOnlyVolume(pod, vm.Name)))
+		mounts = append(mounts, bindProp(src, path.Clean(vm.MountPath), vm.ReadOnly || readOnlyVolume(pod, vm.Name), vm.MountPropagation))
 	}
 	return mounts, nil
 }
