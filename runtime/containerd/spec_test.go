@@ -186,3 +186,40 @@ func TestNormalizeImage(t *testing.T) {
 		}
 	}
 }
+
+func TestSpecPropagationAndSharedPID(t *testing.T) {
+	pod := specPod(reconcile.Container{Name: "app", Command: []string{"x"}, VolumeMounts: []reconcile.VolumeMount{
+		{Name: "h", MountPath: "/a", MountPropagation: "HostToContainer"},
+		{Name: "h", MountPath: "/b", MountPropagation: "Bidirectional"},
+		{Name: "h", MountPath: "/c"},
+	}})
+	pod.Spec.Volumes = []reconcile.Volume{{Name: "h", HostPath: &reconcile.HostPathVolumeSource{Path: "/srv"}}}
+	opts, err := containerd.SpecOpts(containerd.SpecInput{Pod: pod, Container: &pod.Spec.Containers[0], Paths: testPaths, PIDNamespace: "/proc/42/ns/pid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := oci.GenerateSpec(namespaces.WithNamespace(context.Background(), "test"), nil, &containers.Container{ID: "x"}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range s.Mounts {
+		if len(m.Options) > 1 && m.Type == "bind" {
+			got[m.Destination] = m.Options[1]
+		}
+	}
+	for dst, want := range map[string]string{"/a": "rslave", "/b": "rshared", "/c": "rprivate"} {
+		if got[dst] != want {
+			t.Errorf("mount %s propagation %q, want %q", dst, got[dst], want)
+		}
+	}
+	var pid string
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			pid = ns.Path
+		}
+	}
+	if pid != "/proc/42/ns/pid" {
+		t.Errorf("pid namespace %q, want the shared one", pid)
+	}
+}
