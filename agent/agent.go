@@ -41,10 +41,6 @@ type Config struct {
 	Observer   Observer
 	// Verify, when set, must accept a revision before it is applied.
 	Verify Verifier
-	// Ref is the ref the source follows, for the records (display only).
-	Ref string
-	// Path is the repository subdirectory, for the records.
-	Path string
 	// StateDir holds the records.
 	StateDir string
 

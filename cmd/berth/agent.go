@@ -243,8 +243,6 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 		CrashRestarts:   o.crashRestarts,
 		Observer:        rt,
 		Verify:          verify,
-		Ref:             c.ref,
-		Path:            c.path,
 		StateDir:        c.stateDir,
 		Interval:        o.interval,
 		Jitter:          o.jitter,
@@ -306,8 +304,9 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 
 // agentLoader validates a revision and expands it into this node's pods.
 func (c *cli) agentLoader() agent.Loader {
+	cache := schema.NewCache() // a new revision costs only the files it changed
 	return func(rev *source.Revision) (*agent.Loaded, error) {
-		res, err := schema.Load(rev.Files, schema.Options{})
+		res, err := schema.Load(rev.Files, schema.Options{Node: c.node(), Cache: cache})
 		var diags *schema.Error
 		if errors.As(err, &diags) {
 			ve := &agent.ValidationError{Commit: rev.Commit}
