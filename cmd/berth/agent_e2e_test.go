@@ -432,7 +432,6 @@ func TestAgentRestartAndOutageChangeNothing(t *testing.T) {
 func TestAgentSignedCommits(t *testing.T) {
 	h := newHost(t)
 	srv := h.serveGit()
-	pw, user, _ := h.credentials()
 	keys := t.TempDir()
 	key := filepath.Join(keys, "id")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", key).CombinedOutput(); err != nil {
@@ -450,8 +449,9 @@ func TestAgentSignedCommits(t *testing.T) {
 	h.git("add", "-A")
 	h.git("commit", "-q", "-S", "-m", "signed")
 	c1 := h.push(srv)
-	ra := h.startAgent("--repo", srv.URL+"/repo.git", "--git-username-file", user, "--git-password-file", pw,
-		"--verify", "head", "--trusted-keys", allowed, "--health-settle", "1s")
+	// Credentials in the URL this time: they must not show anywhere.
+	withCreds := strings.Replace(srv.URL, "http://", "http://"+gitUser+":"+gitPassword+"@", 1) + "/repo.git"
+	ra := h.startAgent("--repo", withCreds, "--verify", "head", "--trusted-keys", allowed, "--health-settle", "1s")
 	st := ra.waitFor("signed commit applied", func(st *agent.Status) bool {
 		rev, _ := podRevision(st, "web")
 		return rev == c1
@@ -473,6 +473,23 @@ func TestAgentSignedCommits(t *testing.T) {
 	}
 	if st.Applied.Commit != c1 {
 		t.Fatalf("applied %s, want %s", st.Applied.Commit, c1)
+	}
+	for _, path := range []string{"/status", "/metrics"} {
+		resp, err := http.Get("http://" + ra.listen + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if bytes.Contains(body, []byte(gitPassword)) {
+			t.Errorf("%s shows the password from the URL", path)
+		}
+	}
+	if strings.Contains(ra.log.String(), gitPassword) {
+		t.Error("the log shows the password from the URL")
+	}
+	if st.Source != srv.URL+"/repo.git" {
+		t.Errorf("status source %q, want %q", st.Source, srv.URL+"/repo.git")
 	}
 }
 
