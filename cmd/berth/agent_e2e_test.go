@@ -365,6 +365,15 @@ func (h *host) mutations() func() []string {
 }
 
 func TestAgentRestartAndOutageChangeNothing(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{{"apply", nil}, {"pod-manager", []string{"--pod-manager"}}} {
+		t.Run(mode.name, func(t *testing.T) { testRestartAndOutage(t, mode.args) })
+	}
+}
+
+func testRestartAndOutage(t *testing.T, extra []string) {
 	h := newHost(t)
 	srv := h.serveGit()
 	pw, user, _ := h.credentials()
@@ -374,7 +383,7 @@ func TestAgentRestartAndOutageChangeNothing(t *testing.T) {
 	}
 	h.commit("fifty pods")
 	c1 := h.push(srv)
-	args := []string{"--repo", srv.URL + "/repo.git", "--git-username-file", user, "--git-password-file", pw, "--health-settle", "1s"}
+	args := append([]string{"--repo", srv.URL + "/repo.git", "--git-username-file", user, "--git-password-file", pw, "--health-settle", "1s"}, extra...)
 	ra := h.startAgent(args...)
 	ra.waitFor("fifty pods good", func(st *agent.Status) bool { return st.LastGood != nil && st.LastGood.Commit == c1 })
 	before := h.pids()
