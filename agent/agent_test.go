@@ -570,3 +570,39 @@ func TestManagerNeverReadyRolledBack(t *testing.T) {
 		return rev == "aaaa" && ready && st.Applied.Commit == "aaaa"
 	})
 }
+
+// rewritten is a repo whose history was rewritten between any two commits.
+type rewritten struct{ *repo }
+
+func (rewritten) IsAncestor(ctx context.Context, older, newer string) (bool, error) {
+	return older == newer, nil
+}
+
+func TestForcePushLogged(t *testing.T) {
+	r := newRepo()
+	r.commit("aaaa", map[string]string{"web": sleep})
+	var logs strings.Builder
+	var mu sync.Mutex
+	h := startHarness(&harness{t: t, repo: r, rt: fake.New(image), tweak: func(c *Config) {
+		c.Source = rewritten{r}
+		c.Logger = hclog.New(&hclog.LoggerOptions{Output: writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		})})
+	}})
+	r.commit("bbbb", map[string]string{"web": sleep + " "})
+	h.pass(TriggerWebhook)
+	if got := h.running()["web"]; got != "bbbb" {
+		t.Fatalf("web runs %q after the force-push, want bbbb", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "history rewritten") || !strings.Contains(logs.String(), "previous=aaaa") {
+		t.Fatalf("log:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

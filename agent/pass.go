@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"berth.dev/berth/internal/record"
@@ -210,6 +211,9 @@ func (a *Agent) fetch(ctx context.Context) (*source.Revision, error) {
 	fetchedBefore := a.status.Fetched
 	a.mu.Unlock()
 	if changed || fetchedBefore == nil || fetchedBefore.Commit != rev.Commit {
+		if fetchedBefore != nil {
+			a.noteRewrite(ctx, fetchedBefore.Commit, rev)
+		}
 		r := a.recordOf(rev)
 		if err := record.Write(a.cfg.StateDir, RecordLastFetched, r); err != nil {
 			a.log.Error("cannot record the fetched revision", "error", err)
@@ -390,4 +394,22 @@ func (a *Agent) setPods(obs []reconcile.ObservedPod) {
 	a.mu.Lock()
 	a.status.Pods, a.status.Workloads = pods, workloads
 	a.mu.Unlock()
+}
+
+// ancestry is implemented by sources that keep history (*source.Source).
+type ancestry interface {
+	IsAncestor(ctx context.Context, older, newer string) (bool, error)
+}
+
+// noteRewrite logs when the new head does not descend from the previous
+// one: a force-push (or a ref moved elsewhere). The new head wins.
+func (a *Agent) noteRewrite(ctx context.Context, previous string, rev *source.Revision) {
+	anc, ok := a.cfg.Source.(ancestry)
+	if !ok || strings.HasPrefix(previous, "dir:") || strings.HasPrefix(rev.Commit, "dir:") {
+		return
+	}
+	if descends, err := anc.IsAncestor(ctx, previous, rev.Commit); err == nil && !descends {
+		a.log.Warn("history rewritten (force-push?); the new head wins",
+			"previous", shortCommit(previous), "commit", rev.ShortCommit(), "ref", rev.Ref)
+	}
 }
