@@ -45,6 +45,7 @@ cleanup() {
 		wait "$pid" 2>/dev/null
 	fi
 	grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+	ip link delete berthcmp0 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
