@@ -237,3 +237,37 @@ func TestMemoryEmptyDirAndSecretTmpfsReplay(t *testing.T) {
 		}
 	}
 }
+
+func TestReplayedSandboxKeepsConfigFiles(t *testing.T) {
+	rt, e := newRuntime(t)
+	c := runtimetest.Sleeper("app", testImage)
+	c.VolumeMounts = []reconcile.VolumeMount{{Name: "cfg", MountPath: "/cfg"}}
+	pod := runtimetest.NewPod("replay", c)
+	pod.Spec.Volumes = []reconcile.Volume{{Name: "cfg", ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "cm",
+		Items: []reconcile.KeyToPath{{Key: "a", Path: "dir/a"}, {Key: "b", Path: "b"}}}}}
+	pod.ConfigMaps = map[string]*reconcile.ConfigMapData{"cm": {Data: map[string]string{"a": "1", "b": "2"}}}
+	upChecked(t, rt, e, pod)
+	file := filepath.Join(rt.Paths(pod.ID).Dir, "volumes", "cfg", "dir", "a")
+	before, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray := filepath.Join(rt.Paths(pod.ID).Dir, "volumes", "cfg", "stray")
+	if err := os.WriteFile(stray, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.CreateSandbox(ctx(t), pod); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(file)
+	if err != nil || !os.SameFile(before, after) {
+		t.Errorf("a replayed CreateSandbox rewrote an unchanged file (%v)", err)
+	}
+	if _, err := os.Stat(stray); err == nil {
+		t.Errorf("a file not in the ConfigMap stayed in its volume")
+	}
+	res, err := rt.ExecSync(ctx(t), pod.ID, "app", []string{"sh", "-c", "cat /cfg/dir/a /cfg/b"}, 10*time.Second)
+	if err != nil || string(res.Stdout) != "12" {
+		t.Errorf("files seen by the container: %q, %v", res.Stdout, err)
+	}
+}

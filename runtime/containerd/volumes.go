@@ -235,18 +235,36 @@ func fsGroup(pod *reconcile.DesiredPod) *int64 {
 	return nil
 }
 
-// writeVolumeFiles replaces the content of dir with files. With an
-// fsGroup, files belong to that group and are group-readable, as on a
-// kubelet.
+// writeVolumeFiles makes dir hold exactly files. A file whose content is
+// already right is left alone and others are replaced atomically, so a
+// running container never sees one missing or half-written when a setup
+// is replayed. With an fsGroup, files belong to that group and are
+// group-readable, as on a kubelet.
 func writeVolumeFiles(dir string, files []VolumeFile, group *int64) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
+	want := map[string]bool{}
+	for _, f := range files {
+		// The file and every directory on its way.
+		for p := f.Path; p != "." && p != "/"; p = filepath.Dir(p) {
+			want[p] = true
+		}
 	}
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || path == dir {
 			return err
 		}
+		rel, _ := filepath.Rel(dir, path)
+		if !want[rel] {
+			if err := os.RemoveAll(path); err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, f := range files {
 		path := filepath.Join(dir, f.Path)
@@ -257,10 +275,12 @@ func writeVolumeFiles(dir string, files []VolumeFile, group *int64) error {
 		if group != nil {
 			mode |= 0o440
 		}
-		if err := os.WriteFile(path, f.Data, mode); err != nil {
-			return err
+		if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() && st.Mode().Perm() == mode {
+			if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, f.Data) {
+				continue
+			}
 		}
-		if err := os.Chmod(path, mode); err != nil { // not subject to umask
+		if err := writeFileAtomic(path, f.Data, mode); err != nil {
 			return err
 		}
 		if group != nil {
