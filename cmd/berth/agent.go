@@ -304,9 +304,12 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 
 // agentLoader validates a revision and expands it into this node's pods.
 func (c *cli) agentLoader() agent.Loader {
-	cache := schema.NewCache() // a new revision costs only the files it changed
+	// The process's cache (a new revision costs only the files it changed)
+	// and the CUE sandbox (untrusted CUE evaluates under a deadline and a
+	// memory bound), as for vet, plan and apply.
+	opts := c.schemaOptions()
 	return func(rev *source.Revision) (*agent.Loaded, error) {
-		res, err := schema.Load(rev.Files, schema.Options{Node: c.node(), Cache: cache})
+		res, err := schema.Load(rev.Files, opts)
 		var diags *schema.Error
 		if errors.As(err, &diags) {
 			ve := &agent.ValidationError{Commit: rev.Commit}
