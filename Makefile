@@ -6,6 +6,10 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_TIMEOUT ?= 20m
+# Integration test packages run one after another: on a small machine,
+# packages that each start containers at once starve one another's probes
+# and timers.
+TEST_PACKAGES ?= 1
 
 .DEFAULT_GOAL := help
 
@@ -26,7 +30,7 @@ demo-clean: ## remove the demo's pods, stop its containerd and delete its state
 	$(SUDO) scripts/demo.sh clean
 
 test: deps ## run unit and integration tests (as root: real containerd, runc, CNI)
-	$(SUDO) env "PATH=$$PATH" BERTH_TEST_SSH=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(SUDO) env "PATH=$$PATH" BERTH_TEST_SSH=1 $(GO) test -p $(TEST_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test-unit: ## run only the tests that need no containerd
 	$(GO) test -count=1 -short ./...
