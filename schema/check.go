@@ -238,6 +238,19 @@ func checkPodSpec(x *validator, ctx podContext, spec *reconcile.PodSpec) {
 		}
 	}
 
+	for _, g := range groups {
+		for i, c := range g.containers {
+			for _, f := range []struct {
+				name string
+				set  bool
+			}{{"stdin", c.Stdin}, {"stdinOnce", c.StdinOnce}, {"tty", c.TTY}} {
+				if f.set {
+					x.warnAt(at(pp, g.field, i, f.name), "not honoured: berth attaches no stdin or terminal to containers, so a program reading stdin sees end of file at once; use berth exec -it for an interactive shell")
+				}
+			}
+		}
+	}
+
 	volumes := map[string]string{}
 	for i, v := range spec.Volumes {
 		p := at(pp, "volumes", i)

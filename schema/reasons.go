@@ -61,6 +61,29 @@ var unsupportedFields = map[string]string{
 	"sources.podCertificate":        "pod certificates need a Kubernetes API server",
 }
 
+// restrictedValues explains, for fields berth accepts only with the value
+// that asks for nothing it cannot do, why other values are refused. The
+// key is built as for unsupportedFields.
+var restrictedValues = map[string]string{
+	"containers.terminationMessagePath":     "berth reads no termination message file",
+	"initContainers.terminationMessagePath": "berth reads no termination message file",
+}
+
+// restrictedReason returns why only one value of the field at path is
+// accepted, or "".
+func restrictedReason(path []cue.Selector) string {
+	var names []string
+	for _, s := range path {
+		if s.LabelType() == cue.StringLabel {
+			names = append(names, s.Unquoted())
+		}
+	}
+	if len(names) < 2 {
+		return ""
+	}
+	return restrictedValues[names[len(names)-2]+"."+names[len(names)-1]]
+}
+
 // unsupportedReason returns why the field at path is not supported, or "".
 // A volume source berth does not know gets a general reason.
 func unsupportedReason(path []cue.Selector) string {

@@ -225,7 +225,11 @@ func (x *validator) reportErr(err error, s, d cue.Value, path []cue.Selector) {
 		if p := userPos(e); p.IsValid() {
 			pos = p
 		}
-		x.report(pos, path, message(e, s))
+		msg := message(e, s)
+		if why := restrictedReason(path); why != "" {
+			msg += ": " + why
+		}
+		x.report(pos, path, msg)
 	}
 }
 
@@ -461,6 +465,9 @@ func message(e errors.Error, s cue.Value) string {
 		return fmt.Sprintf("must be %s, got %s", arg(1), arg(0))
 	case strings.HasPrefix(format, "conflicting values"):
 		if s.Exists() && s.IsConcrete() && s.IncompleteKind()&(cue.StructKind|cue.ListKind) == 0 {
+			if s.Kind() != cue.StringKind {
+				return "must be " + literal(s)
+			}
 			return fmt.Sprintf("must be %q", literal(s))
 		}
 		return fmt.Sprintf("must be %s, got %s", arg(0), arg(1))
