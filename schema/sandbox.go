@@ -202,8 +202,12 @@ type sandboxChild struct {
 	in      io.WriteCloser
 	enc     *gob.Encoder
 	results chan childMsg
-	stderr  *bytes.Buffer
-	serial  bool
+	// ended is closed once the child's output has ended, before that is
+	// reported on results, so alive never mistakes a dead child for a
+	// live one.
+	ended  chan struct{}
+	stderr *bytes.Buffer
+	serial bool
 }
 
 type childMsg struct {
@@ -235,12 +239,15 @@ func (s *Sandbox) start(serial bool) (*sandboxChild, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("sandbox: start %s: %w", s.Command[0], err)
 	}
-	c := &sandboxChild{cmd: cmd, in: in, enc: gob.NewEncoder(in), results: make(chan childMsg), stderr: &stderr, serial: serial}
+	c := &sandboxChild{cmd: cmd, in: in, enc: gob.NewEncoder(in), results: make(chan childMsg), ended: make(chan struct{}), stderr: &stderr, serial: serial}
 	go func() {
 		dec := gob.NewDecoder(bufio.NewReader(out))
 		for {
 			var r cueResult
 			err := dec.Decode(&r)
+			if err != nil {
+				close(c.ended)
+			}
 			c.results <- childMsg{r, err}
 			if err != nil {
 				close(c.results)
@@ -256,6 +263,8 @@ func (s *Sandbox) start(serial bool) (*sandboxChild, error) {
 // ended) and the process exists.
 func (c *sandboxChild) alive() bool {
 	select {
+	case <-c.ended:
+		return false
 	case <-c.results:
 		return false
 	default:

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +18,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"golang.org/x/sys/unix"
 
+	"berth.dev/berth/internal/mountinfo"
 	"berth.dev/berth/runtime/containerd/crilog"
 )
 
@@ -298,56 +297,15 @@ func (c *Containerd) killTasks() {
 // RemoveDir unmounts whatever is still mounted under the daemon's
 // directory and removes it. Call it after Stop.
 func (c *Containerd) RemoveDir() error {
-	for _, m := range mountsUnder(c.dir) {
+	for _, m := range mountinfo.Under(c.dir) {
 		_ = unix.Unmount(m, unix.MNT_DETACH)
 	}
 	return os.RemoveAll(c.dir)
 }
 
-// mountsUnder returns the mount points at or below dir, deepest first.
-func mountsUnder(dir string) []string {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
 // MountsUnder returns the mount points at or below dir, as the host's
 // mount table shows them. Leak checks use it.
-func MountsUnder(dir string) []string { return mountsUnder(dir) }
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+func MountsUnder(dir string) []string { return mountinfo.Under(dir) }
 
 type syncBuffer struct {
 	mu sync.Mutex

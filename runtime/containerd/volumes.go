@@ -1,7 +1,6 @@
 package containerd
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"berth.dev/berth/internal/mountinfo"
 	"berth.dev/berth/reconcile"
 )
 
@@ -348,7 +348,7 @@ func prepareHostPath(v reconcile.Volume) error {
 // unmountVolumes unmounts the tmpfs volumes of a pod (and anything else
 // mounted below its volumes directory), deepest first.
 func (r *Runtime) unmountVolumes(p PodPaths) error {
-	for _, m := range mountsUnder(filepath.Join(p.Dir, "volumes")) {
+	for _, m := range mountinfo.Under(filepath.Join(p.Dir, "volumes")) {
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("unmount %s: %w", m, err)
 		}
@@ -357,52 +357,10 @@ func (r *Runtime) unmountVolumes(p PodPaths) error {
 }
 
 func isMountPoint(path string) bool {
-	for _, m := range mountsUnder(path) {
+	for _, m := range mountinfo.Under(path) {
 		if m == path {
 			return true
 		}
 	}
 	return false
-}
-
-// mountsUnder returns the mount points at or below dir, deepest first.
-func mountsUnder(dir string) []string {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
