@@ -292,12 +292,16 @@ func allScalar(v []any) bool {
 	return true
 }
 
+// compactJSON formats v on one line as JSON, leaving <, > and & as they
+// are: the text is read by people, not embedded in HTML.
 func compactJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return fmt.Sprint(v)
 	}
-	return string(b)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 func scalarText(v any) string {
