@@ -24,6 +24,14 @@ import (
 // new container from the image (a snapshot with the container's ID as key,
 // held by a lease with the same ID), and starts its task with stdout and
 // stderr appended to the container's log file. The sandbox must be ready.
+//
+// Once it begins to change the runtime (removing the previous instance,
+// creating the container and its task) it finishes on a context of its
+// own, bounded by the grace period plus a minute: a caller cancelled
+// midway — a pod manager dropping a restart for a newer spec — must not
+// abort containerd's task deletion or shim start halfway, which leaves a
+// task whose shim is gone and whose state calls then stall the pod's
+// removal.
 func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) error {
 	ctx = r.nsctx(ctx)
 	c := findContainer(pod, kind, name)
@@ -39,7 +47,9 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		return fmt.Errorf("pod %s: %w", pod.ID, errSandboxNotReady)
 	}
 	id := ContainerID(pod.ID, name)
-	if err := r.removeContainer(ctx, id, pod.GracePeriod()); err != nil {
+	mctx, cancel := r.cleanupContext(ctx, pod.GracePeriod()+removeSlack)
+	defer cancel()
+	if err := r.removeContainer(mctx, id, pod.GracePeriod()); err != nil {
 		return fmt.Errorf("remove previous container %s: %w", id, err)
 	}
 
@@ -99,14 +109,14 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 	maps.Copy(labels, hl)
 	// The lease holds the snapshot from its creation until the container
 	// record does; a crash in between leaves a lease that New deletes.
-	_, err = r.client.LeasesService().Create(ctx, leases.WithID(id), leases.WithLabels(map[string]string{
+	_, err = r.client.LeasesService().Create(mctx, leases.WithID(id), leases.WithLabels(map[string]string{
 		LabelManaged:   "true",
 		LabelSandboxID: SandboxID(pod.ID),
 	}))
 	if err != nil && !errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("create lease: %w", err)
 	}
-	lctx := leases.WithLease(ctx, id)
+	lctx := leases.WithLease(mctx, id)
 	if err := r.client.SnapshotService(snapshotter).Remove(lctx, id); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove stale snapshot %s: %w", id, err)
 	}
@@ -130,16 +140,16 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 	if r.logOpts.raw {
 		logTo = cio.LogFile(p.LogPath(name))
 	}
-	task, err := ctr.NewTask(ctx, logTo)
+	task, err := ctr.NewTask(mctx, logTo)
 	if err != nil {
 		r.cleanupFailedStart(ctx, id)
 		return fmt.Errorf("create task %s: %w", id, err)
 	}
-	if err := task.Start(ctx); err != nil {
+	if err := task.Start(mctx); err != nil {
 		r.cleanupFailedStart(ctx, id)
 		return fmt.Errorf("start task %s: %w", id, err)
 	}
-	if _, err := ctr.SetLabels(ctx, map[string]string{LabelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+	if _, err := ctr.SetLabels(mctx, map[string]string{LabelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
 		r.log.Warn("record start time failed", "container", id, "error", err)
 	}
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
