@@ -515,6 +515,16 @@ func TestManagerCrashLoopRolledBack(t *testing.T) {
 	r := newRepo()
 	r.commit("aaaa", map[string]string{"web": sleep, "db": sleep})
 	rt := fake.New(image)
+	// Slow image checks: the manager replaces pods well after the pass
+	// that handed it the revision ended.
+	rt.Pull = func(ctx context.Context, image string) error {
+		select {
+		case <-time.After(50 * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	h := startHarness(&harness{t: t, repo: r, rt: rt, manager: true})
 	h.eventually("aaaa good", func(st Status) bool { return st.LastGood != nil && st.LastGood.Commit == "aaaa" })
 
@@ -527,6 +537,19 @@ func TestManagerCrashLoopRolledBack(t *testing.T) {
 	h.eventually("web back on aaaa", func(st Status) bool {
 		return h.running()["web"] == "aaaa" && st.Applied.Commit == "aaaa" && st.LastGood.Commit == "aaaa"
 	})
+	// The manager replaced web after the rollback pass; with no trigger
+	// but the agent's own, the status shows it too.
+	h.eventually("status shows web on aaaa and ready", func(st Status) bool {
+		for _, p := range st.Pods {
+			if p.ID.Name == "web" {
+				return p.Revision == "aaaa" && p.Ready
+			}
+		}
+		return false
+	})
+	if st := h.a.Status(); len(st.BadRevisions) != 1 || st.LastGood.Commit != "aaaa" {
+		t.Fatalf("after following the rollback: bad %+v, good %+v", st.BadRevisions, st.LastGood)
+	}
 
 	// Restarted over healthy pods, agent and manager change nothing.
 	h.stop()

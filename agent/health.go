@@ -17,6 +17,11 @@ type healthWatch struct {
 	since    time.Time
 	deadline time.Time
 	pods     []reconcile.PodID
+	// rollback marks the watch of a revision rolled back to, handed to a
+	// Continuous reconciler that changes the pods after Reconcile
+	// returns: the agent follows them only to keep its status current,
+	// and neither marks nor rolls back anything on the verdict.
+	rollback bool
 }
 
 type verdict int

@@ -174,6 +174,9 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		a.mu.Unlock()
 	}
 	if a.watch != nil && obs != nil {
+		// The pods first: a revision found good is shown with the pods
+		// it was judged by.
+		a.setPods(obs)
 		a.checkHealth(ctx, obs)
 		if obs2, err := a.cfg.Observer.List(ctx); err == nil {
 			obs = obs2

@@ -69,6 +69,17 @@ func (a *Agent) checkHealth(ctx context.Context, obs []reconcile.ObservedPod) {
 		}
 	}
 	v, why := w.evaluate(time.Now(), a.cfg.HealthSettle, a.cfg.CrashRestarts, desired, obs, statuses)
+	if w.rollback {
+		switch v {
+		case healthy:
+			a.watch = nil
+			a.log.Info("pods of the revision rolled back to are running", "commit", shortCommit(w.commit))
+		case unhealthy:
+			a.watch = nil
+			a.log.Warn("pods of the revision rolled back to are not healthy", "commit", shortCommit(w.commit), "reason", why)
+		}
+		return
+	}
 	switch v {
 	case healthy:
 		a.watch = nil
@@ -124,6 +135,7 @@ func (a *Agent) rollback(ctx context.Context, why string) {
 		p.Reason += fmt.Sprintf("; reapplying it failed: %v", err)
 	} else {
 		a.handed = good.Commit
+		a.followRollback(good, plan)
 	}
 	a.metrics.lastApplied.SetToCurrentTime()
 	a.current, a.loaded = good, ld
@@ -135,4 +147,26 @@ func (a *Agent) setProblem(p Problem) {
 	a.mu.Lock()
 	a.status.LastError = &p
 	a.mu.Unlock()
+}
+
+// followRollback watches the pods a rollback replaced or created when a
+// Continuous reconciler (the pod manager) changes them after Reconcile
+// returned, so that the health polls keep the status's pods current until
+// they run the revision rolled back to. A one-shot reconciler has changed
+// them already.
+func (a *Agent) followRollback(good *source.Revision, plan *reconcile.Plan) {
+	if c, ok := a.cfg.Reconciler.(Continuous); !ok || !c.Continuous() || a.cfg.HealthDeadline < 0 {
+		return
+	}
+	var ids []reconcile.PodID
+	for _, c := range plan.Changes {
+		if c.Action == reconcile.ActionCreate || c.Action == reconcile.ActionReplace {
+			ids = append(ids, c.Pod)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	now := time.Now()
+	a.watch = &healthWatch{commit: good.Commit, since: now, deadline: now.Add(a.cfg.HealthDeadline), pods: ids, rollback: true}
 }

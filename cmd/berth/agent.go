@@ -47,6 +47,7 @@ type agentOptions struct {
 	debounce        time.Duration
 	crashRestarts   int
 	podManager      bool
+	applyOnce       bool
 	mirrors         repeatedFlag
 	shallow         bool
 	workers         int
@@ -110,8 +111,9 @@ func agentFlags(fs *flag.FlagSet, c *cli, o *agentOptions) {
 	fs.DurationVar(&o.debounce, "debounce", agent.DefaultDebounce, "quiet time after a change in a local directory before reconciling")
 	fs.Var(&o.mirrors, "mirror", "fallback URL of the repository, tried in order when --repo cannot be reached (repeatable)")
 	fs.BoolVar(&o.shallow, "shallow", false, "fetch only the followed branch, one commit deep (small devices)")
-	fs.BoolVar(&o.podManager, "pod-manager", false, "supervise pods with the long-lived pod manager (restarts, probes, rollouts) instead of applying each revision once")
-	fs.IntVar(&o.workers, "workers", 4, "pods created or removed at once (without --pod-manager)")
+	fs.BoolVar(&o.podManager, "pod-manager", true, "supervise pods with the long-lived pod manager (restarts, probes, rollouts); --pod-manager=false is --apply-once")
+	fs.BoolVar(&o.applyOnce, "apply-once", false, "apply each revision once, as berth apply does, instead of supervising pods with the pod manager")
+	fs.IntVar(&o.workers, "workers", 4, "pods created or removed at once (with --apply-once)")
 	fs.IntVar(&o.crashRestarts, "crash-restarts", agent.DefaultCrashRestarts, "crashes of a container of a new pod that make its revision unhealthy")
 }
 
@@ -231,7 +233,7 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 		reconciler  agent.Reconciler = &agent.ApplyReconciler{Runtime: rt, Workers: o.workers, Logger: log.Named("apply")}
 		podStatuses func() []reconcile.PodStatus
 	)
-	if o.podManager {
+	if o.podManager && !o.applyOnce {
 		mgr = reconcile.NewManager(rt, reconcile.ManagerOptions{Node: c.node(), StateDir: c.stateDir, Logger: log, AllowDeleteAll: o.allowMass})
 		reconciler, podStatuses = &agent.ManagerReconciler{Manager: mgr}, mgr.Pods
 	}

@@ -248,6 +248,15 @@ func (h *host) credentials() (passwordFile, usernameFile, secretFile string) {
 }
 
 func TestAgentWebhookRollbackAndNoRetry(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{{"apply", []string{"--apply-once"}}, {"pod-manager", nil}} {
+		t.Run(mode.name, func(t *testing.T) { testWebhookRollback(t, mode.args) })
+	}
+}
+
+func testWebhookRollback(t *testing.T, extra []string) {
 	h := newHost(t)
 	srv := h.serveGit()
 	pw, user, secret := h.credentials()
@@ -256,8 +265,8 @@ func TestAgentWebhookRollbackAndNoRetry(t *testing.T) {
 	h.commit("v1")
 	c1 := h.push(srv)
 
-	ra := h.startAgent("--repo", srv.URL+"/repo.git", "--git-username-file", user, "--git-password-file", pw,
-		"--webhook-secret-file", secret, "--health-settle", "1s", "--health-deadline", "30s")
+	ra := h.startAgent(append([]string{"--repo", srv.URL + "/repo.git", "--git-username-file", user, "--git-password-file", pw,
+		"--webhook-secret-file", secret, "--health-settle", "1s", "--health-deadline", "30s"}, extra...)...)
 	ra.waitFor("v1 good", func(st *agent.Status) bool { return st.LastGood != nil && st.LastGood.Commit == c1 })
 
 	// A push and a webhook: the pod is replaced.
@@ -293,7 +302,7 @@ func TestAgentWebhookRollbackAndNoRetry(t *testing.T) {
 		rev, ready := podRevision(st, "web")
 		return len(st.BadRevisions) == 1 && rev == c2 && ready && st.Applied.Commit == c2
 	})
-	if st.BadRevisions[0].Commit != c3 || st.LastError == nil || st.LastError.Kind != "health" || !strings.Contains(st.LastError.Reason, "exited with code 7") {
+	if st.BadRevisions[0].Commit != c3 || st.LastError == nil || st.LastError.Kind != "health" || !strings.Contains(st.LastError.Reason, "exit code 7") && !strings.Contains(st.LastError.Reason, "exited with code 7") {
 		t.Fatalf("bad revisions %+v, last error %+v", st.BadRevisions, st.LastError)
 	}
 	if st.Applied.Commit != c2 || st.LastGood.Commit != c2 {
@@ -304,7 +313,7 @@ func TestAgentWebhookRollbackAndNoRetry(t *testing.T) {
 	before := h.pids()
 	ra.webhook("hook-secret", "d-5", "{}")
 	ra.stop()
-	ra = h.startAgent("--repo", srv.URL+"/repo.git", "--git-username-file", user, "--git-password-file", pw)
+	ra = h.startAgent(append([]string{"--repo", srv.URL + "/repo.git", "--git-username-file", user, "--git-password-file", pw}, extra...)...)
 	st = ra.waitFor("bad revision skipped", func(st *agent.Status) bool { return st.LastError != nil && st.LastError.Kind == "bad-revision" })
 	if after := h.pids(); !equalPIDs(before, after) {
 		t.Fatalf("pods changed: %v → %v", before, after)
@@ -368,7 +377,7 @@ func TestAgentRestartAndOutageChangeNothing(t *testing.T) {
 	for _, mode := range []struct {
 		name string
 		args []string
-	}{{"apply", nil}, {"pod-manager", []string{"--pod-manager"}}} {
+	}{{"apply", []string{"--apply-once"}}, {"pod-manager", nil}} {
 		t.Run(mode.name, func(t *testing.T) { testRestartAndOutage(t, mode.args) })
 	}
 }
