@@ -90,7 +90,7 @@ func TestPlanRevisions(t *testing.T) {
 		{"text", []string{"--base", "main", "--head", "feature"}, 2, []string{
 			"plan main (" + base[:12] + ") → feature (",
 			"replace pod default/web: changed containers[main].command",
-			`+ spec.containers[main].command: ["sh","-c","trap 'exit 0' TERM; sleep 7200 \u0026 wait"]`,
+			`+ spec.containers[main].command: ["sh","-c","trap 'exit 0' TERM; sleep 7200 & wait"]`,
 			"plan: 0 to create, 1 to replace, 0 to delete, 1 unchanged",
 		}},
 		{"against a revision", []string{"--against", base, "--ref", "feature"}, 2, []string{"replace pod default/web"}},
