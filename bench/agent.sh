@@ -11,6 +11,7 @@
 #   REPS=10 N=50 IDLE=600 bench/agent.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 top=$PWD
 berth=$top/bin/berth
 REPS=${REPS:-5}
@@ -36,23 +37,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$work/containerd.toml" <<TOML
-version = 2
-root = "$work/root"
-state = "$work/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/containerd.sock"
-TOML
-containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do ctr -a "$work/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+start_containerd "$work"
 
-export BERTH_CONTAINERD_ADDRESS=$work/containerd.sock BERTH_NAMESPACE=bench BERTH_STATE_DIR=$work/berth
 export BERTH_NETWORK=berth-bench BERTH_BRIDGE=berthbench0 BERTH_POD_SUBNET=10.252.0.0/16 BERTH_LOG_LEVEL=warn
 export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@localhost GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@localhost
-scripts/make-image.sh "$work/busybox.tar" example.local/busybox:1 2>/dev/null
-ctr -a "$work/containerd.sock" -n bench images import "$work/busybox.tar" >/dev/null
+import_busybox "$work" example.local/busybox:1
 mkdir -p "$work/empty"
 sock=$work/berth/agent.sock
 

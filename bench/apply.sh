@@ -10,6 +10,7 @@
 #   SIZES="1 20 50" REPS=5 bench/apply.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 top=$PWD
 berth=$top/bin/berth
 SIZES=${SIZES:-1 20}
@@ -29,22 +30,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$work/containerd.toml" <<TOML
-version = 2
-root = "$work/root"
-state = "$work/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/containerd.sock"
-TOML
-containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do ctr -a "$work/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+start_containerd "$work"
 
-export BERTH_CONTAINERD_ADDRESS=$work/containerd.sock BERTH_NAMESPACE=bench BERTH_STATE_DIR=$work/berth
 export BERTH_NETWORK=berth-bench BERTH_BRIDGE=berthbench0 BERTH_POD_SUBNET=10.252.0.0/16 BERTH_LOG_LEVEL=warn
-scripts/make-image.sh "$work/busybox.tar" example.local/busybox:1 2>/dev/null
-ctr -a "$work/containerd.sock" -n bench images import "$work/busybox.tar" >/dev/null
+import_busybox "$work" example.local/busybox:1
 
 mkdir -p "$work/empty"
 gen() { # gen DIR N

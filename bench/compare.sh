@@ -17,6 +17,7 @@
 #   SIZES="10 50" REPS=5 bench/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 top=$PWD
 berth=$top/bin/berth
 SIZES=${SIZES:-10 50}
@@ -62,22 +63,9 @@ else
 fi
 export CONTAINERS_CONF=$work/containers.conf
 
-# berth's private containerd
-cat >"$work/containerd.toml" <<TOML
-version = 2
-root = "$work/root"
-state = "$work/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/containerd.sock"
-TOML
-containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do ctr -a "$work/containerd.sock" version >/dev/null 2>&1 && break; sleep 0.1; done
-export BERTH_CONTAINERD_ADDRESS=$work/containerd.sock BERTH_NAMESPACE=bench BERTH_STATE_DIR=$work/berth
+start_containerd "$work"
 export BERTH_NETWORK=berth-compare BERTH_BRIDGE=berthcmp0 BERTH_POD_SUBNET=10.253.0.0/16 BERTH_LOG_LEVEL=warn
-scripts/make-image.sh "$work/busybox.tar" "$IMG" 2>/dev/null
-ctr -a "$work/containerd.sock" -n bench images import "$work/busybox.tar" >/dev/null
+import_busybox "$work" "$IMG"
 if ! podman image exists "$IMG"; then
 	podman load -i "$work/busybox.tar" >/dev/null
 	podman_loaded=1
