@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"berth.dev/berth/agent"
 	"berth.dev/berth/internal/record"
 	"berth.dev/berth/reconcile"
 )
@@ -56,6 +57,9 @@ func (c *cli) node() reconcile.Node {
 
 // statusReport is what `berth status -o json` prints.
 type statusReport struct {
+	// Agent is what a running `berth agent` on this host reports through
+	// its local API; absent when no agent answers.
+	Agent       *agent.Status              `json:"agent,omitempty"`
 	LastApplied *record.Revision           `json:"lastApplied,omitempty"`
 	Pods        []reconcile.PodStatus      `json:"pods"`
 	Workloads   []reconcile.WorkloadStatus `json:"workloads"`
@@ -108,6 +112,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if has, _ := record.Read(c.stateDir, record.LastApplied, &applied); has {
 		rep.LastApplied = &applied
 	}
+	rep.Agent = agentStatus(ctx, c)
 	if c.output == "json" {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
@@ -156,7 +161,9 @@ func workloadsFromPods(pods []reconcile.PodStatus) []reconcile.WorkloadStatus {
 
 // writeStatus prints kubectl-like tables: pods, then workloads.
 func writeStatus(w io.Writer, rep *statusReport, now time.Time) error {
-	if rep.LastApplied != nil {
+	if a := rep.Agent; a != nil {
+		writeAgentStatus(w, a)
+	} else if rep.LastApplied != nil {
 		a := rep.LastApplied
 		fmt.Fprintf(w, "last applied: %s (%s) at %s\n\n", shortCommit(a.Commit), a.URL, a.Time.Format(time.RFC3339))
 	}
@@ -192,4 +199,50 @@ func writeStatus(w io.Writer, rep *statusReport, now time.Time) error {
 			wl.Desired, wl.Ready, wl.UpToDate, wl.Available, orDash(cond))
 	}
 	return tw.Flush()
+}
+
+// writeAgentStatus prints the running agent's view: source, revisions,
+// modes, the last problem and the bad revisions.
+func writeAgentStatus(w io.Writer, a *agent.Status) {
+	rev := func(r *record.Revision) string {
+		if r == nil {
+			return "-"
+		}
+		return shortCommit(r.Commit)
+	}
+	fmt.Fprintf(w, "agent: %s\n", a.Source)
+	fmt.Fprintf(w, "  fetched %s, applied %s, last good %s\n", rev(a.Fetched), rev(a.Applied), rev(a.LastGood))
+	var modes []string
+	if a.Suspended {
+		modes = append(modes, "suspended")
+	}
+	if a.Pin != "" {
+		modes = append(modes, "pinned to "+shortCommit(a.Pin))
+	}
+	if a.Offline {
+		modes = append(modes, "offline (running the last good revision, pruning nothing)")
+	}
+	if a.Checking != nil {
+		modes = append(modes, "checking the health of a new revision")
+	}
+	if len(modes) > 0 {
+		fmt.Fprintf(w, "  %s\n", strings.Join(modes, ", "))
+	}
+	for _, p := range []*agent.Problem{a.FetchError, a.LastError} {
+		if p == nil {
+			continue
+		}
+		fmt.Fprintf(w, "  %s error", p.Kind)
+		if p.Commit != "" {
+			fmt.Fprintf(w, " at %s", shortCommit(p.Commit))
+		}
+		fmt.Fprintf(w, ": %s\n", p.Reason)
+		for _, l := range p.Problems {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+	}
+	for _, b := range a.BadRevisions {
+		fmt.Fprintf(w, "  bad revision %s: %s\n", shortCommit(b.Commit), b.Reason)
+	}
+	fmt.Fprintln(w)
 }
