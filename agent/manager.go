@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/source"
 )
 
 // ManagerReconciler hands each revision to a long-lived reconcile.Manager,
@@ -30,7 +31,7 @@ func (r *ManagerReconciler) Continuous() bool { return true }
 // unsupervised until a revision can be fetched again.
 func (r *ManagerReconciler) Reconcile(ctx context.Context, t Target) (Result, error) {
 	if !t.Prune && len(t.Held) > 0 {
-		return Result{}, fmt.Errorf("pruning is off and revision %s does not declare %d running pods; not handing it to the pod manager", shortCommit(t.Revision), len(t.Held))
+		return Result{}, fmt.Errorf("pruning is off and revision %s does not declare %d running pods; not handing it to the pod manager", source.ShortCommit(t.Revision), len(t.Held))
 	}
 	if err := r.Manager.Sync(ctx, t.Revision, t.Objects); err != nil {
 		return Result{}, err

@@ -139,7 +139,7 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		continuous = c.Continuous()
 	}
 	if continuous && a.handed != target.Commit || !continuous && plan.HasChanges() {
-		log.Info("reconciling", "commit", shortCommit(target.Commit), "plan", plan.Summary(), "prune", prune)
+		log.Info("reconciling", "commit", source.ShortCommit(target.Commit), "plan", plan.Summary(), "prune", prune)
 		res, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: target.Commit, Objects: ld.Objects, Pods: ld.Pods, Plan: plan, Prune: prune, Held: held})
 		applyErr = err
 		if err != nil {
@@ -148,7 +148,7 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		} else {
 			a.handed = target.Commit
 			outcome = "applied"
-			log.Info("reconciled", "commit", shortCommit(target.Commit), "created", res.Created,
+			log.Info("reconciled", "commit", source.ShortCommit(target.Commit), "created", res.Created,
 				"replaced", res.Replaced, "deleted", res.Deleted)
 		}
 		a.metrics.lastApplied.SetToCurrentTime()
@@ -245,7 +245,7 @@ func (a *Agent) cached(ctx context.Context, except string) *source.Revision {
 		}
 		rev, err := a.cfg.Source.Revision(ctx, r.Commit)
 		if err != nil {
-			a.log.Warn("cannot read a recorded revision from the cache", "commit", shortCommit(r.Commit), "error", err)
+			a.log.Warn("cannot read a recorded revision from the cache", "commit", source.ShortCommit(r.Commit), "error", err)
 			continue
 		}
 		return rev
@@ -296,7 +296,7 @@ func (a *Agent) refuse(p Problem) {
 		return
 	}
 	a.reported[key] = true
-	args := []any{"kind", p.Kind, "commit", shortCommit(p.Commit), "reason", p.Reason}
+	args := []any{"kind", p.Kind, "commit", source.ShortCommit(p.Commit), "reason", p.Reason}
 	for _, d := range p.Problems {
 		args = append(args, "problem", d)
 	}
@@ -310,11 +310,11 @@ func (a *Agent) unsafe(plan *reconcile.Plan, managed int) string {
 		return ""
 	}
 	if n == managed {
-		return fmt.Sprintf("revision %s would delete all %d pods berth runs here; refused (allow with --allow-mass-delete)", shortCommit(plan.Revision), n)
+		return fmt.Sprintf("revision %s would delete all %d pods berth runs here; refused (allow with --allow-mass-delete)", source.ShortCommit(plan.Revision), n)
 	}
 	if float64(n) > a.cfg.DeleteThreshold*float64(managed) {
 		return fmt.Sprintf("revision %s would delete %d of the %d pods berth runs here, more than %.0f%%; refused (allow with --allow-mass-delete)",
-			shortCommit(plan.Revision), n, managed, a.cfg.DeleteThreshold*100)
+			source.ShortCommit(plan.Revision), n, managed, a.cfg.DeleteThreshold*100)
 	}
 	return ""
 }
@@ -413,6 +413,6 @@ func (a *Agent) noteRewrite(ctx context.Context, previous string, rev *source.Re
 	}
 	if descends, err := anc.IsAncestor(ctx, previous, rev.Commit); err == nil && !descends {
 		a.log.Warn("history rewritten (force-push?); the new head wins",
-			"previous", shortCommit(previous), "commit", rev.ShortCommit(), "ref", rev.Ref)
+			"previous", source.ShortCommit(previous), "commit", rev.ShortCommit(), "ref", rev.Ref)
 	}
 }

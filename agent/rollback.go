@@ -73,10 +73,10 @@ func (a *Agent) checkHealth(ctx context.Context, obs []reconcile.ObservedPod) {
 		switch v {
 		case healthy:
 			a.watch = nil
-			a.log.Info("pods of the revision rolled back to are running", "commit", shortCommit(w.commit))
+			a.log.Info("pods of the revision rolled back to are running", "commit", source.ShortCommit(w.commit))
 		case unhealthy:
 			a.watch = nil
-			a.log.Warn("pods of the revision rolled back to are not healthy", "commit", shortCommit(w.commit), "reason", why)
+			a.log.Warn("pods of the revision rolled back to are not healthy", "commit", source.ShortCommit(w.commit), "reason", why)
 		}
 		return
 	}

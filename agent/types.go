@@ -95,7 +95,7 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	return fmt.Sprintf("revision %s is invalid (%d problems):\n%s", shortCommit(e.Commit), len(e.Problems), strings.Join(e.Problems, "\n"))
+	return fmt.Sprintf("revision %s is invalid (%d problems):\n%s", source.ShortCommit(e.Commit), len(e.Problems), strings.Join(e.Problems, "\n"))
 }
 
 // Trigger names why a pass ran.
@@ -121,17 +121,4 @@ func (t Trigger) fetches() bool {
 		return true
 	}
 	return false
-}
-
-func shortCommit(c string) string {
-	if rest, ok := strings.CutPrefix(c, "dir:sha256:"); ok {
-		if len(rest) > 12 {
-			rest = rest[:12]
-		}
-		return "dir:" + rest
-	}
-	if len(c) > 12 {
-		return c[:12]
-	}
-	return c
 }

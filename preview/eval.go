@@ -9,6 +9,7 @@ import (
 
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/schema"
+	"berth.dev/berth/source"
 )
 
 // Loaded is one revision loaded and validated, before it is expanded for a
@@ -106,7 +107,7 @@ func (l *Loaded) Expand(node reconcile.Node, opts ExpandOptions) *Evaluation {
 	}
 	pods, err := expand(l.Objects, l.Commit, node, opts)
 	if err != nil {
-		e.ExpandErr = fmt.Errorf("revision %s: %w", shortCommit(l.Commit), err)
+		e.ExpandErr = fmt.Errorf("revision %s: %w", source.ShortCommit(l.Commit), err)
 		return e
 	}
 	e.Pods = pods
@@ -133,23 +134,4 @@ func Evaluate(files fs.FS, commit string, node reconcile.Node, sopts schema.Opti
 // expand is the one call of reconcile.Expand.
 func expand(objs []reconcile.Object, commit string, node reconcile.Node, opts ExpandOptions) ([]reconcile.DesiredPod, error) {
 	return reconcile.Expand(objs, commit, reconcile.ExpandOptions{Node: node, StateDir: opts.StateDir, Records: opts.Records, Now: opts.Now})
-}
-
-func shortCommit(c string) string {
-	if rest, ok := strings.CutPrefix(c, "dir:sha256:"); ok && len(rest) > 12 {
-		return "dir:" + rest[:12]
-	}
-	if len(c) > 12 && isHex(c) {
-		return c[:12]
-	}
-	return c
-}
-
-func isHex(s string) bool {
-	for _, r := range s {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/source"
 )
 
 // Live is what runs on the host, for CompareLive.
@@ -70,7 +71,7 @@ func CompareLive(head *Evaluation, headName string, live Live) *Plan {
 		case reconcile.ActionCreate:
 			if a := applied[c.Pod]; a != nil {
 				pc.Drift = true
-				pc.Reason = fmt.Sprintf("removed outside berth: applied revision %s declares it, but it does not run", shortCommit(live.Applied.Commit))
+				pc.Reason = fmt.Sprintf("removed outside berth: applied revision %s declares it, but it does not run", source.ShortCommit(live.Applied.Commit))
 			} else {
 				pc.Reason = "not running; declared by " + headInfo
 			}
@@ -88,9 +89,9 @@ func CompareLive(head *Evaluation, headName string, live Live) *Plan {
 				pc.Reason = changedReason(pc.Diff)
 			case from != nil || known:
 				pc.Drift = true
-				pc.Reason = fmt.Sprintf("the running spec (%s) is not what its revision %s declares: changed outside berth", o.Hash, shortCommit(o.Revision))
+				pc.Reason = fmt.Sprintf("the running spec (%s) is not what its revision %s declares: changed outside berth", o.Hash, source.ShortCommit(o.Revision))
 			default:
-				pc.Reason = fmt.Sprintf("spec changed (%s → %s); revision %s is not at hand for a field diff", o.Hash, c.ToHash, shortCommit(o.Revision))
+				pc.Reason = fmt.Sprintf("spec changed (%s → %s); revision %s is not at hand for a field diff", o.Hash, c.ToHash, source.ShortCommit(o.Revision))
 			}
 		case reconcile.ActionDelete:
 			pc.Reason = "not in " + headInfo

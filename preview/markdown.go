@@ -9,6 +9,7 @@ import (
 
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/schema"
+	"berth.dev/berth/source"
 )
 
 // MarkdownOptions tune WriteMarkdown.
@@ -98,7 +99,7 @@ func podCount(n int) string {
 
 // MarkdownRevision formats r as inline code with its short commit.
 func MarkdownRevision(r RevisionInfo) string {
-	c := shortCommit(r.Commit)
+	c := source.ShortCommit(r.Commit)
 	switch {
 	case r.Name == "" && c == "":
 		return "(none)"

@@ -6,6 +6,7 @@ import (
 
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/schema"
+	"berth.dev/berth/source"
 )
 
 // RevisionInfo names one side of a preview.
@@ -19,7 +20,7 @@ type RevisionInfo struct {
 
 // String formats r as "name (short commit)".
 func (r RevisionInfo) String() string {
-	c := shortCommit(r.Commit)
+	c := source.ShortCommit(r.Commit)
 	switch {
 	case r.Name == "" && c == "":
 		return "(none)"

@@ -40,15 +40,19 @@ type Revision struct {
 
 // ShortCommit returns the first 12 hex digits of a commit hash, or the
 // first 12 of the digest for a directory source ("dir:" + 12 digits).
-func (r *Revision) ShortCommit() string {
-	c := r.Commit
+func (r *Revision) ShortCommit() string { return ShortCommit(r.Commit) }
+
+// ShortCommit shortens a commit as berth prints it: the first 12 hex
+// digits of a hash, "dir:" and 12 digits of a directory digest, and
+// anything else (a name, a shorter hash) as it is.
+func ShortCommit(c string) string {
 	if rest, ok := strings.CutPrefix(c, dirDigestPrefix); ok {
 		if len(rest) > 12 {
 			rest = rest[:12]
 		}
 		return "dir:" + rest
 	}
-	if len(c) > 12 {
+	if len(c) > 12 && isHex(c) {
 		return c[:12]
 	}
 	return c

@@ -46,14 +46,7 @@ type revision struct {
 }
 
 // commit is the revision's short name for messages.
-func (r *revision) commit() string { return shortCommit(r.src.Commit) }
-
-func shortCommit(c string) string {
-	if len(c) > 12 && !strings.Contains(c, ":") {
-		return c[:12]
-	}
-	return c
-}
+func (r *revision) commit() string { return source.ShortCommit(r.src.Commit) }
 
 // load fetches SRC at REF and validates it. Validation problems are
 // printed, one per line, and reported as errReported.
@@ -100,14 +93,14 @@ func (c *cli) validate(rev *source.Revision) ([]reconcile.Object, error) {
 	res, err := schema.Load(rev.Files, c.schemaOptions())
 	var diags *schema.Error
 	if errors.As(err, &diags) {
-		fmt.Fprintf(c.stderr, "revision %s is invalid (%d problems); nothing was changed:\n", shortCommit(rev.Commit), len(diags.Diagnostics))
+		fmt.Fprintf(c.stderr, "revision %s is invalid (%d problems); nothing was changed:\n", source.ShortCommit(rev.Commit), len(diags.Diagnostics))
 		for _, d := range diags.Diagnostics {
 			fmt.Fprintln(c.stderr, d.String())
 		}
 		return nil, errReported
 	}
 	if err != nil {
-		return nil, fmt.Errorf("revision %s: %w", shortCommit(rev.Commit), err)
+		return nil, fmt.Errorf("revision %s: %w", source.ShortCommit(rev.Commit), err)
 	}
 	return res.Objects, nil
 }

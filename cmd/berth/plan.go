@@ -141,7 +141,7 @@ func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.
 		}
 		r, err := src.Revision(ctx, commit)
 		if err != nil {
-			c.log.Debug("revision not at hand", "commit", shortCommit(commit), "error", err)
+			c.log.Debug("revision not at hand", "commit", source.ShortCommit(commit), "error", err)
 			return nil
 		}
 		return preview.Evaluate(r.Files, r.Commit, node, sopts, eopts)

@@ -14,6 +14,7 @@ import (
 	"berth.dev/berth/agent"
 	"berth.dev/berth/internal/record"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/source"
 )
 
 func statusFlags(fs *flag.FlagSet, c *cli) {
@@ -165,7 +166,7 @@ func writeStatus(w io.Writer, rep *statusReport, now time.Time) error {
 		writeAgentStatus(w, a)
 	} else if rep.LastApplied != nil {
 		a := rep.LastApplied
-		fmt.Fprintf(w, "last applied: %s (%s) at %s\n\n", shortCommit(a.Commit), a.URL, a.Time.Format(time.RFC3339))
+		fmt.Fprintf(w, "last applied: %s (%s) at %s\n\n", source.ShortCommit(a.Commit), a.URL, a.Time.Format(time.RFC3339))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tREVISION")
@@ -176,7 +177,7 @@ func writeStatus(w io.Writer, rep *statusReport, now time.Time) error {
 			age = humanAge(now.Sub(p.CreatedAt))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", p.ID.Namespace, p.ID.Name, ready, total,
-			p.Display(), p.Restarts(), age, orDash(p.IP), orDash(shortCommit(p.Revision)))
+			p.Display(), p.Restarts(), age, orDash(p.IP), orDash(source.ShortCommit(p.Revision)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -208,7 +209,7 @@ func writeAgentStatus(w io.Writer, a *agent.Status) {
 		if r == nil {
 			return "-"
 		}
-		return shortCommit(r.Commit)
+		return source.ShortCommit(r.Commit)
 	}
 	fmt.Fprintf(w, "agent: %s\n", a.Source)
 	fmt.Fprintf(w, "  fetched %s, applied %s, last good %s\n", rev(a.Fetched), rev(a.Applied), rev(a.LastGood))
@@ -217,7 +218,7 @@ func writeAgentStatus(w io.Writer, a *agent.Status) {
 		modes = append(modes, "suspended")
 	}
 	if a.Pin != "" {
-		modes = append(modes, "pinned to "+shortCommit(a.Pin))
+		modes = append(modes, "pinned to "+source.ShortCommit(a.Pin))
 	}
 	if a.Offline {
 		modes = append(modes, "offline (running the last good revision, pruning nothing)")
@@ -234,7 +235,7 @@ func writeAgentStatus(w io.Writer, a *agent.Status) {
 		}
 		fmt.Fprintf(w, "  %s error", p.Kind)
 		if p.Commit != "" {
-			fmt.Fprintf(w, " at %s", shortCommit(p.Commit))
+			fmt.Fprintf(w, " at %s", source.ShortCommit(p.Commit))
 		}
 		fmt.Fprintf(w, ": %s\n", p.Reason)
 		for _, l := range p.Problems {
@@ -242,7 +243,7 @@ func writeAgentStatus(w io.Writer, a *agent.Status) {
 		}
 	}
 	for _, b := range a.BadRevisions {
-		fmt.Fprintf(w, "  bad revision %s: %s\n", shortCommit(b.Commit), b.Reason)
+		fmt.Fprintf(w, "  bad revision %s: %s\n", source.ShortCommit(b.Commit), b.Reason)
 	}
 	fmt.Fprintln(w)
 }
