@@ -145,16 +145,25 @@ func StartPod(ctx context.Context, rt Runtime, p *DesiredPod) error {
 
 // ensureImages makes every image of p available, each image once.
 func ensureImages(ctx context.Context, rt Runtime, p *DesiredPod) error {
-	seen := map[string]bool{}
-	for _, c := range append(append([]Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
-		key := c.Image + "\x00" + c.ImagePullPolicy
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
+	for _, c := range podImages(p) {
 		if err := EnsurePodImage(ctx, rt, p, c.Image, c.ImagePullPolicy); err != nil {
 			return fmt.Errorf("image for container %q: %w", c.Name, err)
 		}
 	}
 	return nil
+}
+
+// podImages returns, for each image and pull policy the pod uses, the
+// first container (init containers first) that uses it.
+func podImages(p *DesiredPod) []Container {
+	var out []Container
+	seen := map[string]bool{}
+	for _, c := range append(append([]Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
+		key := c.Image + "\x00" + c.ImagePullPolicy
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -46,6 +46,21 @@ type DesiredPod struct {
 	Secrets    map[string]*SecretData    `json:"-"`
 }
 
+// Container returns the spec of the pod's container with the given kind
+// and name, or nil.
+func (p *DesiredPod) Container(kind ContainerKind, name string) *Container {
+	list := p.Spec.Containers
+	if kind == InitContainer {
+		list = p.Spec.InitContainers
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
 // GracePeriod returns the pod's termination grace period.
 func (p *DesiredPod) GracePeriod() time.Duration {
 	if p.Spec.TerminationGracePeriodSeconds == nil {

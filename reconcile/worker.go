@@ -364,13 +364,7 @@ func (w *podWorker) ensureImages(ctx context.Context, d *DesiredPod, now time.Ti
 	if pull.Waiting != "" && now.Before(pull.Until) {
 		return pull.Until, nil
 	}
-	seen := map[string]bool{}
-	for _, c := range append(append([]Container(nil), d.Spec.InitContainers...), d.Spec.Containers...) {
-		key := c.Image + "\x00" + c.ImagePullPolicy
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
+	for _, c := range podImages(d) {
 		if err := EnsurePodImage(ctx, w.m.rt, d, c.Image, c.ImagePullPolicy); err != nil {
 			if ctx.Err() != nil {
 				return time.Time{}, ctx.Err()

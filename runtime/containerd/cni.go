@@ -141,6 +141,11 @@ func (r *Runtime) cniDel(ctx context.Context, id reconcile.PodID, path string, p
 	return nil
 }
 
+// writeFileAtomic replaces path so readers never see a torn file. Unlike
+// record.WriteFileAtomic it does not sync the directory: it writes the
+// per-pod files (hosts, resolv.conf, projected volume files, often on
+// tmpfs) on every pod start, and they are rebuilt from the revision after
+// a power loss, so they need atomicity, not durability.
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err

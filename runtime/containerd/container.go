@@ -34,7 +34,7 @@ import (
 // removal.
 func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) error {
 	ctx = r.nsctx(ctx)
-	c := findContainer(pod, kind, name)
+	c := pod.Container(kind, name)
 	if c == nil {
 		return fmt.Errorf("pod %s has no %s container %q", pod.ID, kind, name)
 	}
@@ -178,19 +178,6 @@ func (r *Runtime) cleanupFailedStart(ctx context.Context, id string) {
 	if err := r.removeContainer(cctx, id, 0); err != nil {
 		r.log.Warn("clean up failed start", "container", id, "error", err)
 	}
-}
-
-func findContainer(pod *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) *reconcile.Container {
-	list := pod.Spec.Containers
-	if kind == reconcile.InitContainer {
-		list = pod.Spec.InitContainers
-	}
-	for i := range list {
-		if list[i].Name == name {
-			return &list[i]
-		}
-	}
-	return nil
 }
 
 // WaitContainer blocks until the task of the named container exits and

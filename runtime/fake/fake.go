@@ -193,19 +193,6 @@ func exitCode(c *reconcile.Container) (int, bool) {
 	return 0, false
 }
 
-func findContainer(p *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) *reconcile.Container {
-	list := p.Spec.Containers
-	if kind == reconcile.InitContainer {
-		list = p.Spec.InitContainers
-	}
-	for i := range list {
-		if list[i].Name == name {
-			return &list[i]
-		}
-	}
-	return nil
-}
-
 // StartContainer implements reconcile.Runtime.
 func (r *Runtime) StartContainer(ctx context.Context, p *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) error {
 	r.mu.Lock()
@@ -217,7 +204,7 @@ func (r *Runtime) StartContainer(ctx context.Context, p *reconcile.DesiredPod, k
 	if !ok {
 		return fmt.Errorf("pod %s: no sandbox", p.ID)
 	}
-	spec := findContainer(p, kind, name)
+	spec := p.Container(kind, name)
 	if spec == nil {
 		return fmt.Errorf("pod %s: no %s container %q in spec", p.ID, kind, name)
 	}
