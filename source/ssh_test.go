@@ -3,15 +3,13 @@ package source
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"berth.dev/berth/internal/testenv"
 )
 
 // sshServer is a private sshd on loopback that lets one key in.
@@ -39,101 +37,11 @@ func startSSHServer(t *testing.T) *sshServer {
 		}
 		t.Skip("sshd not installed; set BERTH_TEST_SSH=1 to require this test")
 	}
-	u, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u.Uid == "0" {
-		// sshd insists on its privilege separation directory when run as root.
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	dir := t.TempDir()
-	keygen := func(name, pass string) string {
-		p := filepath.Join(dir, name)
-		out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-a", "1", "-N", pass, "-C", name, "-f", p).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ssh-keygen: %v\n%s", err, out)
-		}
-		return p
-	}
-	hostKey := keygen("host_key", "")
-	s := &sshServer{user: u.Username, key: keygen("client_key", ""), keyPass: keygen("client_key_pass", sshPassphrase)}
-	var auth []byte
-	for _, k := range []string{s.key, s.keyPass} {
-		b, err := os.ReadFile(k + ".pub")
-		if err != nil {
-			t.Fatal(err)
-		}
-		auth = append(auth, b...)
-	}
-	authorized := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(authorized, auth, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	config := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(config, []byte(fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
-HostKey %s
-AuthorizedKeysFile %s
-PidFile %s
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowUsers %s
-LogLevel VERBOSE
-`, s.port, hostKey, authorized, filepath.Join(dir, "sshd.pid"), s.user)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	hostPub, err := os.ReadFile(hostKey + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := strings.Fields(string(hostPub))
-	s.knownHosts = filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[127.0.0.1]:%d %s %s\n", s.port, fields[0], fields[1])
-	if err := os.WriteFile(s.knownHosts, []byte(line), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	cmd := exec.Command(sshd, "-D", "-e", "-f", config)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var logs strings.Builder
-	cmd.Stderr = &syncWriter{b: &logs}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start sshd: %v", err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		_ = syscall.Kill(-pid, syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", logs.String())
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", s.port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd did not listen on %s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	key := testenv.SSHKey(t, dir, "client_key", "")
+	keyPass := testenv.SSHKey(t, dir, "client_key_pass", sshPassphrase)
+	srv := testenv.StartSSHD(t, key+".pub", keyPass+".pub")
+	return &sshServer{port: srv.Port, user: srv.User, knownHosts: srv.KnownHosts, key: key, keyPass: keyPass}
 }
 
 func TestSSH(t *testing.T) {

@@ -2,17 +2,12 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"berth.dev/berth/agent"
+	"berth.dev/berth/internal/testenv"
 )
 
 // sshGit is Debian's sshd on loopback, letting one key in, serving the
@@ -28,99 +23,14 @@ type sshGit struct {
 func (h *host) serveSSH() *sshGit {
 	t := h.t
 	t.Helper()
-	sshd := "/usr/sbin/sshd"
-	if p, err := exec.LookPath("sshd"); err == nil {
-		sshd = p
-	}
-	if _, err := os.Stat(sshd); err != nil {
-		t.Fatalf("sshd is missing (apt-get install openssh-server): %v", err)
-	}
-	u, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u.Uid == "0" {
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	dir := t.TempDir()
-	keygen := func(name string) (string, []string) {
-		p := filepath.Join(dir, name)
-		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", p).CombinedOutput(); err != nil {
-			t.Fatalf("ssh-keygen: %v\n%s", err, out)
-		}
-		pub, err := os.ReadFile(p + ".pub")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p, strings.Fields(string(pub))
-	}
-	hostKey, hostPub := keygen("host_key")
-	_, otherPub := keygen("other_host_key")
-	s := &sshGit{bare: filepath.Join(dir, "repo.git")}
-	var clientPub []string
-	s.key, clientPub = keygen("client_key")
-	authorized := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(authorized, []byte(strings.Join(clientPub, " ")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	config := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(config, []byte(fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
-HostKey %s
-AuthorizedKeysFile %s
-PidFile %s
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowUsers %s
-`, port, hostKey, authorized, filepath.Join(dir, "sshd.pid"), u.Username)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.knownHosts, s.otherHosts = filepath.Join(dir, "known_hosts"), filepath.Join(dir, "other_known_hosts")
-	for f, pub := range map[string][]string{s.knownHosts: hostPub, s.otherHosts: otherPub} {
-		if err := os.WriteFile(f, []byte(fmt.Sprintf("[127.0.0.1]:%d %s %s\n", port, pub[0], pub[1])), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command(sshd, "-D", "-e", "-f", config)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logs := &syncBuffer{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start sshd: %v", err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		_ = syscall.Kill(-pid, syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", logs.String())
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd did not listen on %s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s := &sshGit{bare: filepath.Join(dir, "repo.git"), key: testenv.SSHKey(t, dir, "client_key", "")}
+	srv := testenv.StartSSHD(t, s.key+".pub")
+	s.knownHosts = srv.KnownHosts
+	s.otherHosts = filepath.Join(dir, "other_known_hosts")
+	testenv.WriteKnownHosts(t, s.otherHosts, srv.Port, testenv.SSHKey(t, dir, "other_host_key", "")+".pub")
 	h.git("init", "-q", "--bare", "-b", "main", s.bare)
-	s.url = fmt.Sprintf("ssh://%s@%s%s", u.Username, addr, s.bare)
+	s.url = fmt.Sprintf("ssh://%s@%s%s", srv.User, srv.Addr, s.bare)
 	return s
 }
 
