@@ -285,8 +285,9 @@ func (l *loader) guard(file string) {
 }
 
 // readTree walks fsys and reads every supported file. Hidden files and
-// directories (a name starting with '.') and CUE's module directory cue.mod
-// are skipped. The .cue files of one directory form one CUE package.
+// directories (a name starting with '.'), CUE's module directory cue.mod
+// and the rollout policy at the root (berth-rollout.*) are skipped. The
+// .cue files of one directory form one CUE package.
 func (l *loader) readTree() {
 	_ = fs.WalkDir(l.fsys, ".", func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -301,6 +302,11 @@ func (l *loader) readTree() {
 			return nil
 		}
 		ext := path.Ext(name)
+		if p == name && strings.HasPrefix(name, "berth-rollout.") {
+			// The fleet's rollout policy (package fleet/rollout), not a
+			// manifest.
+			return nil
+		}
 		if de.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json" && ext != ".cue") {
 			return nil
 		}

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"berth.dev/berth/fleet/rollout"
 	"berth.dev/berth/schema"
 	"berth.dev/berth/source"
 )
@@ -163,6 +165,7 @@ func runVet(ctx context.Context, c *cli, args []string) error {
 		diags = res.Warnings
 		objects = len(res.Objects)
 	}
+	diags = append(diags, rolloutDiagnostics(rev.Files)...)
 	errs, warns := 0, 0
 	for _, d := range diags {
 		if d.Severity == schema.SeverityError {
@@ -276,4 +279,19 @@ func ghData(s string) string {
 // ghProperty escapes a workflow command's property value.
 func ghProperty(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(s)
+}
+
+// rolloutDiagnostics checks the rollout policy at the root of fsys, if
+// there is one, and returns its problems as errors.
+func rolloutDiagnostics(fsys fs.FS) []schema.Diagnostic {
+	_, err := rollout.Load(fsys)
+	var perr *rollout.Error
+	if !errors.As(err, &perr) {
+		return nil
+	}
+	out := make([]schema.Diagnostic, len(perr.Problems))
+	for i, p := range perr.Problems {
+		out[i] = schema.Diagnostic{Pos: p.Pos, Path: p.Path, Message: p.Message, Severity: schema.SeverityError}
+	}
+	return out
 }
