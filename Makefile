@@ -32,7 +32,7 @@ demo-clean: ## remove the demo's pods, stop its containerd and delete its state
 test: deps ## run unit and integration tests (as root: real containerd, runc, CNI)
 	$(SUDO) env "PATH=$$PATH" BERTH_TEST_SSH=1 $(GO) test -p $(TEST_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-test-unit: ## run only the tests that need no containerd
+test-unit: ## run only the tests that need neither root nor containerd (no private containerd starts)
 	$(GO) test -count=1 -short ./...
 
 vet: ## gofmt check and go vet

@@ -10,17 +10,9 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
-)
 
-// corpusDir holds manifests from the Kubernetes website (see its
-// SOURCES.md), kept next to the repository, not in it; BERTH_K8S_EXAMPLES
-// names it when the checkout is elsewhere.
-var corpusDir = func() string {
-	if d := os.Getenv("BERTH_K8S_EXAMPLES"); d != "" {
-		return d
-	}
-	return "../../shared/conformance/k8s-examples"
-}()
+	"berth.dev/berth/internal/corpus"
+)
 
 // corpusRejected lists the corpus files that must not load, each with a
 // phrase every one of its errors must contain: each names the unsupported
@@ -49,6 +41,7 @@ var corpusRejected = map[string][]string{
 // loads, or fails only with the errors corpusRejected expects. The results
 // are written to docs/conformance.md (BERTH_UPDATE=1 regenerates it).
 func TestCorpus(t *testing.T) {
+	corpusDir := corpus.Dir(t, corpus.K8sExamples)
 	var files []string
 	err := filepath.WalkDir(corpusDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

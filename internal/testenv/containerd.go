@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -167,6 +168,7 @@ func (c *Containerd) waitServing(timeout time.Duration) error {
 // failed or runs with -v. A host that cannot run containerd fails the test.
 func NewContainerd(tb testing.TB) *Containerd {
 	tb.Helper()
+	skipShort(tb)
 	dir, err := os.MkdirTemp("", "berth-ctrd-")
 	if err != nil {
 		tb.Fatal(err)
@@ -197,9 +199,16 @@ func NewContainerd(tb testing.TB) *Containerd {
 // When the binary was started by a containerd shim as berth's log driver
 // (runtimes in tests use the test binary as their log driver), Main runs
 // the driver instead and returns its exit code.
+//
+// With -short (make test-unit) no daemon starts and *c stays nil: the
+// tests that need it skip in Namespace, the others run.
 func Main(m *testing.M, c **Containerd) int {
 	if crilog.IsDriver() {
 		return crilog.DriverMain()
+	}
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "berth-ctrd-")
 	if err != nil {

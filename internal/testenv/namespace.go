@@ -28,6 +28,7 @@ var nonIdent = regexp.MustCompile(`[^a-z0-9]+`)
 // the daemon is clean for the next test.
 func Namespace(tb testing.TB, c *Containerd) string {
 	tb.Helper()
+	skipShort(tb)
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	name := strings.Trim(nonIdent.ReplaceAllString(strings.ToLower(tb.Name()), "-"), "-")

@@ -29,6 +29,7 @@ const netLockDir = "/run/berth-testenv"
 // when the test ends.
 func Network(tb testing.TB) Net {
 	tb.Helper()
+	skipShort(tb)
 	if err := os.MkdirAll(netLockDir, 0o755); err != nil {
 		tb.Fatalf("testenv: %v", err)
 	}

@@ -51,6 +51,7 @@ func startRegistry(tb testing.TB, user, password string) string {
 // section, or empty for none); protected says whether /v2/ answers 401.
 func startRegistryConfig(tb testing.TB, auth string, protected bool) string {
 	tb.Helper()
+	skipShort(tb)
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		tb.Fatalf("testenv: docker-registry not found (apt-get install docker-registry): %v", err)

@@ -11,20 +11,11 @@ import (
 	"testing/fstest"
 	"time"
 
+	"berth.dev/berth/internal/corpus"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/runtime/containerd"
 	"berth.dev/berth/schema"
 )
-
-// examplesDir holds the Kubernetes website's example manifests, kept next
-// to the repository (../shared beside the checkout); BERTH_K8S_EXAMPLES
-// names another place.
-func examplesDir() string {
-	if d := os.Getenv("BERTH_K8S_EXAMPLES"); d != "" {
-		return d
-	}
-	return "../../../shared/conformance/k8s-examples"
-}
 
 var imageRE = regexp.MustCompile(`(?m)(\bimage:\s*)"?[^"\s,}]+"?`)
 
@@ -34,10 +25,11 @@ var imageRE = regexp.MustCompile(`(?m)(\bimage:\s*)"?[^"\s,}]+"?`)
 func loadExample(t *testing.T, stateDir, pod string, files []string, extra string) *reconcile.DesiredPod {
 	t.Helper()
 	fsys := fstest.MapFS{}
+	dir := corpus.Dir(t, corpus.K8sExamples)
 	for i, f := range files {
-		b, err := os.ReadFile(filepath.Join(examplesDir(), f))
+		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
-			t.Fatalf("example %s (the examples live in ../shared/conformance/k8s-examples beside the checkout): %v", f, err)
+			t.Fatalf("example %s: %v", f, err)
 		}
 		b = imageRE.ReplaceAll(b, []byte(`${1}"`+testImage+`"`))
 		fsys["f"+strconv.Itoa(i)+"-"+filepath.Base(f)] = &fstest.MapFile{Data: b}
