@@ -67,6 +67,7 @@ func commands() []command {
 		execCommand(),
 		imageCommand(),
 		debugCommand(),
+		fleetCommand(),
 		{name: "version", args: "", summary: "print the version", run: runVersion},
 	}
 }

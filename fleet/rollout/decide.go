@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"berth.dev/berth/source"
 )
 
 // Device is what the policy needs to know of a device.
@@ -119,7 +121,7 @@ func (p *Policy) Decide(now time.Time, self Device, rev Revision, fleet []Report
 			sort.Strings(failed)
 			d.State = Halted
 			d.Reason = fmt.Sprintf("rollout of %s halted: %d devices failed it in wave %s (%s), more than maxFailures %s allows (%d); waiting for a newer commit",
-				short(rev.Commit), len(failed), strings.Join(failedWaves, ", "), names(failed), p.MaxFailures, allowed)
+				source.ShortCommit(rev.Commit), len(failed), strings.Join(failedWaves, ", "), names(failed), p.MaxFailures, allowed)
 			return d
 		}
 	}
@@ -153,7 +155,7 @@ func (p *Policy) Decide(now time.Time, self Device, rev Revision, fleet []Report
 			sort.Strings(notYet)
 			d.State = Wait
 			d.Reason = fmt.Sprintf("wave %s: %d of %d online devices do not run %s healthy yet (%s)",
-				w.Name, len(notYet), len(online), short(rev.Commit), names(notYet))
+				w.Name, len(notYet), len(online), source.ShortCommit(rev.Commit), names(notYet))
 			return d
 		}
 		prevDone = last.Add(w.Soak)
@@ -191,13 +193,6 @@ func (p *Policy) mayPrefetch(now time.Time, node string) bool {
 	}
 	jitter := time.Duration(Bucket(node) / 100 * float64(w.Duration/2))
 	return !now.Before(start.Add(jitter))
-}
-
-func short(commit string) string {
-	if len(commit) > 12 && !strings.HasPrefix(commit, "dir:") {
-		return commit[:12]
-	}
-	return commit
 }
 
 // names lists up to ten names, then how many more.
