@@ -65,6 +65,8 @@ type Evaluation struct {
 	ExpandErr error
 	// Refused holds, for each pod the node's policy refuses, why.
 	Refused map[reconcile.PodID]string
+	// NotForNode lists the objects whose pods do not run on Node, and why.
+	NotForNode []reconcile.NotForNode
 }
 
 // Failed returns what kept the revision from being evaluated: nil, an
@@ -111,6 +113,7 @@ func (l *Loaded) Expand(node reconcile.Node, opts ExpandOptions) *Evaluation {
 		return e
 	}
 	e.Pods = pods
+	e.NotForNode = reconcile.NotForNodes(l.Objects, node)
 	if opts.Policy != nil {
 		for i := range pods {
 			if err := reconcile.CheckPolicy(&pods[i].Spec, *opts.Policy); err != nil {

@@ -46,6 +46,13 @@ func WriteMarkdown(w io.Writer, p *Plan, opts MarkdownOptions) error {
 		b.WriteString("**Workloads**\n\n")
 		MarkdownWorkloads(&b, p.Workloads)
 	}
+	if len(p.NotForNode) > 0 {
+		b.WriteString("**Not for this node**\n\n")
+		for _, m := range p.NotForNode {
+			fmt.Fprintf(&b, "- %s\n", Escape(m.String()))
+		}
+		b.WriteString("\n")
+	}
 	var sections [][]byte
 	var kept []PodChange
 	for _, c := range p.Changes {

@@ -105,6 +105,9 @@ type Plan struct {
 	// BaseError says why the base revision could not be evaluated (on
 	// this node); the head is then compared with an empty revision.
 	BaseError string `json:"baseError,omitempty"`
+	// NotForNode lists the head's objects whose pods do not run on Node,
+	// and why.
+	NotForNode []reconcile.NotForNode `json:"notForNode,omitempty"`
 	// Workloads sums up the effect on each workload with changed pods.
 	Workloads []WorkloadChange `json:"workloads,omitempty"`
 	// Changes has one entry per pod, sorted by pod.
@@ -206,6 +209,7 @@ func failHead(p *Plan, head *Evaluation) bool {
 		p.Error = oneLineErr(head.ExpandErr)
 	default:
 		p.Diagnostics = head.Warnings
+		p.NotForNode = head.NotForNode
 		return false
 	}
 	p.Changes = []PodChange{}

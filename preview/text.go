@@ -90,6 +90,7 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 		}
 		WriteTextChange(ew, c, paint, "")
 	}
+	WriteTextNotForNode(ew, p.NotForNode, paint)
 	ew.printf("plan: %s\n", p.Counts)
 	return ew.err
 }
@@ -190,4 +191,12 @@ func (e *errWriter) Write(b []byte) (int, error) {
 
 func (e *errWriter) printf(format string, args ...any) {
 	fmt.Fprintf(e, format, args...)
+}
+
+// WriteTextNotForNode prints one "skip" line for each object whose pods do
+// not run on this node, naming it and why.
+func WriteTextNotForNode(w io.Writer, skipped []reconcile.NotForNode, paint Painter) {
+	for _, m := range skipped {
+		fmt.Fprintf(w, "%s %s\n", paint.Paint(ansiYellow, "skip"), m)
+	}
 }

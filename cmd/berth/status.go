@@ -51,9 +51,10 @@ func (l *labelsFlag) Set(s string) error {
 	return nil
 }
 
-// node is this host as objects see it.
+// node is this host as objects see it: the labels kubelet would set, then
+// the user's.
 func (c *cli) node() reconcile.Node {
-	return reconcile.Node{Name: c.nodeName, Labels: map[string]string(c.nodeLabels)}
+	return reconcile.HostNode(c.nodeName, c.nodeLabels)
 }
 
 // statusReport is what `berth status -o json` prints.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"berth.dev/berth/fleet/rollout"
+	"berth.dev/berth/preview"
+	"berth.dev/berth/reconcile"
 	"berth.dev/berth/schema"
 	"berth.dev/berth/source"
 )
@@ -152,9 +154,11 @@ func runVet(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := schema.Load(rev.Files, c.schemaOptions())
+	opts := c.schemaOptions()
+	res, err := schema.Load(rev.Files, opts)
 	var lerr *schema.Error
 	var diags []schema.Diagnostic
+	var skipped []reconcile.NotForNode
 	objects := 0
 	switch {
 	case errors.As(err, &lerr):
@@ -164,6 +168,7 @@ func runVet(ctx context.Context, c *cli, args []string) error {
 	default:
 		diags = res.Warnings
 		objects = len(res.Objects)
+		skipped = reconcile.NotForNodes(res.Objects, opts.Node)
 	}
 	diags = append(diags, rolloutDiagnostics(rev.Files)...)
 	errs, warns := 0, 0
@@ -177,13 +182,14 @@ func runVet(ctx context.Context, c *cli, args []string) error {
 	failed := errs > 0 || (c.strict && warns > 0)
 	switch c.output {
 	case "json":
-		writeVetJSON(c.stdout, !failed, objects, diags)
+		writeVetJSON(c.stdout, !failed, objects, diags, skipped)
 	case "github":
 		writeVetGitHub(c.stdout, dir, diags)
 	default:
 		for _, d := range diags {
 			fmt.Fprintln(c.stdout, d.String())
 		}
+		preview.WriteTextNotForNode(c.stdout, skipped, preview.Painter(false))
 	}
 	if c.output != "json" {
 		switch {
@@ -213,6 +219,9 @@ type vetReport struct {
 	Valid       bool            `json:"valid"`
 	Objects     int             `json:"objects"`
 	Diagnostics []vetDiagnostic `json:"diagnostics"`
+	// NotForNode lists the objects whose pods do not run on this node,
+	// and why.
+	NotForNode []reconcile.NotForNode `json:"notForNode,omitempty"`
 }
 
 // vetDiagnostic is a diagnostic in JSON, its severity as a word.
@@ -226,8 +235,8 @@ type vetDiagnostic struct {
 	Severity string `json:"severity"`
 }
 
-func writeVetJSON(w io.Writer, valid bool, objects int, diags []schema.Diagnostic) {
-	out := vetReport{Valid: valid, Objects: objects, Diagnostics: []vetDiagnostic{}}
+func writeVetJSON(w io.Writer, valid bool, objects int, diags []schema.Diagnostic, skipped []reconcile.NotForNode) {
+	out := vetReport{Valid: valid, Objects: objects, Diagnostics: []vetDiagnostic{}, NotForNode: skipped}
 	for _, d := range diags {
 		out.Diagnostics = append(out.Diagnostics, vetDiagnostic{
 			File: d.Pos.File, Line: d.Pos.Line, Column: d.Pos.Column,
