@@ -43,7 +43,7 @@ spec:
         readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 5}
         resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 128Mi}}
         volumeMounts: [{name: cache, mountPath: /cache}]
-      volumes: [{name: cache, emptyDir: {sizeLimit: 64Mi}}]
+      volumes: [{name: cache, emptyDir: {medium: Memory, sizeLimit: 64Mi}}]
 EOT
 	else cat <<EOT
 ---
@@ -99,7 +99,7 @@ import "berth.dev/k8s"
 						resources: {requests: {cpu: "100m", memory: "64Mi"}, limits: memory: "128Mi"}
 						volumeMounts: [{"name": "cache", mountPath: "/cache"}]
 					}]
-					volumes: [{"name": "cache", emptyDir: sizeLimit: "64Mi"}]
+					volumes: [{"name": "cache", emptyDir: {medium: "Memory", sizeLimit: "64Mi"}}]
 				}
 			}
 		}

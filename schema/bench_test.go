@@ -37,7 +37,7 @@ spec:
     args: [sleep, "3600"]
   volumes:
   - name: data
-    emptyDir: {sizeLimit: 64Mi}
+    emptyDir: {medium: Memory, sizeLimit: 64Mi}
   restartPolicy: Always
 `, i, i%10, i)
 		if i%10 == 9 || i == n-1 {

@@ -9,6 +9,7 @@ import (
 
 	"cuelang.org/go/cue"
 	"github.com/distribution/reference"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"berth.dev/berth/reconcile"
 )
@@ -118,9 +119,9 @@ func checkJob(x *validator, path []cue.Selector, j *reconcile.JobSpec) {
 	checkPodSpec(x, podContext{path: at(tpath, "spec"), kind: "Job"}, &j.Template.Spec)
 }
 
-// checkSelector checks that the selector at path.selector is not empty and
-// matches labels, the template's labels.
-func checkSelector(x *validator, path []cue.Selector, s *reconcile.LabelSelector, labels map[string]string, required bool) {
+// checkSelector checks that the selector at path.selector is not empty,
+// valid for apimachinery, and matches labels, the template's labels.
+func checkSelector(x *validator, path []cue.Selector, s *reconcile.LabelSelector, lbls map[string]string, required bool) {
 	spath := at(path, "selector")
 	if s == nil {
 		if required {
@@ -132,10 +133,15 @@ func checkSelector(x *validator, path []cue.Selector, s *reconcile.LabelSelector
 		x.reportAt(spath, "must not be empty: an empty selector would select every pod")
 		return
 	}
+	sl, ok := labelSelector(x, spath, s)
+	set := labels.Set(lbls)
+	if !ok || sl.Matches(set) {
+		return
+	}
 	tl := pathString(at(path, "template", "metadata", "labels"))
 	for _, k := range slices.Sorted(maps.Keys(s.MatchLabels)) {
 		v := s.MatchLabels[k]
-		got, ok := labels[k]
+		got, ok := lbls[k]
 		switch {
 		case !ok:
 			x.reportAt(at(spath, "matchLabels", k), fmt.Sprintf("selector %s=%s does not match the template: %s has no label %q", k, v, tl, k))
@@ -144,75 +150,11 @@ func checkSelector(x *validator, path []cue.Selector, s *reconcile.LabelSelector
 		}
 	}
 	for i, r := range s.MatchExpressions {
-		p := at(spath, "matchExpressions", i)
-		switch r.Operator {
-		case "In", "NotIn":
-			if len(r.Values) == 0 {
-				x.reportAt(at(p, "values"), "operator "+r.Operator+" needs at least one value")
-				continue
-			}
-		default:
-			if len(r.Values) > 0 {
-				x.reportAt(at(p, "values"), "operator "+r.Operator+" takes no values")
-				continue
-			}
-		}
-		v, has := labels[r.Key]
-		ok := false
-		switch r.Operator {
-		case "In":
-			ok = has && slices.Contains(r.Values, v)
-		case "NotIn":
-			ok = !has || !slices.Contains(r.Values, v)
-		case "Exists":
-			ok = has
-		case "DoesNotExist":
-			ok = !has
-		}
-		if !ok {
-			x.reportAt(p, fmt.Sprintf("selector expression %s %s does not match the template's labels (%s)", r.Key, r.Operator, tl))
+		req, err := labels.NewRequirement(r.Key, selectionOps[r.Operator], r.Values)
+		if err == nil && !req.Matches(set) {
+			x.reportAt(at(spath, "matchExpressions", i), fmt.Sprintf("selector expression %s %s does not match the template's labels (%s)", r.Key, r.Operator, tl))
 		}
 	}
-}
-
-// checkSchedule checks a CronJob schedule: five fields or a macro such as
-// @hourly.
-func checkSchedule(x *validator, s string) {
-	p := sel("spec", "schedule")
-	if strings.HasPrefix(s, "TZ=") || strings.HasPrefix(s, "CRON_TZ=") {
-		x.reportAt(p, "must not set a time zone in the schedule; use spec.timeZone")
-		return
-	}
-	if strings.HasPrefix(s, "@") {
-		switch s {
-		case "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly":
-		default:
-			if d, ok := strings.CutPrefix(s, "@every "); !ok || d == "" {
-				x.reportAt(p, "must be a cron schedule of five fields or one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly")
-			}
-		}
-		return
-	}
-	fields := strings.Fields(s)
-	if len(fields) != 5 {
-		x.reportAt(p, fmt.Sprintf("must be a cron schedule of five fields (minute hour day-of-month month day-of-week), got %d", len(fields)))
-		return
-	}
-	for _, f := range fields {
-		if strings.Trim(f, "0123456789*/,-?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != "" {
-			x.reportAt(p, fmt.Sprintf("cron field %q may hold only numbers, names, '*', '/', ',', '-' and '?'", f))
-			return
-		}
-	}
-}
-
-// allowedResources are the resources a host can account for.
-func allowedResource(name string) bool {
-	switch name {
-	case "cpu", "memory", "ephemeral-storage":
-		return true
-	}
-	return strings.HasPrefix(name, "hugepages-")
 }
 
 // checkPodSpec checks the rules of a pod spec that relate fields to each
@@ -421,6 +363,12 @@ func checkVolume(x *validator, p []cue.Selector, v reconcile.Volume, containers 
 		x.reportAt(p, fmt.Sprintf("must set exactly one volume source, got %s", strings.Join(sources, " and ")))
 		return
 	}
+	if e := v.EmptyDir; e != nil && e.SizeLimit != "" {
+		checkQuantity(x, at(p, "emptyDir", "sizeLimit"), e.SizeLimit, false)
+		if e.Medium != "Memory" {
+			x.reportAt(at(p, "emptyDir", "sizeLimit"), "field not supported by berth: the size of an emptyDir on disk is not limited; use medium: Memory (a tmpfs of that size) or remove sizeLimit")
+		}
+	}
 	if v.DownwardAPI != nil {
 		checkDownwardFiles(x, at(p, "downwardAPI", "items"), v.DownwardAPI.Items, containers)
 	}
@@ -453,6 +401,9 @@ func checkDownwardFiles(x *validator, p []cue.Selector, items []reconcile.Downwa
 			x.reportAt(ip, "must set only one of fieldRef and resourceFieldRef")
 		case it.ResourceFieldRef != nil:
 			r := it.ResourceFieldRef
+			if r.Divisor != "" {
+				checkQuantity(x, at(ip, "resourceFieldRef", "divisor"), r.Divisor, true)
+			}
 			if r.ContainerName == "" {
 				x.reportAt(at(ip, "resourceFieldRef"), "must name a container (containerName) in a volume")
 			} else if _, ok := containers[r.ContainerName]; !ok {
@@ -507,6 +458,9 @@ func checkContainer(x *validator, p []cue.Selector, c reconcile.Container, init 
 		default:
 			x.reportAt(at(ep, "valueFrom"), "must set exactly one source, got "+strings.Join(set, " and "))
 		}
+		if r := vf.ResourceFieldRef; r != nil && r.Divisor != "" {
+			checkQuantity(x, at(ep, "valueFrom", "resourceFieldRef", "divisor"), r.Divisor, true)
+		}
 		if r := vf.ResourceFieldRef; r != nil && r.ContainerName != "" {
 			if _, ok := containers[r.ContainerName]; !ok {
 				x.reportAt(at(ep, "valueFrom", "resourceFieldRef", "containerName"), fmt.Sprintf("container %q is not declared in this pod", r.ContainerName))
@@ -518,18 +472,7 @@ func checkContainer(x *validator, p []cue.Selector, c reconcile.Container, init 
 			x.reportAt(at(p, "envFrom", i), "must set exactly one of configMapRef and secretRef")
 		}
 	}
-	if r := c.Resources; r != nil {
-		for _, m := range []struct {
-			field string
-			q     map[string]string
-		}{{"limits", r.Limits}, {"requests", r.Requests}} {
-			for _, name := range slices.Sorted(maps.Keys(m.q)) {
-				if !allowedResource(name) {
-					x.reportAt(at(p, "resources", m.field, name), fmt.Sprintf("extended resource %q is not supported: a host can only account for cpu, memory, ephemeral-storage and hugepages-<size>", name))
-				}
-			}
-		}
-	}
+	checkResources(x, p, c.Resources)
 	if c.SecurityContext != nil {
 		checkSeccomp(x, at(p, "securityContext", "seccompProfile"), c.SecurityContext.SeccompProfile)
 	}

@@ -26,6 +26,7 @@ var corpusRejected = map[string][]string{
 	"controllers/job-backoff-limit-per-index-example.yaml": {"backoffLimitPerIndex: field not supported by berth", "maxFailedIndexes: field not supported by berth"},
 	"controllers/job-pod-failure-policy-example.yaml":      {"podFailurePolicy: field not supported by berth"},
 	"pods/image-volumes.yaml":                              {"image: field not supported by berth: image volumes"},
+	"pods/multi-container/shared-volume.yaml":              {"sizeLimit: field not supported by berth: the size of an emptyDir on disk is not limited"},
 	"pods/pod-projected-svc-token.yaml":                    {"serviceAccountToken: field not supported by berth: service account tokens"},
 	"pods/pod-with-node-affinity.yaml":                     {"requiredDuringSchedulingIgnoredDuringExecution: must be an object, got list"},
 	"pods/pod-with-scheduling-gates.yaml":                  {"schedulingGates: field not supported by berth: scheduling gates"},

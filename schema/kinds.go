@@ -97,7 +97,7 @@ var kinds = map[string]kindInfo{
 			return decodeField(v, "spec", obj.CronJob)
 		},
 		check: func(x *validator, obj *reconcile.Object) {
-			checkSchedule(x, obj.CronJob.Schedule)
+			checkSchedule(x, obj.CronJob.Schedule, obj.CronJob.TimeZone)
 			checkJob(x, sel("spec", "jobTemplate", "spec"), &obj.CronJob.JobTemplate.Spec)
 		},
 	},

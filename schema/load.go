@@ -441,6 +441,11 @@ func formatSize(n int64) string {
 // one object. KYAML, being YAML, needs nothing special.
 func (l *loader) loadYAML(p string, data []byte) {
 	defer l.guard(p)
+	if len(bytes.TrimSpace(data)) == 0 {
+		l.diags = append(l.diags, Diagnostic{Pos: reconcile.Position{File: fileName(p), Line: 1, Column: 1},
+			Severity: SeverityWarning, Message: "empty file: it declares no object"})
+		return
+	}
 	data = normalizeBreaks(data)
 	dec := yaml.NewDecoder(fileName(p), bytes.NewReader(data))
 	for n := 0; ; n++ {
@@ -459,9 +464,45 @@ func (l *loader) loadYAML(p string, data []byte) {
 		if lit, ok := expr.(*ast.BasicLit); ok && lit.Kind == token.NULL {
 			continue // an empty document
 		}
+		if l.duplicateKeys(expr) {
+			continue
+		}
 		fixFloatLiterals(expr)
 		l.addDocument(p, expr)
 	}
+}
+
+// duplicateKeys reports every key of a YAML mapping that repeats an
+// earlier key of the same mapping, which kubectl refuses and a YAML decoder
+// would silently merge or overwrite. It reports whether there was one.
+func (l *loader) duplicateKeys(expr ast.Expr) bool {
+	found := false
+	ast.Walk(expr, func(n ast.Node) bool {
+		s, ok := n.(*ast.StructLit)
+		if !ok {
+			return true
+		}
+		seen := map[string]token.Pos{}
+		for _, e := range s.Elts {
+			f, ok := e.(*ast.Field)
+			if !ok {
+				continue
+			}
+			name, _, err := ast.LabelName(f.Label)
+			if err != nil {
+				continue
+			}
+			if prev, dup := seen[name]; dup {
+				l.diags = append(l.diags, Diagnostic{Pos: toPosition(f.Label.Pos()),
+					Message: fmt.Sprintf("duplicate key %q: already set on line %d of this mapping (kubectl refuses such a file)", name, prev.Line())})
+				found = true
+				continue
+			}
+			seen[name] = f.Label.Pos()
+		}
+		return true
+	}, nil)
+	return found
 }
 
 // fixFloatLiterals undoes how CUE's YAML decoder writes a number that YAML

@@ -131,9 +131,6 @@ data: {config: "some config"}
 			want: "Seccomp:2\n"},
 		{name: "shareProcessNamespace", pod: "nginx", files: []string{"pods/share-process-namespace.yaml"},
 			command: sleep, exec: []string{"sh", "-c", "ps -o comm | grep -c sleep"}, want: "2\n"},
-		{name: "emptyDir sizeLimit shared with an init container", pod: "shared-volume-example", files: []string{"pods/multi-container/shared-volume.yaml"},
-			command: sleep, exec: []string{"sh", "-c", "cat /usr/share/nginx/html/index.html; touch /usr/share/nginx/html/x 2>/dev/null && echo WRITABLE; true"},
-			want: "Hello from the init container\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt, e := newRuntime(t)
