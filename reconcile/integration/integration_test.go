@@ -49,7 +49,7 @@ func (h *host) runtime() *containerd.Runtime {
 	rt, err := containerd.New(context.Background(), containerd.Options{
 		Address: ctrd.Address(), Namespace: h.ns, StateDir: h.stateDir,
 		CNIBinDirs: []string{testenv.CNIBinDir}, NetworkName: h.net.Name, Bridge: h.net.Bridge, Subnet: h.net.Subnet,
-		Policy: reconcile.WithClaimDirs(reconcile.NodePolicy{}, h.stateDir),
+		Policy: reconcile.WithClaimDirs(reconcile.NodePolicy{HostPaths: []string{filepath.Join(h.stateDir, "volumes", "ran")}}, h.stateDir),
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{h.t}}),
 	})
 	if err != nil {

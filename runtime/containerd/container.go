@@ -64,19 +64,11 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 	if err != nil {
 		return fmt.Errorf("image %q config: %w", c.Image, err)
 	}
-	for _, vm := range c.VolumeMounts {
-		if vm.SubPath == "" || !filepath.IsLocal(vm.SubPath) {
-			continue
-		}
-		for _, v := range pod.Spec.Volumes {
-			if v.Name == vm.Name && v.EmptyDir != nil {
-				if err := os.MkdirAll(filepath.Join(p.volume(v.Name), vm.SubPath), 0o777); err != nil {
-					return err
-				}
-			}
-		}
+	subPaths, err := r.stageSubPaths(pod, c, p)
+	if err != nil {
+		return err
 	}
-	in := SpecInput{Pod: pod, Container: c, Image: imgSpec.Config, Paths: p, PodIP: sb.Labels[LabelIP], HostIP: hostIP()}
+	in := SpecInput{Pod: pod, Container: c, Image: imgSpec.Config, Paths: p, SubPaths: subPaths, PodIP: sb.Labels[LabelIP], HostIP: hostIP()}
 	if sp := Security(pod, c).Seccomp; sp != nil && sp.Type == SeccompLocalhost {
 		if in.SeccompProfile, err = r.loadSeccompProfile(sp.LocalhostProfile); err != nil {
 			return fmt.Errorf("container %q: %w", name, err)

@@ -26,7 +26,7 @@ import (
 func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) error {
 	ctx = r.nsctx(ctx)
 	log := r.log.With("pod", pod.ID.String())
-	if err := reconcile.CheckPolicy(&pod.Spec, r.policy); err != nil {
+	if err := r.Admit(pod); err != nil {
 		return fmt.Errorf("pod %s: %w", pod.ID, err)
 	}
 	rec, err := r.ensureSandboxRecord(ctx, pod)

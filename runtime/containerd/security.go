@@ -173,27 +173,33 @@ func securityOpts(in SpecInput) ([]oci.SpecOpts, error) {
 			return nil
 		})
 	}
-	// Seccomp last: the default profile depends on the capabilities.
-	if !e.Privileged && e.Seccomp != nil {
-		switch e.Seccomp.Type {
+	// Seccomp last: the default profile depends on the capabilities. A
+	// container that asks for no profile gets the runtime's default, as
+	// podman's do (and Pod Security "restricted" requires).
+	if !e.Privileged {
+		prof := e.Seccomp
+		if prof == nil {
+			prof = &reconcile.SeccompProfile{Type: SeccompRuntimeDefault}
+		}
+		switch prof.Type {
 		case SeccompRuntimeDefault:
 			opts = append(opts, seccomp.WithDefaultProfile())
 		case SeccompUnconfined:
 		case SeccompLocalhost:
 			if len(in.SeccompProfile) == 0 {
-				return nil, fmt.Errorf("container %q: seccomp profile %q is empty or was not loaded", c.Name, e.Seccomp.LocalhostProfile)
+				return nil, fmt.Errorf("container %q: seccomp profile %q is empty or was not loaded", c.Name, prof.LocalhostProfile)
 			}
-			var prof specs.LinuxSeccomp
-			if err := json.Unmarshal(in.SeccompProfile, &prof); err != nil {
-				return nil, fmt.Errorf("container %q: seccomp profile %q: %w", c.Name, e.Seccomp.LocalhostProfile, err)
+			var loaded specs.LinuxSeccomp
+			if err := json.Unmarshal(in.SeccompProfile, &loaded); err != nil {
+				return nil, fmt.Errorf("container %q: seccomp profile %q: %w", c.Name, prof.LocalhostProfile, err)
 			}
 			opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-				p := prof
+				p := loaded
 				s.Linux.Seccomp = &p
 				return nil
 			})
 		default:
-			return nil, fmt.Errorf("container %q: seccompProfile type %q is not known", c.Name, e.Seccomp.Type)
+			return nil, fmt.Errorf("container %q: seccompProfile type %q is not known", c.Name, prof.Type)
 		}
 	}
 	return opts, nil

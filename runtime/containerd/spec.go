@@ -24,6 +24,11 @@ type SpecInput struct {
 	Image ocispec.ImageConfig
 	// Paths are the pod's host paths.
 	Paths PodPaths
+	// SubPaths are the staged host paths of the container's subPath
+	// mounts, by the mount's index (see stageSubPaths); a subPath without
+	// one is joined to its volume's path, which only a spec that is never
+	// run may do.
+	SubPaths map[int]string
 	// PodIP and HostIP answer the downward API's status.podIP and
 	// status.hostIP.
 	PodIP, HostIP string
@@ -81,7 +86,7 @@ func SpecOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	if cwd == "" {
 		cwd = "/"
 	}
-	mounts, err := volumeMounts(in.Pod, c, in.Paths)
+	mounts, err := volumeMounts(in.Pod, c, in.Paths, in.SubPaths)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +123,10 @@ func SpecOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	case in.PIDNamespace != "":
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.PIDNamespace, Path: in.PIDNamespace}))
 	}
+	opts = append(opts, withCgroupMount(Security(in.Pod, c).Privileged))
+	if hasCgroupNS() {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.CgroupNamespace}))
+	}
 	sec, err := securityOpts(in)
 	if err != nil {
 		return nil, err
@@ -147,7 +156,36 @@ func PodHostname(pod *reconcile.DesiredPod) string {
 	if pod.Spec.Hostname != "" {
 		return pod.Spec.Hostname
 	}
-	return pod.ID.Name
+	// As the kubelet does: a pod name longer than a hostname may be is
+	// cut to 63 characters, without a trailing '-' or '.'.
+	name := pod.ID.Name
+	if len(name) > 63 {
+		name = strings.TrimRight(name[:63], "-.")
+	}
+	return name
+}
+
+// withCgroupMount mounts the container's own cgroup at /sys/fs/cgroup,
+// read-only unless the container is privileged, as containerd's CRI
+// does: a JVM, Go's runtime or Node read their memory and CPU limits
+// there.
+func withCgroupMount(privileged bool) oci.SpecOpts {
+	mode := "ro"
+	if privileged {
+		mode = "rw"
+	}
+	return oci.WithMounts([]specs.Mount{{
+		Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup",
+		Options: []string{"nosuid", "noexec", "nodev", "relatime", mode},
+	}})
+}
+
+// hasCgroupNS reports whether the kernel has cgroup namespaces: then
+// each container gets its own, so /sys/fs/cgroup and /proc/self/cgroup
+// show its cgroup as the root.
+func hasCgroupNS() bool {
+	_, err := os.Stat("/proc/self/ns/cgroup")
+	return err == nil
 }
 
 // processArgs applies Kubernetes' command/args rules to the image's
@@ -168,7 +206,7 @@ func processArgs(img ocispec.ImageConfig, command, args []string) []string {
 	return out
 }
 
-func volumeMounts(pod *reconcile.DesiredPod, c *reconcile.Container, p PodPaths) ([]specs.Mount, error) {
+func volumeMounts(pod *reconcile.DesiredPod, c *reconcile.Container, p PodPaths, subPaths map[int]string) ([]specs.Mount, error) {
 	bindProp := func(src, dst string, ro bool, propagation string) specs.Mount {
 		mode := "rw"
 		if ro {
@@ -189,7 +227,7 @@ func volumeMounts(pod *reconcile.DesiredPod, c *reconcile.Container, p PodPaths)
 		bind(p.etc("hostname"), "/etc/hostname", false),
 		bind(p.etc("resolv.conf"), "/etc/resolv.conf", false),
 	}
-	for _, vm := range c.VolumeMounts {
+	for i, vm := range c.VolumeMounts {
 		src, err := volumeSource(pod, p, vm.Name)
 		if err != nil {
 			return nil, fmt.Errorf("container %q: %w", c.Name, err)
@@ -199,6 +237,9 @@ func volumeMounts(pod *reconcile.DesiredPod, c *reconcile.Container, p PodPaths)
 				return nil, fmt.Errorf("container %q: volumeMount %q: subPath %q must be a relative path inside the volume", c.Name, vm.Name, vm.SubPath)
 			}
 			src = filepath.Join(src, vm.SubPath)
+			if staged, ok := subPaths[i]; ok {
+				src = staged
+			}
 		}
 		if !path.IsAbs(vm.MountPath) {
 			return nil, fmt.Errorf("container %q: volumeMount %q: mountPath %q must be absolute", c.Name, vm.Name, vm.MountPath)

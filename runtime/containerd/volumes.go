@@ -14,6 +14,7 @@ import (
 
 	"berth.dev/berth/internal/mountinfo"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/runtime/admit"
 )
 
 // Volume kinds berth backs with a tmpfs: memory emptyDirs, and volumes
@@ -192,8 +193,8 @@ func VolumeFiles(pod *reconcile.DesiredPod, v reconcile.Volume) ([]VolumeFile, e
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	for i, f := range files {
-		if !filepath.IsLocal(f.Path) || strings.HasPrefix(f.Path, "..") {
-			return nil, fmt.Errorf("path %q must be relative, inside the volume, and not start with '..'", f.Path)
+		if err := admit.FilePath(f.Path); err != nil || !filepath.IsLocal(f.Path) || strings.HasPrefix(f.Path, "..") {
+			return nil, fmt.Errorf("path %q must name a file inside the volume, and not start with '..'", f.Path)
 		}
 		if i > 0 && files[i-1].Path == f.Path {
 			return nil, fmt.Errorf("path %q is projected twice", f.Path)
@@ -295,65 +296,42 @@ func writeVolumeFiles(dir string, files []VolumeFile, group *int64) error {
 	return nil
 }
 
+// prepareHostPath creates a missing hostPath of type DirectoryOrCreate
+// or FileOrCreate and checks the type of the others.
 func prepareHostPath(v reconcile.Volume) error {
 	hp := v.HostPath.Path
 	if !filepath.IsAbs(hp) {
 		return fmt.Errorf("hostPath %q must be absolute", hp)
 	}
-	st, err := os.Stat(hp)
-	want := func(ok bool, what string) error {
-		if err != nil {
-			return fmt.Errorf("hostPath type %s: %w", v.HostPath.Type, err)
-		}
-		if !ok {
-			return fmt.Errorf("hostPath %q is not a %s", hp, what)
-		}
-		return nil
-	}
-	switch v.HostPath.Type {
-	case "", "Unset":
-		return nil
-	case "DirectoryOrCreate":
-		if err != nil {
-			return os.MkdirAll(hp, 0o755)
-		}
-		return want(st.IsDir(), "directory")
-	case "Directory":
-		return want(err == nil && st.IsDir(), "directory")
-	case "FileOrCreate":
-		if err != nil {
+	if _, err := os.Lstat(hp); err != nil {
+		switch v.HostPath.Type {
+		case "DirectoryOrCreate":
+			if err := os.MkdirAll(hp, 0o755); err != nil {
+				return err
+			}
+		case "FileOrCreate":
 			if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
 				return err
 			}
-			f, err := os.OpenFile(hp, os.O_CREATE|os.O_RDONLY, 0o644)
+			f, err := os.OpenFile(hp, os.O_CREATE|os.O_RDONLY|unix.O_NOFOLLOW, 0o644)
 			if err != nil {
 				return err
 			}
-			return f.Close()
+			if err := f.Close(); err != nil {
+				return err
+			}
 		}
-		return want(st.Mode().IsRegular(), "file")
-	case "File":
-		return want(err == nil && st.Mode().IsRegular(), "file")
-	case "Socket":
-		return want(err == nil && st.Mode()&os.ModeSocket != 0, "socket")
-	case "CharDevice":
-		return want(err == nil && st.Mode()&os.ModeCharDevice != 0, "character device")
-	case "BlockDevice":
-		return want(err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0, "block device")
-	default:
-		return fmt.Errorf("hostPath type %q is not known", v.HostPath.Type)
 	}
+	return hostPathType(v, false)
 }
 
-// unmountVolumes unmounts the tmpfs volumes of a pod (and anything else
-// mounted below its volumes directory), deepest first.
+// unmountVolumes unmounts the tmpfs volumes of a pod and its staged
+// subPaths (and anything else mounted below them), deepest first.
 func (r *Runtime) unmountVolumes(p PodPaths) error {
-	for _, m := range mountinfo.Under(filepath.Join(p.Dir, "volumes")) {
-		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("unmount %s: %w", m, err)
-		}
+	if err := unmountAll(filepath.Join(p.Dir, "volume-subpaths")); err != nil {
+		return err
 	}
-	return nil
+	return unmountAll(filepath.Join(p.Dir, "volumes"))
 }
 
 func isMountPoint(path string) bool {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/runtime/admit"
 )
 
 var _ reconcile.Runtime = (*Runtime)(nil)
@@ -40,6 +41,10 @@ type Runtime struct {
 	// without the runtime's lock held, so a test can make a pull slow: it
 	// may block until ctx is done and return its error.
 	Pull func(ctx context.Context, image string) error
+	// Policy, when set, is what Admit and CreateSandbox allow, as in the
+	// real runtime (runtime/admit); nil allows everything the node policy
+	// can allow, and the pod's own content is still checked.
+	Policy *admit.Policy
 	// ExecFunc, when set, answers ExecSync.
 	ExecFunc func(id reconcile.PodID, container string, cmd []string) (reconcile.ExecResult, error)
 }
@@ -149,12 +154,30 @@ func (r *Runtime) EnsureImage(ctx context.Context, image, policy string) error {
 	return nil
 }
 
-// CreateSandbox implements reconcile.Runtime.
+// Admit reports why pod cannot run under r.Policy, with the real
+// runtime's pure rules (admit.Check); it changes nothing.
+func (r *Runtime) Admit(p *reconcile.DesiredPod) error {
+	pol := allowAll
+	if r.Policy != nil {
+		pol = *r.Policy
+	}
+	return admit.Check(p, pol)
+}
+
+var allowAll = admit.Policy{Node: reconcile.NodePolicy{
+	Privileged: true, HostNamespaces: true, HostPorts: true, Capabilities: []string{"ALL"}, HostPaths: []string{"/"},
+}}
+
+// CreateSandbox implements reconcile.Runtime. Like the real runtime, it
+// refuses a pod Admit refuses before making anything.
 func (r *Runtime) CreateSandbox(ctx context.Context, p *reconcile.DesiredPod) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.record("CreateSandbox", p.ID.String()); err != nil {
 		return err
+	}
+	if err := r.Admit(p); err != nil {
+		return fmt.Errorf("pod %s: %w", p.ID, err)
 	}
 	if existing, ok := r.pods[p.ID]; ok {
 		if existing.obs.Hash != p.Hash {
