@@ -98,6 +98,14 @@ func TestWebhook(t *testing.T) {
 			{map[string]string{"X-Berth-Signature-256": "sha256=" + sign(body)}, body},
 			{map[string]string{"X-Berth-Signature-256": "sha256=" + sign(body)}, body},
 		}, []int{202, 202, 202, 429}, 3},
+		{"unsigned flood does not starve a signed push", []req{
+			{map[string]string{"X-GitHub-Delivery": "f1"}, body},
+			{map[string]string{"X-Hub-Signature-256": "sha256=00"}, body},
+			{map[string]string{"X-Gitlab-Token": "guess"}, body},
+			{map[string]string{"X-GitHub-Delivery": "f2"}, body},
+			{map[string]string{"X-GitHub-Delivery": "f3"}, body},
+			{map[string]string{"X-Hub-Signature-256": "sha256=" + sign(body), "X-GitHub-Delivery": "real"}, body},
+		}, []int{401, 401, 401, 429, 429, 202}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := &stub{reg: prometheus.NewRegistry()}

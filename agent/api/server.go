@@ -37,8 +37,21 @@ type Options struct {
 	// Listen is an optional TCP address ("127.0.0.1:9090").
 	Listen  string
 	Webhook WebhookOptions
-	Logger  hclog.Logger
+	// Health, when set, checks what the agent depends on (containerd):
+	// while it fails, /healthz and /readyz answer 503 with its error.
+	Health func(ctx context.Context) error
+	Logger hclog.Logger
 }
+
+// Timeouts of every listener, the unix socket's included: a client that
+// sends its request slowly, or keeps a connection open without using it,
+// is cut off. (Variables so tests can shorten them.)
+var (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = time.Minute
+	idleTimeout       = 2 * time.Minute
+	healthTimeout     = 5 * time.Second
+)
 
 // Server is the agent's local HTTP API.
 type Server struct {
@@ -61,8 +74,27 @@ func New(a Agent, opts Options) (*Server, error) {
 	wh := newWebhook(opts.Webhook, func() { a.Trigger(agent.TriggerWebhook) }, a.WebhookResult, log.Named("webhook"))
 	mux := func(local bool) *http.ServeMux {
 		m := http.NewServeMux()
-		m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+		healthy := func(w http.ResponseWriter, r *http.Request) bool {
+			if opts.Health == nil {
+				return true
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+			defer cancel()
+			if err := opts.Health(ctx); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return false
+			}
+			return true
+		}
+		m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+			if healthy(w, r) {
+				fmt.Fprintln(w, "ok")
+			}
+		})
 		m.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+			if !healthy(w, r) {
+				return
+			}
 			if !a.Ready() {
 				http.Error(w, "first reconcile pass not finished", http.StatusServiceUnavailable)
 				return
@@ -111,7 +143,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		ul.Close()
 		return fmt.Errorf("api socket: %w", err)
 	}
-	servers := []*http.Server{{Handler: s.local, ReadHeaderTimeout: 10 * time.Second}}
+	servers := []*http.Server{newServer(s.local)}
 	listeners := []net.Listener{ul}
 	if s.opts.Listen != "" {
 		tl, err := net.Listen("tcp", s.opts.Listen)
@@ -119,7 +151,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			ul.Close()
 			return fmt.Errorf("api listen: %w", err)
 		}
-		servers = append(servers, &http.Server{Handler: s.tcp, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute})
+		servers = append(servers, newServer(s.tcp))
 		listeners = append(listeners, tl)
 		s.opts.Logger.Named("api").Info("listening", "address", tl.Addr().String())
 	}
@@ -141,6 +173,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout}
 }
 
 // removeStaleSocket removes a socket no process listens on; a live one

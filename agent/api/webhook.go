@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -34,23 +35,32 @@ type WebhookOptions struct {
 	Secret []byte
 	// MaxBody is the body size limit in bytes (default DefaultMaxBody).
 	MaxBody int64
-	// Rate and Burst limit requests (defaults DefaultRate, DefaultBurst).
+	// Rate and Burst limit requests with a valid signature, which trigger
+	// a fetch (defaults DefaultRate, DefaultBurst). Requests without one
+	// are limited per source address, each source on its own budget of
+	// the same size, so a flood of unsigned requests never delays a
+	// signed push.
 	Rate  rate.Limit
 	Burst int
 }
 
+// maxSources bounds how many source addresses the unsigned-request
+// limiter remembers; past it, it starts over.
+const maxSources = 4096
+
 // webhook verifies a forge's push notification and rings the agent.
 type webhook struct {
 	opts    WebhookOptions
-	limiter *rate.Limiter
+	limiter *rate.Limiter // signed requests
 	trigger func()
 	result  func(code int)
 	log     hclog.Logger
 
-	mu   sync.Mutex
-	seen map[string]bool
-	ring []string
-	next int
+	mu      sync.Mutex
+	seen    map[string]bool
+	ring    []string
+	next    int
+	sources map[string]*rate.Limiter // unsigned requests, by source address
 }
 
 func newWebhook(o WebhookOptions, trigger func(), result func(int), log hclog.Logger) *webhook {
@@ -65,7 +75,7 @@ func newWebhook(o WebhookOptions, trigger func(), result func(int), log hclog.Lo
 	}
 	return &webhook{
 		opts: o, limiter: rate.NewLimiter(o.Rate, o.Burst), trigger: trigger, result: result, log: log,
-		seen: map[string]bool{}, ring: make([]string, replayMemory),
+		seen: map[string]bool{}, ring: make([]string, replayMemory), sources: map[string]*rate.Limiter{},
 	}
 }
 
@@ -90,9 +100,6 @@ func (w *webhook) handle(rw http.ResponseWriter, r *http.Request) (int, string) 
 		rw.Header().Set("Allow", http.MethodPost)
 		return http.StatusMethodNotAllowed, "POST only"
 	}
-	if !w.limiter.Allow() {
-		return http.StatusTooManyRequests, "too many requests"
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, w.opts.MaxBody))
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -102,10 +109,18 @@ func (w *webhook) handle(rw http.ResponseWriter, r *http.Request) (int, string) 
 	case err != nil:
 		return http.StatusBadRequest, "cannot read body"
 	}
+	// The signature first: only a signed request may spend the budget
+	// that delays the next fetch.
 	scheme, ok := verify(r.Header, body, w.opts.Secret)
 	if !ok {
+		if !w.sourceAllows(r.RemoteAddr) {
+			return http.StatusTooManyRequests, "too many requests"
+		}
 		w.log.Warn("webhook signature missing or wrong", "scheme", scheme, "remote", r.RemoteAddr)
 		return http.StatusUnauthorized, "missing or invalid signature"
+	}
+	if !w.limiter.Allow() {
+		return http.StatusTooManyRequests, "too many requests"
 	}
 	if id := delivery(r.Header); id != "" && !w.remember(id) {
 		w.log.Info("webhook delivery replayed; ignored", "delivery", id)
@@ -126,6 +141,26 @@ func delivery(h http.Header) string {
 		}
 	}
 	return ""
+}
+
+// sourceAllows spends one unsigned request of the source address of
+// remote (host without port) and reports whether its budget allowed it.
+func (w *webhook) sourceAllows(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l, ok := w.sources[host]
+	if !ok {
+		if len(w.sources) >= maxSources {
+			clear(w.sources)
+		}
+		l = rate.NewLimiter(w.opts.Rate, w.opts.Burst)
+		w.sources[host] = l
+	}
+	return l.Allow()
 }
 
 // remember records a delivery ID and reports whether it is new.

@@ -261,7 +261,7 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 	}
 	srv, err := api.New(a, api.Options{
 		Socket: o.socketPath(c.stateDir), Listen: o.listen,
-		Webhook: api.WebhookOptions{Secret: secret}, Logger: log,
+		Webhook: api.WebhookOptions{Secret: secret}, Logger: log, Health: rt.Check,
 	})
 	if err != nil {
 		return err

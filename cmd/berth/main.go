@@ -127,6 +127,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if exclusive[cmd.name] {
+		lock, err := env.lockState(ctx, cmd.name)
+		if err != nil {
+			fmt.Fprintf(stderr, "berth %s: %v\n", cmd.name, err)
+			return exitError
+		}
+		defer lock.Release()
+	}
 	err = cmd.run(ctx, env, fs.Args())
 	var ec *exitCodeError
 	switch {

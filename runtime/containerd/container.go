@@ -10,10 +10,12 @@ import (
 	"syscall"
 	"time"
 
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/runtime/containerd/crilog"
@@ -100,12 +102,9 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 	}
 	maps.Copy(labels, hl)
 	// The lease holds the snapshot from its creation until the container
-	// record does; a crash in between leaves a lease that New deletes.
-	_, err = r.client.LeasesService().Create(mctx, leases.WithID(id), leases.WithLabels(map[string]string{
-		LabelManaged:   "true",
-		LabelSandboxID: SandboxID(pod.ID),
-	}))
-	if err != nil && !errdefs.IsAlreadyExists(err) {
+	// record does; a crash in between leaves a lease that New deletes
+	// once this process is gone.
+	if err := r.createLease(mctx, id, SandboxID(pod.ID)); err != nil {
 		return fmt.Errorf("create lease: %w", err)
 	}
 	lctx := leases.WithLease(mctx, id)
@@ -133,6 +132,13 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		logTo = cio.LogFile(p.LogPath(name))
 	}
 	task, err := ctr.NewTask(mctx, logTo)
+	if errdefs.IsAlreadyExists(err) {
+		// A zombie task of an earlier instance whose record was deleted
+		// before it: the record exists again, so the delete RPC reaches it.
+		if derr := r.deleteZombieTask(mctx, id); derr == nil {
+			task, err = ctr.NewTask(mctx, logTo)
+		}
+	}
 	if err != nil {
 		r.cleanupFailedStart(ctx, id)
 		return fmt.Errorf("create task %s: %w", id, err)
@@ -243,11 +249,16 @@ func (r *Runtime) removeContainer(ctx context.Context, id string, grace time.Dur
 	return nil
 }
 
-// stopTask stops a running task (see terminate) and deletes it.
+// stopTask stops a running task (see terminate) and deletes it. A task
+// containerd does not show may still hold a shim and a bundle (a zombie:
+// its runc state is gone after a delete that was killed halfway, and
+// every later create of the container fails with "already exists"), so
+// "not found" is answered with the task delete RPC, which reaches it
+// while the container record exists; the record is deleted only after.
 func (r *Runtime) stopTask(ctx context.Context, ctr client.Container, grace time.Duration) error {
 	task, err := ctr.Task(ctx, nil)
 	if errdefs.IsNotFound(err) {
-		return nil
+		return r.deleteZombieTask(ctx, ctr.ID())
 	}
 	if err != nil {
 		return fmt.Errorf("task %s: %w", ctr.ID(), err)
@@ -257,6 +268,20 @@ func (r *Runtime) stopTask(ctx context.Context, ctr client.Container, grace time
 	}
 	r.log.Debug("task stopped", "container", ctr.ID())
 	return r.deleteTask(ctx, ctr, task)
+}
+
+// deleteZombieTask deletes the task of container id through containerd's
+// task service, also when containerd cannot report its state; a task
+// that does not exist is no error.
+func (r *Runtime) deleteZombieTask(ctx context.Context, id string) error {
+	_, err := r.client.TaskService().Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: id})
+	if err = errgrpc.ToNative(err); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete task %s: %w", id, err)
+	}
+	if err == nil {
+		r.log.Info("deleted a task containerd did not report", "container", id)
+	}
+	return nil
 }
 
 // terminate ends a running task the way a kubelet does: the container's

@@ -17,7 +17,6 @@ import (
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
-	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"berth.dev/berth/reconcile"
@@ -102,9 +101,7 @@ func (r *Runtime) Debug(ctx context.Context, id reconcile.PodID, opts DebugOptio
 		labels[k] = sb.Labels[k]
 	}
 	maps.Copy(labels, map[string]string{LabelRole: RoleDebug, LabelContainerName: name, LabelImage: opts.Image})
-	if _, err := r.client.LeasesService().Create(ctx, leases.WithID(cid), leases.WithLabels(map[string]string{
-		LabelManaged: "true", LabelSandboxID: SandboxID(id),
-	})); err != nil && !errdefs.IsAlreadyExists(err) {
+	if err := r.createLease(ctx, cid, SandboxID(id)); err != nil {
 		return 0, fmt.Errorf("create lease: %w", err)
 	}
 	defer func() {

@@ -2,19 +2,25 @@ package containerd_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
+	shimapi "github.com/containerd/containerd/api/runtime/task/v2"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/internal/testenv"
@@ -273,10 +279,24 @@ func TestCrashDuringStartLeavesLeaseCleanedAtStartup(t *testing.T) {
 	c := namespaces.WithNamespace(context.Background(), e.ns)
 	cl := rt.Client()
 	id := containerd.ContainerID(pod.ID, "next")
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
 	l, err := cl.LeasesService().Create(c, leases.WithID(id), leases.WithLabels(map[string]string{
 		containerd.LabelManaged: "true", containerd.LabelSandboxID: containerd.SandboxID(pod.ID),
+		containerd.LabelLeaseOwner: fmt.Sprintf("%d:1", dead.Process.Pid),
 	}))
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Another process's start in flight: its lease has no container yet,
+	// and its process lives.
+	inFlight := containerd.ContainerID(pod.ID, "other")
+	if _, err := cl.LeasesService().Create(c, leases.WithID(inFlight), leases.WithLabels(map[string]string{
+		containerd.LabelManaged: "true", containerd.LabelSandboxID: containerd.SandboxID(pod.ID),
+		containerd.LabelLeaseOwner: containerd.LeaseOwner(os.Getpid()),
+	})); err != nil {
 		t.Fatal(err)
 	}
 	img, err := cl.GetImage(c, testImage)
@@ -298,6 +318,9 @@ func TestCrashDuringStartLeavesLeaseCleanedAtStartup(t *testing.T) {
 	}
 	if !slices.Contains(s.leases, containerd.ContainerID(pod.ID, "app")) {
 		t.Errorf("after restart, the running container's lease is gone: %v", s.leases)
+	}
+	if !slices.Contains(s.leases, inFlight) {
+		t.Errorf("after restart, a live process's lease in flight is gone: %v", s.leases)
 	}
 	if err := again.RemovePod(ctx(t), pod.ID, runtimetest.Grace); err != nil {
 		t.Fatal(err)
@@ -364,5 +387,69 @@ func TestUnmanagedContainersAreLeftAlone(t *testing.T) {
 	}
 	if err := rt.RemovePod(ctx(t), id, runtimetest.Grace); err != nil {
 		t.Errorf("RemovePod: %v", err)
+	}
+}
+
+// TestZombieTaskIsDeleted: a task whose process the shim already deleted
+// (containerd died in the middle of deleting it) reports no state, so
+// containerd lists no task, yet the shim and bundle stay and block a new
+// task of the container. Replacing the container and removing the pod
+// both clear it, and leave nothing behind.
+func TestZombieTaskIsDeleted(t *testing.T) {
+	rt, e := newRuntime(t)
+	base := snapshotHost(t, rt, e)
+	pod := runtimetest.NewPod("zombie", runtimetest.Sleeper("app", testImage))
+	runtimetest.Up(t, rt, pod)
+	id := containerd.ContainerID(pod.ID, "app")
+	makeZombie := func() {
+		t.Helper()
+		c := namespaces.WithNamespace(context.Background(), e.ns)
+		ctr, err := rt.Client().LoadContainer(c, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, err := ctr.Task(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exited, err := task.Wait(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Kill(c, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-exited
+		addr, err := os.ReadFile(filepath.Join(ctrd.Dir(), "state", "io.containerd.runtime.v2.task", e.ns, id, "address"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := net.Dial("unix", strings.TrimPrefix(strings.TrimSpace(string(addr)), "unix://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := ttrpc.NewClient(conn)
+		defer tc.Close()
+		if _, err := shimapi.NewTTRPCTaskClient(tc).Delete(c, &shimapi.DeleteRequest{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ctr.Task(c, nil); !errdefs.IsNotFound(err) {
+			t.Fatalf("the zombie task is still reported: %v", err)
+		}
+	}
+	makeZombie()
+	if err := rt.StartContainer(ctx(t), pod, reconcile.AppContainer, "app"); err != nil {
+		t.Fatalf("StartContainer over a zombie task: %v", err)
+	}
+	if pods := runtimetest.MustList(t, rt); len(pods) != 1 || pods[0].Containers[0].State != reconcile.StateRunning {
+		t.Fatalf("after the replacement: %+v", pods)
+	}
+	makeZombie()
+	if err := rt.RemovePod(ctx(t), pod.ID, runtimetest.Grace); err != nil {
+		t.Fatal(err)
+	}
+	assertNoLeak(t, rt, e, base)
+	if _, err := os.Stat(filepath.Join(ctrd.Dir(), "state", "io.containerd.runtime.v2.task", e.ns, id)); err == nil {
+		t.Errorf("the zombie's bundle is left")
 	}
 }

@@ -116,8 +116,9 @@ type Runtime struct {
 }
 
 // New connects to containerd, prepares the state directory and the CNI
-// network, and deletes berth's stale leases (leases whose container does
-// not exist, left by a start that was interrupted).
+// network, and deletes berth's stale leases: leases whose container does
+// not exist, left by a start whose process died (a live process's lease,
+// another apply's start in flight, is left alone).
 func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.Address == "" {
 		opts.Address = DefaultAddress
@@ -170,6 +171,16 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		// runc passes the namespace paths a container joins as one
 		// comma-separated list.
 		return nil, fmt.Errorf("state directory %q must not contain a comma", stateDir)
+	}
+	// The state directory holds volumes, logs and records: like the
+	// kubelet's, it is not readable by other users.
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(stateDir); err == nil && st.Mode().Perm()&0o027 != 0 {
+		if err := os.Chmod(stateDir, st.Mode().Perm()&^0o027); err != nil {
+			return nil, err
+		}
 	}
 	for _, d := range []string{filepath.Join(stateDir, "pods"), filepath.Join(stateDir, "cni", "net.d"), filepath.Join(stateDir, "cni", "networks")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -250,7 +261,12 @@ func (r *Runtime) deleteStaleLeases(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	for _, l := range ls {
+		if !leaseStale(l, now) {
+			// A start in flight in a live process (another apply).
+			continue
+		}
 		if _, err := r.client.ContainerService().Get(ctx, l.ID); err == nil {
 			continue
 		} else if !errdefs.IsNotFound(err) {
@@ -401,4 +417,13 @@ var errNotManaged = errors.New("exists but is not managed by berth")
 func isExecutable(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}
+
+// Check reports whether containerd answers, within ctx: the agent's
+// /healthz and /readyz fail while it does not.
+func (r *Runtime) Check(ctx context.Context) error {
+	if _, err := r.client.Version(ctx); err != nil {
+		return fmt.Errorf("containerd does not answer: %w", err)
+	}
+	return nil
 }
