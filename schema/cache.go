@@ -30,7 +30,7 @@ type Cache struct {
 	entries map[key]*cacheEntry
 	used    map[key]*cacheEntry
 	// objects are the valid objects of CUE packages by content and place.
-	objects, usedObjects map[key]reconcile.Object
+	objects, usedObjects map[key]cachedObject
 	last                 key
 	lastRes              *Result
 	lastErr              error
@@ -53,7 +53,7 @@ type CacheStats struct {
 // NewCache returns an empty cache.
 func NewCache() *Cache {
 	return &Cache{entries: map[key]*cacheEntry{}, used: map[key]*cacheEntry{},
-		objects: map[key]reconcile.Object{}, usedObjects: map[key]reconcile.Object{}}
+		objects: map[key]cachedObject{}, usedObjects: map[key]cachedObject{}}
 }
 
 // Stats returns what the cache saved so far.
@@ -64,6 +64,12 @@ func (c *Cache) Stats() CacheStats {
 }
 
 type key [sha256.Size]byte
+
+// cachedObject is a valid object of a CUE package and its facts.
+type cachedObject struct {
+	Obj   reconcile.Object
+	Facts facts
+}
 
 type cacheEntry struct {
 	loaded []loaded
@@ -124,9 +130,9 @@ func (c *Cache) resolve(ls []loaded) bool {
 			}
 			c.usedObjects[lo.Ref] = obj
 			c.stats.Objects++
-			lo.Obj, lo.Key, lo.Ref = obj, lo.Ref, key{}
+			lo.Obj, lo.Facts, lo.Key, lo.Ref = obj.Obj, obj.Facts, lo.Ref, key{}
 		case lo.Key != key{}:
-			c.usedObjects[lo.Key] = lo.Obj
+			c.usedObjects[lo.Key] = cachedObject{Obj: lo.Obj, Facts: lo.Facts}
 		}
 	}
 	return true
@@ -149,7 +155,7 @@ func (c *Cache) finish(rev key, res *Result, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries, c.used = c.used, map[key]*cacheEntry{}
-	c.objects, c.usedObjects = c.usedObjects, map[key]reconcile.Object{}
+	c.objects, c.usedObjects = c.usedObjects, map[key]cachedObject{}
 	c.last, c.lastRes, c.lastErr, c.hasLast = rev, res, err, true
 }
 

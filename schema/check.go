@@ -201,12 +201,22 @@ func checkPodSpec(x *validator, ctx podContext, spec *reconcile.PodSpec) {
 		} else {
 			volumes[v.Name] = pathString(p)
 		}
-		if prev, ok := ctx.claims[v.Name]; ok {
+		prev, isClaim := ctx.claims[v.Name]
+		switch {
+		case v.PersistentVolumeClaim != nil && !isClaim:
+			x.reportAt(at(p, "persistentVolumeClaim"), noClaims)
+		case v.PersistentVolumeClaim == nil && isClaim:
 			x.reportAt(at(p, "name"), fmt.Sprintf("volume name %q is already used by %s", v.Name, prev))
 		}
 		checkVolume(x, p, v, names)
 	}
 
+	for _, f := range []string{"serviceAccountName", "serviceAccount"} {
+		if x.root.LookupPath(cue.MakePath(at(pp, f)...)).Exists() {
+			x.warnAt(at(pp, f), "no service account token is mounted: berth has no API server for the pod to talk to")
+		}
+	}
+	recordRefs(x, pp, spec)
 	hostPorts := map[string]string{}
 	portNames := map[string]string{}
 	for _, g := range groups {
@@ -231,6 +241,7 @@ func checkPodSpec(x *validator, ctx podContext, spec *reconcile.PodSpec) {
 					hp = port.ContainerPort
 				}
 				if hp != 0 {
+					recordPort(x, p, hp, cmpOr(port.Protocol, "TCP"), port.HostIP)
 					key := fmt.Sprintf("%s/%d/%s", port.HostIP, hp, cmpOr(port.Protocol, "TCP"))
 					if prev, ok := hostPorts[key]; ok {
 						x.reportAt(p, fmt.Sprintf("host port %d/%s is already used by %s", hp, cmpOr(port.Protocol, "TCP"), prev))
@@ -349,6 +360,7 @@ func checkVolume(x *validator, p []cue.Selector, v reconcile.Volume, containers 
 	}{
 		{"emptyDir", v.EmptyDir != nil}, {"hostPath", v.HostPath != nil}, {"configMap", v.ConfigMap != nil},
 		{"secret", v.Secret != nil}, {"downwardAPI", v.DownwardAPI != nil}, {"projected", v.Projected != nil},
+		{"persistentVolumeClaim", v.PersistentVolumeClaim != nil},
 	} {
 		if s.set {
 			sources = append(sources, s.name)

@@ -148,6 +148,7 @@ func decodeField(v cue.Value, name string, out any) error {
 		return err
 	}
 	quantitiesToStrings(raw, "")
+	dropAccepted(raw, name)
 	b, err = json.Marshal(raw)
 	if err != nil {
 		return err
@@ -176,6 +177,33 @@ func quantitiesToStrings(v any, parent string) {
 	case []any:
 		for _, e := range v {
 			quantitiesToStrings(e, "")
+		}
+	}
+}
+
+// acceptedFields are fields the schema accepts that decide nothing on a
+// host, by the name of the struct holding them; the model has no place for
+// them, so they are dropped before decoding.
+var acceptedFields = map[string][]string{
+	"metadata": {"creationTimestamp"},
+	"affinity": {"podAffinity", "podAntiAffinity"},
+	"spec":     {"serviceAccountName", "serviceAccount", "automountServiceAccountToken"},
+}
+
+// dropAccepted deletes acceptedFields from v, in place. parent is the name
+// of the field holding v.
+func dropAccepted(v any, parent string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for _, f := range acceptedFields[parent] {
+			delete(v, f)
+		}
+		for k, e := range v {
+			dropAccepted(e, k)
+		}
+	case []any:
+		for _, e := range v {
+			dropAccepted(e, "")
 		}
 	}
 }

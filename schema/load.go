@@ -125,7 +125,7 @@ func Load(fsys fs.FS, opts Options) (*Result, error) {
 		}
 	}
 
-	diags := sortDiagnostics(l.diags)
+	diags := sortDiagnostics(append(l.diags, checkRevision(l.loaded, opts.Node)...))
 	var warnings []Diagnostic
 	failed := false
 	for _, d := range diags {
@@ -153,6 +153,9 @@ func Load(fsys fs.FS, opts Options) (*Result, error) {
 type loaded struct {
 	Obj reconcile.Object
 	OK  bool
+	// Facts are what the object refers to and claims, for the checks
+	// across the revision.
+	Facts facts
 	// Key identifies a valid object of a CUE package by its content and
 	// place, for the cache; Ref, when set, says the object is the cached
 	// one with that key and Obj is empty.
@@ -589,8 +592,43 @@ func (l *loader) loadJSON(p string, data []byte) {
 	l.addDocument(p, expr)
 }
 
+// nullableData are the top-level fields of a ConfigMap or Secret that
+// may be null, as in manifests generated with nothing in them: null is an
+// empty map.
+var nullableData = map[string]bool{"data": true, "binaryData": true, "stringData": true}
+
+// dropNullData removes the null data fields of a ConfigMap or Secret
+// document.
+func dropNullData(expr ast.Expr) {
+	s, ok := expr.(*ast.StructLit)
+	if !ok {
+		return
+	}
+	isConfig := false
+	for _, d := range s.Elts {
+		if f, ok := d.(*ast.Field); ok {
+			name, _, _ := ast.LabelName(f.Label)
+			lit, isLit := f.Value.(*ast.BasicLit)
+			isConfig = isConfig || name == "kind" && isLit && (lit.Value == `"ConfigMap"` || lit.Value == `"Secret"`)
+		}
+	}
+	if !isConfig {
+		return
+	}
+	s.Elts = slices.DeleteFunc(s.Elts, func(d ast.Decl) bool {
+		f, ok := d.(*ast.Field)
+		if !ok {
+			return false
+		}
+		name, _, err := ast.LabelName(f.Label)
+		lit, isLit := f.Value.(*ast.BasicLit)
+		return err == nil && nullableData[name] && isLit && lit.Kind == token.NULL
+	})
+}
+
 // addDocument records a YAML or JSON document as a candidate object.
 func (l *loader) addDocument(p string, expr ast.Expr) {
+	dropNullData(expr)
 	d := l.ctx.BuildExpr(expr)
 	if err := d.Err(); err != nil {
 		l.cueErrors(err, p)
@@ -664,8 +702,8 @@ func (l *loader) add(c candidate) {
 		l.addCUE(c)
 		return
 	}
-	obj, ok := l.validate(c)
-	l.loaded = append(l.loaded, loaded{Obj: obj, OK: ok})
+	obj, f, ok := l.validate(c)
+	l.loaded = append(l.loaded, loaded{Obj: obj, OK: ok, Facts: f})
 }
 
 // addCUE validates an object of a CUE package, unless the cache already
@@ -674,8 +712,8 @@ func (l *loader) add(c candidate) {
 func (l *loader) addCUE(c candidate) {
 	b, err := c.d.MarshalJSON()
 	if err != nil {
-		obj, ok := l.validate(c)
-		l.loaded = append(l.loaded, loaded{Obj: obj, OK: ok})
+		obj, f, ok := l.validate(c)
+		l.loaded = append(l.loaded, loaded{Obj: obj, OK: ok, Facts: f})
 		return
 	}
 	h := l.newKeyHash("object")
@@ -687,8 +725,8 @@ func (l *loader) addCUE(c candidate) {
 		return
 	}
 	c.json = b
-	obj, ok := l.validate(c)
-	lo := loaded{Obj: obj, OK: ok}
+	obj, f, ok := l.validate(c)
+	lo := loaded{Obj: obj, OK: ok, Facts: f}
 	if ok {
 		lo.Key = k
 	}
@@ -696,8 +734,14 @@ func (l *loader) addCUE(c candidate) {
 }
 
 // validate checks one candidate and decodes it. It returns the object (with
-// at least its identity filled in) and whether it is valid.
-func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
+// at least its identity filled in), what it refers to and claims, and
+// whether it is valid.
+func (l *loader) validate(c candidate) (obj reconcile.Object, f facts, ok bool) {
+	obj, ok = l.validateObject(c, &f)
+	return obj, f, ok
+}
+
+func (l *loader) validateObject(c candidate, f *facts) (obj reconcile.Object, ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			l.diags = append(l.diags, Diagnostic{Pos: c.start, Object: obj.Key(),
@@ -708,7 +752,7 @@ func (l *loader) validate(c candidate) (obj reconcile.Object, ok bool) {
 	obj = identity(c.d)
 	obj.Source = c.start
 	x := &validator{ctx: l.ctx, object: objectName(obj), root: c.d, start: c.start, strict: l.opts.Strict}
-	defer func() { l.diags = append(l.diags, x.diags...) }()
+	defer func() { l.diags, *f = append(l.diags, x.diags...), x.facts }()
 
 	kindV := c.d.LookupPath(cue.MakePath(cue.Str("kind")))
 	if !kindV.Exists() {

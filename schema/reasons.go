@@ -13,33 +13,30 @@ import (
 // CronJob's job template).
 var unsupportedFields = map[string]string{
 	// Pod spec.
-	"spec.schedulingGates":              "scheduling gates hold a pod back until a controller removes them, and berth has no such controller",
-	"spec.schedulerName":                "berth places every pod of the revision on its own host; there is no other scheduler",
-	"spec.priorityClassName":            "pod priority and preemption need a cluster scheduler",
-	"spec.priority":                     "pod priority and preemption need a cluster scheduler",
-	"spec.preemptionPolicy":             "pod priority and preemption need a cluster scheduler",
-	"spec.resources":                    "pod-level resources are not supported; set resources on each container",
-	"spec.serviceAccountName":           "service accounts need a Kubernetes API server",
-	"spec.serviceAccount":               "service accounts need a Kubernetes API server",
-	"spec.automountServiceAccountToken": "service account tokens need a Kubernetes API server",
-	"spec.topologySpreadConstraints":    "topology spread has no meaning on a single host",
-	"spec.readinessGates":               "readiness gates need a Kubernetes controller",
-	"spec.runtimeClassName":             "berth runs every pod with the host's default runtime",
-	"spec.overhead":                     "pod overhead belongs to a runtime class, which berth does not support",
-	"spec.enableServiceLinks":           "a host has no Services to link",
-	"spec.ephemeralContainers":          "ephemeral containers are added by kubectl debug against an API server",
-	"spec.resourceClaims":               "dynamic resource allocation needs a Kubernetes control plane",
-	"spec.hostUsers":                    "user namespaces are not supported",
-	"spec.os":                           "the pod runs on this host's operating system",
-	"spec.setHostnameAsFQDN":            "a host has no cluster domain",
-	"spec.podFailurePolicy":             "pod failure policies are not supported; backoffLimit bounds retries",
-	"spec.backoffLimitPerIndex":         "per-index backoff limits are not supported; backoffLimit bounds retries",
-	"spec.maxFailedIndexes":             "per-index backoff limits are not supported; backoffLimit bounds retries",
-	"spec.successPolicy":                "Job success policies are not supported; a Job succeeds when its completions succeed",
-	"spec.podReplacementPolicy":         "pod replacement policies are not supported",
-	"spec.managedBy":                    "berth manages every Job of the revision itself",
-	"affinity.podAffinity":              "pod affinity groups pods across nodes, and berth runs on one host",
-	"affinity.podAntiAffinity":          "pod anti-affinity spreads pods across nodes, and berth runs on one host",
+	"spec.schedulingGates":           "scheduling gates hold a pod back until a controller removes them, and berth has no such controller",
+	"spec.schedulerName":             "berth places every pod of the revision on its own host; there is no other scheduler",
+	"spec.priorityClassName":         "pod priority and preemption need a cluster scheduler",
+	"spec.priority":                  "pod priority and preemption need a cluster scheduler",
+	"spec.preemptionPolicy":          "pod priority and preemption need a cluster scheduler",
+	"spec.resources":                 "pod-level resources are not supported; set resources on each container",
+	"spec.topologySpreadConstraints": "topology spread has no meaning on a single host",
+	"spec.readinessGates":            "readiness gates need a Kubernetes controller",
+	"spec.runtimeClassName":          "berth runs every pod with the host's default runtime",
+	"spec.overhead":                  "pod overhead belongs to a runtime class, which berth does not support",
+	"spec.enableServiceLinks":        "a host has no Services to link",
+	"spec.ephemeralContainers":       "ephemeral containers are added by kubectl debug against an API server",
+	"spec.resourceClaims":            "dynamic resource allocation needs a Kubernetes control plane",
+	"spec.hostUsers":                 "user namespaces are not supported",
+	"spec.os":                        "the pod runs on this host's operating system",
+	"spec.setHostnameAsFQDN":         "a host has no cluster domain",
+	"spec.podFailurePolicy":          "pod failure policies are not supported; backoffLimit bounds retries",
+	"spec.backoffLimitPerIndex":      "per-index backoff limits are not supported; backoffLimit bounds retries",
+	"spec.maxFailedIndexes":          "per-index backoff limits are not supported; backoffLimit bounds retries",
+	"spec.successPolicy":             "Job success policies are not supported; a Job succeeds when its completions succeed",
+	"spec.podReplacementPolicy":      "pod replacement policies are not supported",
+	"spec.managedBy":                 "berth manages every Job of the revision itself",
+	"podAffinity.requiredDuringSchedulingIgnoredDuringExecution":     "required pod affinity groups pods across nodes, and berth runs on one host (preferred affinity is accepted and decides nothing)",
+	"podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution": "required pod anti-affinity spreads pods across nodes, and berth runs on one host (preferred anti-affinity is accepted and decides nothing)",
 	// Containers.
 	"containers.resizePolicy":             "in-place resize is not supported: a change of resources replaces the pod",
 	"initContainers.resizePolicy":         "in-place resize is not supported: a change of resources replaces the pod",
@@ -53,7 +50,7 @@ var unsupportedFields = map[string]string{
 	"securityContext.seLinuxChangePolicy": "SELinux options are not supported",
 	"resources.claims":                    "dynamic resource allocation needs a Kubernetes control plane",
 	// Volumes.
-	"volumes.persistentVolumeClaim": "a host has no PersistentVolumes; use a StatefulSet's volumeClaimTemplates (a directory per pod) or a hostPath volume",
+	"volumes.persistentVolumeClaim": noClaimsReason,
 	"volumes.ephemeral":             "ephemeral volumes need a volume provisioner; use emptyDir",
 	"volumes.image":                 "image volumes are not supported; copy the files in an init container",
 	"sources.serviceAccountToken":   "service account tokens need a Kubernetes API server",
@@ -65,6 +62,7 @@ var unsupportedFields = map[string]string{
 // that asks for nothing it cannot do, why other values are refused. The
 // key is built as for unsupportedFields.
 var restrictedValues = map[string]string{
+	"spec.automountServiceAccountToken":     "berth has no API server and mounts no service account token",
 	"containers.terminationMessagePath":     "berth reads no termination message file",
 	"initContainers.terminationMessagePath": "berth reads no termination message file",
 }
@@ -106,6 +104,12 @@ func unsupportedReason(path []cue.Selector) string {
 	}
 	return ""
 }
+
+// noClaims says why a persistentVolumeClaim volume is refused outside a
+// StatefulSet's own claims.
+const noClaims = "field not supported by berth: " + noClaimsReason
+
+const noClaimsReason = "a host has no PersistentVolumes; use a StatefulSet's volumeClaimTemplates (a directory per pod) or a hostPath volume"
 
 // volumeSources are the volume sources berth supports.
 var volumeSources = []string{"emptyDir", "hostPath", "configMap", "secret", "downwardAPI", "projected"}

@@ -35,6 +35,9 @@ type validator struct {
 	// strict makes warnings errors; warnings counts the warnings in diags.
 	strict   bool
 	warnings int
+	// facts are what the object refers to and claims, for the checks
+	// across the revision.
+	facts facts
 }
 
 // walk validates the user's value d at path against the schema s; u is the
@@ -236,13 +239,18 @@ func (x *validator) reportErr(err error, s, d cue.Value, path []cue.Selector) {
 // reportAt reports msg at the user's value at path, or at its closest
 // ancestor that has a position.
 func (x *validator) reportAt(path []cue.Selector, msg string) {
+	x.report(x.posAt(path), path, msg)
+}
+
+// posAt is the position of the user's value at path, or of its closest
+// ancestor that has one.
+func (x *validator) posAt(path []cue.Selector) token.Pos {
 	for i := len(path); i >= 0; i-- {
 		if p := valuePos(x.root.LookupPath(cue.MakePath(path[:i]...))); p.IsValid() {
-			x.report(p, path, msg)
-			return
+			return p
 		}
 	}
-	x.report(token.NoPos, path, msg)
+	return token.NoPos
 }
 
 // warnAt reports a warning at the user's value at path; with strict, an
