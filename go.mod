@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	cuelang.org/go v0.17.1
+	filippo.io/age v1.3.2
 	github.com/containerd/containerd/api v1.12.0
 	github.com/containerd/containerd/v2 v2.4.2
 	github.com/containerd/errdefs v1.0.0
@@ -18,6 +19,8 @@ require (
 	golang.org/x/sys v0.48.0
 	golang.org/x/tools v0.49.0
 )
+
+require filippo.io/hpke v0.4.0 // indirect
 
 require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1

@@ -59,6 +59,9 @@ type Report struct {
 	// Groups are the devices grouped by identical effect: failures
 	// first, then changes by number of devices, then the unchanged.
 	Groups []Group `json:"groups"`
+	// Secrets say which devices can read each SOPS-encrypted Secret of
+	// the head, and what waits for it on the others.
+	Secrets []SecretReaders `json:"secrets,omitempty"`
 }
 
 // Group is a set of devices on which the change has the same effect.
@@ -121,6 +124,9 @@ func (l *loads) get(rev Revision, key string, opts schema.Options) *preview.Load
 type result struct {
 	key  string
 	plan *preview.Plan
+	// secrets are the head's encrypted Secrets and whether the device
+	// reads each.
+	secrets map[string]secretSeen
 }
 
 // Plan previews applying head where base runs, on every device of inv.
@@ -143,11 +149,11 @@ func Plan(ctx context.Context, base, head Revision, inv *Inventory, opts Options
 			defer wg.Done()
 			for i := range next {
 				d := inv.Devices[i]
-				sopts := loaderOptions(d, opts.Schema)
-				b := ld.get(base, loadKey(d, baseNames), sopts).Expand(d.Node(), opts.Expand)
-				h := ld.get(head, loadKey(d, headNames), sopts).Expand(d.Node(), opts.Expand)
+				sopts, eopts := deviceOptions(d, loaderOptions(d, opts.Schema), opts.Expand)
+				b := ld.get(base, loadKey(d, baseNames), sopts).Expand(d.Node(), eopts)
+				h := ld.get(head, loadKey(d, headNames), sopts).Expand(d.Node(), eopts)
 				p := preview.Compare(b, h, base.Name, head.Name)
-				results[i] = result{key: effectKey(p), plan: p}
+				results[i] = result{key: effectKey(p), plan: p, secrets: secretKeys(h.Objects, d)}
 			}
 		}()
 	}
@@ -203,6 +209,7 @@ feed:
 		}
 		g.Devices = append(g.Devices, d.Name)
 	}
+	r.Secrets = secretReaders(inv, results)
 	for _, k := range order {
 		g := groups[k]
 		if len(g.Labels) == 0 {
@@ -272,6 +279,9 @@ func effectKey(p *preview.Plan) string {
 	}
 	if p.BaseError != "" {
 		entries = append(entries, "base\x00"+p.BaseError)
+	}
+	for _, w := range p.Waiting {
+		entries = append(entries, "waiting\x00"+w.String())
 	}
 	sort.Strings(entries)
 	h := sha256.New()

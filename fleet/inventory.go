@@ -29,6 +29,10 @@ type Device struct {
 	Name string `yaml:"name" json:"name"`
 	// Labels are the device's node labels (the agent's --node-label).
 	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// AgeRecipient is the device's age public key (berth keygen prints
+	// it): the preview counts a SOPS-encrypted Secret as readable on the
+	// device when the file is encrypted to this key.
+	AgeRecipient string `yaml:"ageRecipient,omitempty" json:"ageRecipient,omitempty"`
 }
 
 // Node is the device as objects see it.
@@ -114,6 +118,9 @@ func (inv *Inventory) Validate() error {
 			if strings.TrimSpace(k) == "" {
 				problems = append(problems, fmt.Sprintf("devices[%d] (%s): empty label key", i, d.Name))
 			}
+		}
+		if p := checkRecipient(i, d); p != "" {
+			problems = append(problems, p)
 		}
 		if len(problems) >= 20 {
 			break

@@ -147,6 +147,7 @@ func WriteText(w io.Writer, r *Report, opts preview.TextOptions) error {
 			preview.WriteTextChange(&b, c, paint, "  ")
 		}
 	}
+	writeSecretsText(&b, r)
 	fmt.Fprintf(&b, "\npods over all devices: %s\n", r.Totals)
 	_, err := w.Write(b.Bytes())
 	return err
@@ -184,6 +185,7 @@ func WriteMarkdown(w io.Writer, r *Report, opts preview.MarkdownOptions) error {
 		fmt.Fprintf(&b, "| %d | %d | %s | %s | %d | %d | %d |\n", i+1, len(g.Devices), l, preview.Escape(g.Effect()), g.Counts.Create, g.Counts.Replace, g.Counts.Delete)
 	}
 	fmt.Fprintf(&b, "| **all** | **%d** | | | **%d** | **%d** | **%d** |\n\n", r.Devices, r.Totals.Create, r.Totals.Replace, r.Totals.Delete)
+	writeSecretsMarkdown(&b, r)
 
 	var sections [][]byte
 	for i := range r.Groups {

@@ -9,6 +9,7 @@ import (
 
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/schema"
+	"berth.dev/berth/secrets"
 	"berth.dev/berth/source"
 )
 
@@ -67,6 +68,9 @@ type Evaluation struct {
 	Refused map[reconcile.PodID]string
 	// NotForNode lists the objects whose pods do not run on Node, and why.
 	NotForNode []reconcile.NotForNode
+	// Waiting are the objects whose pods the node does not start: they
+	// need Secrets it cannot decrypt.
+	Waiting []secrets.Waiting
 }
 
 // Failed returns what kept the revision from being evaluated: nil, an
@@ -98,6 +102,9 @@ type ExpandOptions struct {
 	// Policy is the node's policy; when set, the pods it refuses (which
 	// apply would fail to create) are marked. Nil: not checked.
 	Policy *reconcile.NodePolicy
+	// Prepare, when set, readies the objects for the node first (Secrets
+	// it cannot decrypt hold back the objects that need them).
+	Prepare Preparer
 }
 
 // Expand expands l for node with reconcile.Expand, as the agent on that
@@ -107,13 +114,22 @@ func (l *Loaded) Expand(node reconcile.Node, opts ExpandOptions) *Evaluation {
 	if l.Err != nil || l.Invalid() {
 		return e
 	}
-	pods, err := expand(l.Objects, l.Commit, node, opts)
+	objs := l.Objects
+	if opts.Prepare != nil {
+		var err error
+		if objs, e.Waiting, err = opts.Prepare(objs); err != nil {
+			e.ExpandErr = err
+			return e
+		}
+	}
+	pods, err := expand(objs, l.Commit, node, opts)
 	if err != nil {
 		e.ExpandErr = fmt.Errorf("revision %s: %w", source.ShortCommit(l.Commit), err)
 		return e
 	}
 	e.Pods = pods
 	e.NotForNode = reconcile.NotForNodes(l.Objects, node)
+	e.Waiting = secrets.ForNode(e.Waiting, e.NotForNode)
 	if opts.Policy != nil {
 		for i := range pods {
 			if err := reconcile.CheckPolicy(&pods[i].Spec, *opts.Policy); err != nil {

@@ -95,6 +95,9 @@ func CompareLive(head *Evaluation, headName string, live Live) *Plan {
 			}
 		case reconcile.ActionDelete:
 			pc.Reason = "not in " + headInfo
+			if why := head.waitingReason(c.Owner); why != "" {
+				pc.Reason = why
+			}
 		case reconcile.ActionKeep:
 			pc.Reason = "unchanged"
 		}
@@ -103,5 +106,6 @@ func CompareLive(head *Evaluation, headName string, live Live) *Plan {
 		p.add(pc)
 	}
 	p.Workloads = workloadChanges(live.Applied, head, p.Changes)
+	p.Waiting = head.Waiting
 	return p
 }

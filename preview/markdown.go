@@ -42,6 +42,7 @@ func WriteMarkdown(w io.Writer, p *Plan, opts MarkdownOptions) error {
 		fmt.Fprintf(&b, "No changes: %s.\n\n", podCount(p.Counts.Unchanged)+" unchanged")
 	}
 	MarkdownCounts(&b, p.Counts)
+	markdownWaiting(&b, p.Waiting)
 	if len(p.Workloads) > 0 {
 		b.WriteString("**Workloads**\n\n")
 		MarkdownWorkloads(&b, p.Workloads)

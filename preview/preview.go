@@ -6,6 +6,7 @@ import (
 
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/schema"
+	"berth.dev/berth/secrets"
 	"berth.dev/berth/source"
 )
 
@@ -113,6 +114,9 @@ type Plan struct {
 	// Changes has one entry per pod, sorted by pod.
 	Changes []PodChange `json:"changes"`
 	Counts  Counts      `json:"counts"`
+	// Waiting are the head's objects whose pods the node does not start,
+	// for want of Secrets it cannot decrypt.
+	Waiting []secrets.Waiting `json:"waiting,omitempty"`
 }
 
 // Failed reports whether the head revision could not be evaluated, or
@@ -183,6 +187,9 @@ func Compare(base, head *Evaluation, baseName, headName string) *Plan {
 			if b := basePods[c.Pod]; b != nil {
 				pc.Source = b.Source.String()
 			}
+			if why := head.waitingReason(c.Owner); why != "" {
+				pc.Reason = why
+			}
 		case reconcile.ActionReplace:
 			pc.Diff = diffPods(basePods[c.Pod], c.Desired)
 			pc.Reason = changedReason(pc.Diff)
@@ -194,6 +201,7 @@ func Compare(base, head *Evaluation, baseName, headName string) *Plan {
 		p.add(pc)
 	}
 	p.Workloads = workloadChanges(base, head, p.Changes)
+	p.Waiting = head.Waiting
 	return p
 }
 

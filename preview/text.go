@@ -91,6 +91,7 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 		WriteTextChange(ew, c, paint, "")
 	}
 	WriteTextNotForNode(ew, p.NotForNode, paint)
+	writeTextWaiting(ew, paint, p.Waiting)
 	ew.printf("plan: %s\n", p.Counts)
 	return ew.err
 }

@@ -128,7 +128,8 @@ func (ix *configIndex) resolve(p *DesiredPod) error {
 }
 
 // configDigest is a digest of the content of the pod's ConfigMaps and
-// Secrets, for the spec hash. Secret values enter only through SHA-256.
+// Secrets, for the spec hash. Secret values enter only through their keyed
+// digests (SecretData.Digests) or, without them, SHA-256.
 func configDigest(p *DesiredPod) string {
 	if len(p.ConfigMaps) == 0 && len(p.Secrets) == 0 {
 		return ""
@@ -148,6 +149,10 @@ func configDigest(p *DesiredPod) string {
 		sec := p.Secrets[name]
 		fmt.Fprintf(h, "secret %q %q\n", name, sec.Type)
 		for _, k := range sortedKeys(sec.Data) {
+			if d, ok := sec.Digests[k]; ok {
+				fmt.Fprintf(h, "keyed %q %x\n", k, d)
+				continue
+			}
 			sum := sha256.Sum256(sec.Data[k])
 			fmt.Fprintf(h, "data %q %x\n", k, sum)
 		}

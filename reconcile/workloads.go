@@ -179,6 +179,11 @@ type SecretData struct {
 	Type      string            `json:"type,omitempty"`
 	Data      map[string][]byte `json:"-"`
 	Immutable *bool             `json:"immutable,omitempty"`
+	// Digests, when set, hold a keyed digest of each value of Data (an
+	// HMAC with a device-local key, see package secrets), which stands for
+	// the value in the spec hash: the hash then carries no unkeyed digest
+	// of a secret value.
+	Digests map[string][]byte `json:"-"`
 }
 
 // IntOrString is a Kubernetes int-or-string value (a port number or name,

@@ -56,6 +56,13 @@ type Options struct {
 	// deadline and a memory bound. Without it CUE runs in this process,
 	// unbounded.
 	Sandbox *Sandbox
+	// Decrypt, when set, is given each YAML and JSON file (its name as in
+	// positions, "./…", and its bytes) and returns what to load instead:
+	// package secrets decrypts SOPS-encrypted files with it, keeping line
+	// numbers. An error refuses the file; when it has a Position() (line,
+	// column) method the diagnostic points there. Its output must not
+	// depend on anything but the name and bytes (the cache keys by them).
+	Decrypt func(name string, data []byte) ([]byte, error)
 }
 
 // Validate checks o and fills in defaults.
@@ -314,6 +321,9 @@ func (l *loader) readTree() {
 			return nil
 		}
 		data, ok := l.readFile(p, de)
+		if ok && ext != ".cue" && l.opts.Decrypt != nil {
+			data, ok = l.decrypt(p, data)
+		}
 		if !ok {
 			return nil
 		}

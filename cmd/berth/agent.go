@@ -323,17 +323,24 @@ func (c *cli) agentLoader() agent.Loader {
 		if err != nil {
 			return nil, fmt.Errorf("revision %s: %w", rev.ShortCommit(), err)
 		}
+		objs, waiting, err := c.prepare(res.Objects)
+		if err != nil {
+			return nil, fmt.Errorf("revision %s: %w", rev.ShortCommit(), err)
+		}
+		if err := c.recordWaiting(rev.Commit, waiting); err != nil {
+			return nil, fmt.Errorf("record waiting objects: %w", err)
+		}
 		records, err := reconcile.NewRecordStore(c.stateDir).Load()
 		if err != nil {
 			return nil, fmt.Errorf("read records: %w", err)
 		}
-		pods, err := reconcile.Expand(res.Objects, rev.Commit, reconcile.ExpandOptions{
+		pods, err := reconcile.Expand(objs, rev.Commit, reconcile.ExpandOptions{
 			Node: c.node(), StateDir: c.stateDir, Records: records, Now: time.Now(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("revision %s: %w", rev.ShortCommit(), err)
 		}
-		return &agent.Loaded{Objects: res.Objects, Pods: pods}, nil
+		return &agent.Loaded{Objects: objs, Pods: pods}, nil
 	}
 }
 

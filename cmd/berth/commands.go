@@ -16,6 +16,7 @@ import (
 	"berth.dev/berth/reconcile"
 	ctrd "berth.dev/berth/runtime/containerd"
 	"berth.dev/berth/schema"
+	"berth.dev/berth/secrets"
 	"berth.dev/berth/source"
 )
 
@@ -43,6 +44,9 @@ func checkOutput(o string) error {
 type revision struct {
 	src     *source.Revision
 	objects []reconcile.Object
+	// waiting are the objects held back for Secrets this device cannot
+	// decrypt.
+	waiting []secrets.Waiting
 }
 
 // commit is the revision's short name for messages.
@@ -72,7 +76,11 @@ func (c *cli) load(ctx context.Context) (*revision, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &revision{src: rev, objects: objs}, nil
+	objs, waiting, err := c.prepare(objs)
+	if err != nil {
+		return nil, err
+	}
+	return &revision{src: rev, objects: objs, waiting: waiting}, nil
 }
 
 // urlKey names the Git cache of a repository: a hash of its URL without
@@ -183,6 +191,10 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 		if err := p.WriteText(c.stdout); err != nil {
 			return err
 		}
+		writeWaiting(c.stdout, rev.waiting)
+	}
+	if err := c.recordWaiting(rev.src.Commit, rev.waiting); err != nil {
+		return fmt.Errorf("record waiting objects: %w", err)
 	}
 	if err := res.Err(); err != nil {
 		return fmt.Errorf("revision %s: %w", rev.commit(), err)

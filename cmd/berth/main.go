@@ -68,6 +68,7 @@ func commands() []command {
 		imageCommand(),
 		debugCommand(),
 		fleetCommand(),
+		keygenCommand(),
 		{name: "version", args: "", summary: "print the version", run: runVersion},
 	}
 }
@@ -212,6 +213,7 @@ type cli struct {
 	registry          registryFlags
 	nodeLabels        labelsFlag
 	strict            bool
+	ageIdentity       string
 	logLevel          string
 	logFormat         string
 
@@ -245,6 +247,7 @@ func (c *cli) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.podSubnet, "pod-subnet", "10.87.0.0/16", "subnet pod addresses come from")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	c.secretFlags(fs)
 }
 
 func (c *cli) newLogger() (hclog.Logger, error) {

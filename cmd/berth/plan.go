@@ -101,7 +101,7 @@ func runPlan(ctx context.Context, c *cli, args []string) error {
 		return c.planFleet(ctx, baseRev, headRev, base, headName)
 	}
 	node, sopts, pol := c.node(), c.schemaOptions(), c.policy.value()
-	eopts := preview.ExpandOptions{StateDir: c.stateDir, Policy: &pol}
+	eopts := preview.ExpandOptions{StateDir: c.stateDir, Policy: &pol, Prepare: c.previewPrepare}
 	p := preview.Compare(
 		preview.Evaluate(baseRev.Files, baseRev.Commit, node, sopts, eopts),
 		preview.Evaluate(headRev.Files, headRev.Commit, node, sopts, eopts),
@@ -117,7 +117,7 @@ func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.
 		return fmt.Errorf("read records: %w", err)
 	}
 	node, sopts, pol := c.node(), c.schemaOptions(), c.policy.value()
-	eopts := preview.ExpandOptions{StateDir: c.stateDir, Records: records, Now: time.Now(), Policy: &pol}
+	eopts := preview.ExpandOptions{StateDir: c.stateDir, Records: records, Now: time.Now(), Policy: &pol, Prepare: c.prepare}
 	head := preview.Evaluate(headRev.Files, headRev.Commit, node, sopts, eopts)
 	if head.Failed() != nil {
 		// Nothing would change; the host need not be asked.

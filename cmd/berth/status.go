@@ -14,6 +14,7 @@ import (
 	"berth.dev/berth/agent"
 	"berth.dev/berth/internal/record"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/secrets"
 	"berth.dev/berth/source"
 )
 
@@ -68,6 +69,9 @@ type statusReport struct {
 	// Observed is what the runtime reports, container by container (IDs,
 	// PIDs, states), from containerd's labels.
 	Observed []reconcile.ObservedPod `json:"observed"`
+	// Waiting are the objects of the last loaded revision whose pods this
+	// device does not start: they need Secrets it cannot decrypt.
+	Waiting []secrets.Waiting `json:"waiting,omitempty"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
@@ -115,6 +119,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		rep.LastApplied = &applied
 	}
 	rep.Agent = agentStatus(ctx, c)
+	rep.Waiting = c.readWaiting()
 	if c.output == "json" {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
@@ -168,6 +173,10 @@ func writeStatus(w io.Writer, rep *statusReport, now time.Time) error {
 	} else if rep.LastApplied != nil {
 		a := rep.LastApplied
 		fmt.Fprintf(w, "last applied: %s (%s) at %s\n\n", source.ShortCommit(a.Commit), a.URL, a.Time.Format(time.RFC3339))
+	}
+	if len(rep.Waiting) > 0 {
+		writeWaiting(w, rep.Waiting)
+		fmt.Fprintln(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP\tREVISION")

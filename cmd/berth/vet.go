@@ -51,7 +51,7 @@ var loaderCache = schema.NewCache()
 // name and labels feed CUE tags and @if), strict mode, the process's cache,
 // and the CUE sandbox when berth runs as its own binary.
 func (c *cli) schemaOptions() schema.Options {
-	opts := schema.Options{Node: c.node(), Strict: c.strict, Cache: loaderCache}
+	opts := schema.Options{Node: c.node(), Strict: c.strict, Cache: loaderCache, Decrypt: c.decrypt}
 	if sb := cueSandbox(); sandboxed && sb != nil {
 		opts.Sandbox = sb
 	}
