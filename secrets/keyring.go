@@ -24,8 +24,8 @@ import (
 
 // NotForThisDevice is the annotation berth puts on a Secret whose file
 // this device cannot decrypt; its value lists the age recipients the file
-// is encrypted to. Such a Secret has no data: Prepare takes it out of the
-// revision and holds back the pods that need it.
+// is encrypted to. Such a Secret holds only placeholders: Prepare takes it
+// out of the revision and holds back the pods that need it.
 const NotForThisDevice = "berth.dev/not-for-this-device"
 
 // Keyring opens SOPS-encrypted files for one device: with the device's age
@@ -145,11 +145,11 @@ func (k *Keyring) Decrypt(name string, data []byte) ([]byte, error) {
 		return data, err
 	}
 	if k.preview {
-		return f.identities(true)
+		return f.identities()
 	}
 	key, err := f.dataKey(k.ids)
 	if errors.Is(err, errNoIdentity) {
-		return f.identities(false)
+		return f.identities()
 	}
 	if err != nil {
 		return nil, err
@@ -158,13 +158,14 @@ func (k *Keyring) Decrypt(name string, data []byte) ([]byte, error) {
 }
 
 // identities reduces each document of f to one line at its start, naming
-// its Secret with the NotForThisDevice annotation (and, with placeholders,
-// the keys of its data with values derived from their ciphertext), and
-// blanks the rest, so positions stay those of the file. The kind, name and namespace
+// its Secret with the NotForThisDevice annotation and the keys of its data
+// (which SOPS leaves in clear) with placeholder values derived from their
+// ciphertext, so references to its keys check; it blanks the rest, so
+// positions stay those of the file. The kind, name and namespace
 // must not be encrypted (encrypt only data and stringData:
 // --encrypted-regex '^(data|stringData)$'), and only Secrets may be for
 // some devices only.
-func (f *file) identities(placeholders bool) ([]byte, error) {
+func (f *file) identities() ([]byte, error) {
 	lines := bytes.SplitAfter(f.data, []byte("\n"))
 	for i, l := range lines {
 		if t := bytes.TrimSpace(l); !bytes.Equal(t, []byte("---")) {
@@ -215,20 +216,18 @@ func (f *file) identities(placeholders bool) ([]byte, error) {
 			md["namespace"] = ns
 		}
 		obj := map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": md}
-		if placeholders {
-			data := map[string]string{}
-			for _, field := range []string{"data", "stringData"} {
-				_, m := lookup(m, field)
-				if m == nil || m.Kind != yaml.MappingNode {
-					continue
-				}
-				for i := 0; i+1 < len(m.Content); i += 2 {
-					sum := sha256.Sum256([]byte(m.Content[i+1].Value))
-					data[m.Content[i].Value] = base64Std(sum[:12])
-				}
+		data := map[string]string{}
+		for _, field := range []string{"data", "stringData"} {
+			_, m := lookup(m, field)
+			if m == nil || m.Kind != yaml.MappingNode {
+				continue
 			}
-			obj["data"] = data
+			for i := 0; i+1 < len(m.Content); i += 2 {
+				sum := sha256.Sum256([]byte(m.Content[i+1].Value))
+				data[m.Content[i].Value] = base64Std(sum[:12])
+			}
 		}
+		obj["data"] = data
 		b, _ := json.Marshal(obj)
 		if i := m.Line - 1; i >= 0 && i < len(lines) {
 			lines[i] = append(b, lineEnd(lines[i])...)

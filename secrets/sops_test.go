@@ -219,7 +219,7 @@ func TestNotForThisDevice(t *testing.T) {
 		t.Fatalf("got %d objects, want the Secret", len(res.Objects))
 	}
 	o := res.Objects[0]
-	if o.Key() != "Secret/shop/db" || o.Metadata.Annotations[secrets.NotForThisDevice] != a.Recipient || len(o.Secret.Data) != 0 {
+	if o.Key() != "Secret/shop/db" || o.Metadata.Annotations[secrets.NotForThisDevice] != a.Recipient || len(o.Secret.Data) != 3 {
 		t.Errorf("got %s annotations %v data keys %d", o.Key(), o.Metadata.Annotations, len(o.Secret.Data))
 	}
 	if o.Source.Line != 2 {
