@@ -127,12 +127,18 @@ func recordPort(x *validator, p []cue.Selector, port int32, protocol, hostIP str
 // "Kind/namespace/name".
 type configKeys map[string]map[string]bool
 
+// An invalid ConfigMap or Secret is still declared (its own errors are
+// reported); its keys, unknown, are nil.
 func newConfigKeys(objs []loaded) configKeys {
 	ck := configKeys{}
 	for _, lo := range objs {
 		o := &lo.Obj
 		keys := map[string]bool{}
 		switch {
+		case o.Kind != "ConfigMap" && o.Kind != "Secret":
+			continue
+		case !lo.OK:
+			keys = nil
 		case o.ConfigMap != nil:
 			for k := range o.ConfigMap.Data {
 				keys[k] = true
@@ -144,15 +150,14 @@ func newConfigKeys(objs []loaded) configKeys {
 			for k := range o.Secret.Data {
 				keys[k] = true
 			}
-		default:
-			continue
 		}
 		ck[o.Kind+"/"+o.Metadata.Namespace+"/"+o.Metadata.Name] = keys
 	}
 	return ck
 }
 
-// checkRevision checks the facts of the valid objects against the whole
+// checkRevision checks the facts of the objects that were decoded (valid
+// or not, so that every problem shows in one run) against the whole
 // revision: references to ConfigMaps and Secrets (and their keys) that it
 // does not declare, unless optional, and host ports that two pods on node
 // would bind. It returns the problems.
@@ -170,9 +175,6 @@ func checkRevision(objs []loaded, node reconcile.Node) []Diagnostic {
 	ports := map[string][]binder{}
 	for i := range objs {
 		lo := &objs[i]
-		if !lo.OK {
-			continue
-		}
 		o := &lo.Obj
 		for _, r := range lo.Facts.Refs {
 			keys, ok := ck[r.Kind+"/"+o.Metadata.Namespace+"/"+r.Name]
@@ -184,7 +186,7 @@ func checkRevision(objs []loaded, node reconcile.Node) []Diagnostic {
 				continue
 			}
 			for _, k := range r.Keys {
-				if !keys[k.Key] {
+				if keys != nil && !keys[k.Key] {
 					report(o, k.At, fmt.Sprintf("%s %q has no key %q", r.Kind, r.Name, k.Key))
 				}
 			}
