@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"berth.dev/berth/agent"
 	"berth.dev/berth/secrets/secretstest"
 )
 
@@ -339,4 +342,45 @@ func tamperValue(t *testing.T, enc []byte, key string) ([]byte, int) {
 	}
 	t.Fatalf("no encrypted %q in\n%s", key, enc)
 	return nil, 0
+}
+
+// TestAgentEncryptedSecrets: the agent decrypts with the device's
+// identity, runs what it can read, and says what waits; its status API,
+// metrics, log (at debug level) and records hold no value.
+func TestAgentEncryptedSecrets(t *testing.T) {
+	h := newHost(t)
+	device := strings.TrimSpace(h.mustBerth("keygen"))
+	other := secretstest.NewIdentity(t)
+	dataOnly := []string{"--encrypted-regex", "^(data|stringData)$"}
+	h.write("db.yaml", string(secretstest.Encrypt(t, secretDoc("db", canaryDB), []string{device}, dataOnly...)))
+	h.write("api.yaml", string(secretstest.Encrypt(t, secretDoc("api", canaryAPI), []string{other.Recipient}, dataOnly...)))
+	h.write("app.yaml", secretReader("app", "db"))
+	h.write("waiter.yaml", secretReader("waiter", "api"))
+	h.commit("v1")
+
+	ra := h.startAgent("--repo", h.repo)
+	st := ra.waitFor("app ready", func(st *agent.Status) bool { _, ready := podRevision(st, "app"); return ready })
+	if _, ok := h.pods()["waiter"]; ok {
+		t.Error("the agent started the pod whose Secret is for another device")
+	}
+	status := h.mustBerth("status")
+	if !strings.Contains(status, "Pod/default/waiter waits for Secret api: not encrypted to this device's age identity") {
+		t.Errorf("status with the agent does not say why waiter waits:\n%s", status)
+	}
+	resp, err := http.Get("http://" + ra.listen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	apiStatus, _ := json.Marshal(st)
+	ra.stop()
+	sinks := &sinkLog{}
+	sinks.add("status", status)
+	sinks.add("metrics", string(metrics))
+	sinks.add("agent status API", string(apiStatus))
+	sinks.add("agent log", ra.log.String())
+	sinks.check(t, canaryDB, canaryAPI)
+	checkStateDir(t, h.state, canaryDB, canaryAPI)
+	checkLabels(t, h, canaryDB, canaryAPI)
 }
