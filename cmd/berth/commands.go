@@ -184,7 +184,8 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 		if err := enc.Encode(struct {
 			Revision string             `json:"revision"`
 			Results  []reconcile.Result `json:"results"`
-		}{p.Revision, res.Results}); err != nil {
+			Waiting  []secrets.Waiting  `json:"waiting,omitempty"`
+		}{p.Revision, res.Results, rev.waiting}); err != nil {
 			return err
 		}
 	} else {
