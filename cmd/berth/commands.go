@@ -192,7 +192,8 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 		if err := p.WriteText(c.stdout); err != nil {
 			return err
 		}
-		writeWaiting(c.stdout, rev.waiting)
+		wr := c.waitingReport(rev.src.Commit, rev.waiting)
+		writeWaiting(c.stdout, &wr)
 	}
 	if err := c.recordWaiting(rev.src.Commit, rev.waiting); err != nil {
 		return fmt.Errorf("record waiting objects: %w", err)

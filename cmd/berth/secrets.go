@@ -109,6 +109,9 @@ func (c *cli) prepare(objs []reconcile.Object) ([]reconcile.Object, []secrets.Wa
 type waitingRecord struct {
 	Commit  string            `json:"commit"`
 	Waiting []secrets.Waiting `json:"waiting"`
+	// NoIdentity is set when the device has no age identity at all, the
+	// likely reason why it reads none of its Secrets.
+	NoIdentity string `json:"noIdentity,omitempty"`
 }
 
 // waitingRecordName is the file of waitingRecord under the state directory.
@@ -119,26 +122,38 @@ func (c *cli) recordWaiting(commit string, waiting []secrets.Waiting) error {
 	if waiting == nil {
 		waiting = []secrets.Waiting{}
 	}
-	return record.Write(c.stateDir, waitingRecordName, waitingRecord{Commit: commit, Waiting: waiting})
+	return record.Write(c.stateDir, waitingRecordName, c.waitingReport(commit, waiting))
 }
 
-// readWaiting returns the objects the last loaded revision holds back.
-func (c *cli) readWaiting() []secrets.Waiting {
+// waitingReport is what apply and status say about waiting objects.
+func (c *cli) waitingReport(commit string, waiting []secrets.Waiting) waitingRecord {
+	r := waitingRecord{Commit: commit, Waiting: waiting}
+	if k, err := c.keyring(); len(waiting) > 0 && err == nil && len(k.Recipients()) == 0 {
+		r.NoIdentity = c.ageIdentityFile()
+	}
+	return r
+}
+
+// readWaiting returns what the last loaded revision holds back.
+func (c *cli) readWaiting() *waitingRecord {
 	var r waitingRecord
-	if ok, err := record.Read(c.stateDir, waitingRecordName, &r); !ok || err != nil {
+	if ok, err := record.Read(c.stateDir, waitingRecordName, &r); !ok || err != nil || len(r.Waiting) == 0 {
 		return nil
 	}
-	return r.Waiting
+	return &r
 }
 
 // writeWaiting prints the objects that wait for Secrets, one a line.
-func writeWaiting(w io.Writer, waiting []secrets.Waiting) {
-	if len(waiting) == 0 {
+func writeWaiting(w io.Writer, r *waitingRecord) {
+	if r == nil || len(r.Waiting) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "not started on this device (%d):\n", len(waiting))
-	for _, wt := range waiting {
+	fmt.Fprintf(w, "not started on this device (%d):\n", len(r.Waiting))
+	for _, wt := range r.Waiting {
 		fmt.Fprintf(w, "  %s: %s\n", wt.Source, wt)
+	}
+	if r.NoIdentity != "" {
+		fmt.Fprintf(w, "  this device has no age identity in %s: berth keygen makes one and prints the public key to encrypt its Secrets to\n", r.NoIdentity)
 	}
 }
 

@@ -384,3 +384,28 @@ func TestAgentEncryptedSecrets(t *testing.T) {
 	checkStateDir(t, h.state, canaryDB, canaryAPI)
 	checkLabels(t, h, canaryDB, canaryAPI)
 }
+
+// TestNoIdentityHint: a device without an age identity runs what needs no
+// Secret of its own and says how to make one.
+func TestNoIdentityHint(t *testing.T) {
+	h := newHost(t)
+	other := secretstest.NewIdentity(t)
+	h.write("api.yaml", string(secretstest.Encrypt(t, secretDoc("api", canaryAPI), []string{other.Recipient}, "--encrypted-regex", "^(data|stringData)$")))
+	h.write("waiter.yaml", secretReader("waiter", "api"))
+	h.write("bystander.yaml", sleeper("bystander", "3600"))
+	h.commit("v1")
+	out := h.mustBerth("apply", "--repo", h.repo)
+	if !strings.Contains(out, "Pod/default/waiter waits for Secret api") || !strings.Contains(out, "this device has no age identity in "+filepath.Join(h.state, "secrets", "age.key")+": berth keygen makes one") {
+		t.Errorf("apply on a device without an identity:\n%s", out)
+	}
+	pods := h.pods()
+	if _, ok := pods["bystander"]; !ok {
+		t.Error("the pod that needs no Secret was not started")
+	}
+	if _, ok := pods["waiter"]; ok {
+		t.Error("the pod that needs an unreadable Secret was started")
+	}
+	if st := h.mustBerth("status"); !strings.Contains(st, "berth keygen makes one") {
+		t.Errorf("status does not give the hint:\n%s", st)
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"berth.dev/berth/agent"
 	"berth.dev/berth/internal/record"
 	"berth.dev/berth/reconcile"
-	"berth.dev/berth/secrets"
 	"berth.dev/berth/source"
 )
 
@@ -69,9 +68,9 @@ type statusReport struct {
 	// Observed is what the runtime reports, container by container (IDs,
 	// PIDs, states), from containerd's labels.
 	Observed []reconcile.ObservedPod `json:"observed"`
-	// Waiting are the objects of the last loaded revision whose pods this
-	// device does not start: they need Secrets it cannot decrypt.
-	Waiting []secrets.Waiting `json:"waiting,omitempty"`
+	// Waiting says which objects of the last loaded revision this device
+	// does not start: they need Secrets it cannot decrypt.
+	Waiting *waitingRecord `json:"waiting,omitempty"`
 }
 
 func runStatus(ctx context.Context, c *cli, args []string) error {
@@ -174,7 +173,7 @@ func writeStatus(w io.Writer, rep *statusReport, now time.Time) error {
 		a := rep.LastApplied
 		fmt.Fprintf(w, "last applied: %s (%s) at %s\n\n", source.ShortCommit(a.Commit), a.URL, a.Time.Format(time.RFC3339))
 	}
-	if len(rep.Waiting) > 0 {
+	if rep.Waiting != nil {
 		writeWaiting(w, rep.Waiting)
 		fmt.Fprintln(w)
 	}
