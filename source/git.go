@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/go-git/go-git/v5"
@@ -36,7 +37,8 @@ type gitBackend struct {
 	repo     *git.Repository
 	remote   bool // fetch from a remote before resolving
 	url      string
-	ref      string
+	ref      string // the ref Options.Ref starts from
+	suffix   string // and the ancestry after it (~2, ^), as git reads it
 	auth     transport.AuthMethod
 	refspecs []config.RefSpec
 	lockPath string // "" for in-memory caches and local repositories
@@ -67,12 +69,14 @@ func openRemote(ctx context.Context, loc *location, o *Options, log hclog.Logger
 	if err != nil {
 		return nil, err
 	}
+	ref, suffix := splitRevision(o.Ref)
 	b := &gitBackend{
 		remote:   true,
 		url:      loc.remote,
-		ref:      o.Ref,
+		ref:      ref,
+		suffix:   suffix,
 		auth:     auth,
-		refspecs: refspecsFor(o.Ref),
+		refspecs: refspecsFor(ref),
 		log:      log,
 		shallow:  o.Shallow,
 	}
@@ -173,7 +177,8 @@ func openLocal(dir string, o *Options, log hclog.Logger) (*gitBackend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}
-	return &gitBackend{repo: repo, url: dir, ref: o.Ref, log: log}, nil
+	ref, suffix := splitRevision(o.Ref)
+	return &gitBackend{repo: repo, url: dir, ref: ref, suffix: suffix, log: log}, nil
 }
 
 // update fetches (for a remote) and resolves the ref to a commit. It
@@ -191,7 +196,7 @@ func (b *gitBackend) update(ctx context.Context) (*object.Commit, string, error)
 			return nil, "", err
 		}
 	}
-	return b.resolve(b.ref)
+	return b.resolve(b.ref + b.suffix)
 }
 
 func (b *gitBackend) fetch(ctx context.Context) error {
@@ -315,16 +320,59 @@ func (b *gitBackend) candidates(ref string) []candidate {
 		return []candidate{{plumbing.ReferenceName(ref), ref}}
 	case strings.HasPrefix(ref, "refs/"):
 		return []candidate{{plumbing.ReferenceName(customRefPrefix + strings.TrimPrefix(ref, "refs/")), ref}}
+	case strings.HasPrefix(ref, remoteName+"/"):
+		// origin/main: the remote's branch, which is what the cache holds.
+		return []candidate{branch(strings.TrimPrefix(ref, remoteName+"/"))}
 	}
 	return []candidate{{plumbing.ReferenceName("refs/tags/" + ref), "refs/tags/" + ref}, branch(ref)}
 }
 
-// resolve turns ref into a commit: a ref name first (tags before branches,
-// as git rev-parse does), then a full or abbreviated commit hash.
-func (b *gitBackend) resolve(ref string) (*object.Commit, string, error) {
-	if c, ok := semverRange(ref); ok {
-		return b.resolveRange(ref, c)
+// revisionSuffix is the ancestry part of a revision as git rev-parse reads
+// it: any sequence of ~, ~N, ^, ^N after a ref or commit (HEAD~2, main^,
+// v1.2^2~1).
+var revisionSuffix = regexp.MustCompile(`((?:~[0-9]*|\^[0-9]*)+)$`)
+
+// splitRevision splits rev into the ref or commit it starts from and the
+// ancestry after it.
+func splitRevision(rev string) (ref, suffix string) {
+	if i := revisionSuffix.FindStringIndex(rev); i != nil && i[0] > 0 {
+		return rev[:i[0]], rev[i[0]:]
 	}
+	return rev, ""
+}
+
+// resolve turns rev into a commit as git rev-parse does: a ref name (tags
+// before branches; origin/NAME for a branch of the remote), or a full or
+// abbreviated commit hash, then the ancestry after it (HEAD~1, main^2),
+// walked by go-git's ResolveRevision. The ref reported is rev as given
+// when it has an ancestry part.
+//
+// A semantic version range (~1.4, ^1.2, ">=1.0 ~2") is read as a whole:
+// it has no ancestry unless what comes before the ~ or ^ is a plain ref.
+func (b *gitBackend) resolve(rev string) (*object.Commit, string, error) {
+	ref, suffix := splitRevision(rev)
+	if c, ok := semverRange(rev); ok {
+		if _, baseIsRange := semverRange(ref); baseIsRange || suffix == "" {
+			return b.resolveRange(rev, c)
+		}
+	}
+	commit, shown, err := b.resolveRef(ref)
+	if err != nil || suffix == "" {
+		return commit, shown, err
+	}
+	h, err := b.repo.ResolveRevision(plumbing.Revision(commit.Hash.String() + suffix))
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %v: %w", rev, err, ErrRefNotFound)
+	}
+	if commit, err = b.repo.CommitObject(*h); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", rev, err)
+	}
+	return commit, rev, nil
+}
+
+// resolveRef turns a ref name or a full or abbreviated commit hash into a
+// commit.
+func (b *gitBackend) resolveRef(ref string) (*object.Commit, string, error) {
 	for _, c := range b.candidates(ref) {
 		r, err := b.repo.Reference(c.local, true)
 		if errors.Is(err, plumbing.ErrReferenceNotFound) {

@@ -212,6 +212,16 @@ func TestRefs(t *testing.T) {
 		{c1, c1, c1},
 		{c1[:7], c1, c1[:7]},
 		{"refs/pull/7/head", c3, "refs/pull/7/head"},
+		// What git rev-parse accepts for a commit.
+		{"HEAD~1", c1, "HEAD~1"},
+		{"main^", c1, "main^"},
+		{"feature~2", c1, "feature~2"},
+		{"feature^^", c1, "feature^^"},
+		{"feature~1^1", c1, "feature~1^1"},
+		{"origin/main", c2, "refs/heads/main"},
+		{"origin/feature~1", c2, "origin/feature~1"},
+		{"v1-annotated~0", c1, "v1-annotated~0"},
+		{c3[:8] + "~1", c2, c3[:8] + "~1"},
 	} {
 		t.Run("ref="+tc.ref, func(t *testing.T) {
 			s := mustOpen(t, Options{URL: base + "/repo.git", Ref: tc.ref, CacheDir: t.TempDir()})
@@ -221,13 +231,39 @@ func TestRefs(t *testing.T) {
 			}
 		})
 	}
-	for _, ref := range []string{"nope", "refs/heads/nope", "0123456789abcdef0123456789abcdef01234567", "deadbeef"} {
+	for _, ref := range []string{"nope", "refs/heads/nope", "0123456789abcdef0123456789abcdef01234567", "deadbeef", "main~5", "nope~1", "origin/nope"} {
 		t.Run("missing="+ref, func(t *testing.T) {
 			err := fetchErr(t, mustOpen(t, Options{URL: base + "/repo.git", Ref: ref}))
 			if !errors.Is(err, ErrRefNotFound) {
 				t.Errorf("error %v is not ErrRefNotFound", err)
 			}
 		})
+	}
+}
+
+// TestLocalRepositoryRevisions reads revisions of a local repository in
+// place as git rev-parse does: ancestry, remote-tracking branches, short
+// hashes and tags.
+func TestLocalRepositoryRevisions(t *testing.T) {
+	r := newTestRepo(t)
+	c1 := r.commit("one", map[string]string{"v.txt": "1"})
+	gitRun(t, r.work, "tag", "v1")
+	c2 := r.commit("two", map[string]string{"v.txt": "2"})
+	r.push()
+	gitRun(t, r.work, "fetch", "-q", r.bare, "+refs/heads/*:refs/remotes/origin/*")
+	c3 := r.commit("three", map[string]string{"v.txt": "3"})
+	s := mustOpen(t, Options{URL: r.work})
+	for rev, want := range map[string]string{
+		"HEAD": c3, "HEAD~1": c2, "HEAD~2": c1, "main^": c2, "main^^": c1,
+		"origin/main": c2, "origin/main~1": c1, c2[:7]: c2, "v1": c1, "v1^0": c1,
+	} {
+		got, err := s.Revision(context.Background(), rev)
+		if err != nil || got.Commit != want {
+			t.Errorf("Revision(%q) = %v, %v; want %s", rev, got, err, want)
+		}
+	}
+	if _, err := s.Revision(context.Background(), "HEAD~3"); !errors.Is(err, ErrRefNotFound) {
+		t.Errorf("HEAD~3 of a three-commit history: %v, want ErrRefNotFound", err)
 	}
 }
 

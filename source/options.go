@@ -38,7 +38,9 @@ type Options struct {
 	// the remote's HEAD points at (for a local repository, its HEAD). Ref must
 	// be empty for a directory source. A semantic version range over tags
 	// (">=1.2.0 <2.0.0", "~1.4", "1.x") resolves to the highest matching
-	// tag, fetched anew each time.
+	// tag, fetched anew each time. As with git rev-parse, origin/NAME is
+	// the remote's branch NAME, and ~N and ^N after any of these walk to an
+	// ancestor (HEAD~1, main^, v1.2~3).
 	Ref string
 	// Path is the subdirectory of the repository the snapshot is rooted at,
 	// slash-separated and relative; "" or "." is the repository root.
