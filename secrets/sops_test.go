@@ -389,7 +389,15 @@ func TestSpecHashFollowsReadableValues(t *testing.T) {
 	}
 }
 
+// FuzzDecrypt feeds changed SOPS files to a keyring that can open the
+// seed (testdata holds a throwaway identity) and to one that cannot: no
+// input may panic, and one that is not SOPS is returned as it is.
 func FuzzDecrypt(f *testing.F) {
+	seed, err := os.ReadFile("testdata/fuzz-seed.sops.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
 	f.Add([]byte(secretYAML))
 	f.Add([]byte("sops:\n  mac: ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]\n  lastmodified: x\na: ENC[AES256_GCM,data:AA==,iv:AA==,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str]\n"))
 	f.Add([]byte("a: 1\nsops:\n  mac: ENC[AES256_GCM,\n  age: [{recipient: x, enc: y}]\n"))
@@ -398,8 +406,15 @@ func FuzzDecrypt(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	reader, err := secrets.Open("testdata/fuzz-seed.age.key", "")
+	if err != nil {
+		f.Fatal(err)
+	}
+	if out, err := reader.Decrypt("./seed.yaml", seed); err != nil || !bytes.Contains(out, []byte("fuzz-seed-value")) {
+		f.Fatalf("the seed does not decrypt: %v", err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, kr := range []*secrets.Keyring{k, dev} {
+		for _, kr := range []*secrets.Keyring{k, dev, reader} {
 			out, err := kr.Decrypt("./f.yaml", data)
 			if err == nil && !secrets.Looks(data) && !bytes.Equal(out, data) {
 				t.Fatalf("a file that is not SOPS was changed")
