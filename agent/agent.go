@@ -81,6 +81,17 @@ type Config struct {
 	// unhealthy (default 3).
 	CrashRestarts int
 
+	// Rollout, when set, holds each new revision until this device's
+	// wave of the revision's rollout policy may start (see rollout.go).
+	Rollout *Rollouts
+	// Prefetch, when set, fetches every image a new revision needs
+	// before anything is stopped for it; a failure leaves the running
+	// pods as they are.
+	Prefetch Prefetcher
+	// Report, when set, is called with the status after every pass (the
+	// fleet's status channel publishes it).
+	Report func(Status)
+
 	Logger hclog.Logger
 }
 
@@ -156,6 +167,12 @@ type Agent struct {
 	failures   int    // consecutive fetch failures
 	bad        []BadRevision
 	reported   map[string]bool // refusals already logged, by kind+commit
+
+	// The rollout step (rollout.go), owned by the loop goroutine.
+	held         *source.Revision // revision waiting for its wave
+	holdLogged   string
+	prefetched   string // commit whose images were fetched ahead
+	rolloutTimer *time.Timer
 }
 
 // New prepares an Agent; it does no I/O beyond reading its records.
@@ -302,6 +319,9 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.mu.Lock()
 				a.status.NextFetch = time.Now().Add(d).UTC()
 				a.mu.Unlock()
+			}
+			if a.cfg.Report != nil {
+				a.cfg.Report(a.Status())
 			}
 			a.mu.Lock()
 			a.ready = true

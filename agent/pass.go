@@ -57,6 +57,9 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 	a.metrics.suspended.Set(0)
 
 	target := a.current
+	if a.held != nil {
+		target = a.held // waiting for its wave (rollout.go)
+	}
 	if needFetch {
 		fetched = true
 		if rev, err := a.fetch(ctx); err == nil {
@@ -92,8 +95,13 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 
 	prune := !a.offline
 	ld, prob := a.admit(ctx, target, ctl.Pin != "")
+	if prob == nil {
+		prob = a.gate(ctx, target, ld, ctl.Pin != "")
+	}
 	if prob != nil {
-		a.refuse(*prob)
+		if prob.Kind != KindRollout {
+			a.refuse(*prob)
+		}
 		outcome, reason = "refused", prob.Kind
 		target, ld = a.current, a.loaded
 		if target == nil {

@@ -24,6 +24,10 @@ type Status struct {
 	// Checking is the revision whose pods are being watched before it
 	// becomes the last good one.
 	Checking *HealthCheck `json:"checking,omitempty"`
+	// Rollout is this device's place in the rollout of the revision it
+	// wants, when that revision has a rollout policy: its wave, and what
+	// it waits for and why.
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// LastError is the most recent reason a revision was not applied, or
 	// a reconciliation failed; nil after a clean pass.
 	LastError *Problem `json:"lastError,omitempty"`

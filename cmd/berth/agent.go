@@ -115,6 +115,7 @@ func agentFlags(fs *flag.FlagSet, c *cli, o *agentOptions) {
 	fs.BoolVar(&o.applyOnce, "apply-once", false, "apply each revision once, as berth apply does, instead of supervising pods with the pod manager")
 	fs.IntVar(&o.workers, "workers", 4, "pods created or removed at once (with --apply-once)")
 	fs.IntVar(&o.crashRestarts, "crash-restarts", agent.DefaultCrashRestarts, "crashes of a container of a new pod that make its revision unhealthy")
+	c.mqtt.register(fs)
 }
 
 // applyConfigFile sets, from the YAML file, every flag not given on the
@@ -237,7 +238,12 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 		mgr = reconcile.NewManager(rt, reconcile.ManagerOptions{Node: c.node(), StateDir: c.stateDir, Logger: log, AllowDeleteAll: o.allowMass})
 		reconciler, podStatuses = &agent.ManagerReconciler{Manager: mgr}, mgr.Pods
 	}
-	a, err := agent.New(agent.Config{
+	fl, err := c.agentFleet(ctx)
+	if err != nil {
+		return err
+	}
+	defer fl.close()
+	cfg := agent.Config{
 		Source:          src,
 		Load:            c.agentLoader(),
 		Reconciler:      reconciler,
@@ -255,10 +261,13 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 		HealthDeadline:  o.healthDeadline,
 		HealthSettle:    o.healthSettle,
 		Logger:          log,
-	})
+	}
+	fl.configure(&cfg, rt)
+	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
+	fl.attach(a)
 	srv, err := api.New(a, api.Options{
 		Socket: o.socketPath(c.stateDir), Listen: o.listen,
 		Webhook: api.WebhookOptions{Secret: secret}, Logger: log, Health: rt.Check,

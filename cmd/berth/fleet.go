@@ -1,15 +1,24 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/agent"
 	"berth.dev/berth/fleet/mqtt"
+	"berth.dev/berth/fleet/rollout"
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/source"
 )
 
 // mqttFlags say how to reach the fleet's MQTT broker (berth agent and
@@ -51,17 +60,26 @@ func (m *mqttFlags) options(c *cli) (mqtt.Options, error) {
 func fleetCommand() command {
 	var m mqttFlags
 	var timeout time.Duration
+	var fs *flag.FlagSet
 	return command{
 		name: "fleet", args: "status --mqtt URL",
 		summary: "show the fleet's devices as they report on MQTT: per revision and wave, healthy, failed, pending and offline devices",
-		flags: func(fs *flag.FlagSet, c *cli) {
+		flags: func(f *flag.FlagSet, c *cli) {
+			fs = f
 			m.register(fs)
 			fs.StringVar(&c.output, "o", "text", "output format: text or json")
 			fs.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the broker")
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
-			if len(args) != 1 || args[0] != "status" {
+			if len(args) == 0 || args[0] != "status" {
 				return errors.New("usage: berth fleet status --mqtt URL")
+			}
+			// Flags may follow the subcommand.
+			if err := fs.Parse(args[1:]); err != nil {
+				return err
+			}
+			if fs.NArg() > 0 {
+				return fmt.Errorf("unexpected arguments %q", fs.Args())
 			}
 			if err := checkOutput(c.output); err != nil {
 				return err
@@ -85,4 +103,181 @@ func fleetCommand() command {
 			return mqtt.WriteText(c.stdout, s)
 		},
 	}
+}
+
+// agentFleet is what berth agent adds for fleets: the rollout step (each
+// revision's berth-rollout.yaml decides when this device applies it),
+// images fetched before anything is stopped, and, with --mqtt, the
+// device's status published and the fleet's followed.
+type agentFleet struct {
+	dev     *mqtt.Device
+	node    rollout.Device
+	log     hclog.Logger
+	agent   atomic.Pointer[agent.Agent]
+	pending chan mqtt.DeviceStatus
+	done    chan struct{}
+}
+
+// agentFleet connects to the broker when --mqtt is set.
+func (c *cli) agentFleet(ctx context.Context) (*agentFleet, error) {
+	f := &agentFleet{node: rollout.Device{Name: c.nodeName, Labels: map[string]string(c.nodeLabels)}, log: c.log.Named("fleet")}
+	if c.mqtt.url == "" {
+		return f, nil
+	}
+	opts, err := c.mqtt.options(c)
+	if err != nil {
+		return nil, err
+	}
+	f.dev, err = mqtt.ConnectRetrying(ctx, opts, c.nodeName, func() {
+		if a := f.agent.Load(); a != nil {
+			a.FleetChanged()
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.pending, f.done = make(chan mqtt.DeviceStatus, 1), make(chan struct{})
+	go f.publish()
+	return f, nil
+}
+
+// configure sets the agent's fleet hooks.
+func (f *agentFleet) configure(cfg *agent.Config, rt reconcile.Runtime) {
+	cfg.Prefetch = agent.ImagePrefetcher(rt)
+	cfg.Rollout = &agent.Rollouts{Node: f.node}
+	if f.dev == nil {
+		return
+	}
+	cfg.Rollout.Fleet = func() ([]rollout.Report, bool) {
+		ds := f.dev.Fleet()
+		rs := make([]rollout.Report, len(ds))
+		for i := range ds {
+			rs[i] = ds[i].Report()
+		}
+		return rs, f.dev.Synced()
+	}
+	cfg.Report = func(st agent.Status) {
+		s := deviceStatus(f.node, st)
+		select {
+		case <-f.pending: // drop an older status not yet sent
+		default:
+		}
+		f.pending <- s
+	}
+}
+
+// attach lets the fleet's news wake a.
+func (f *agentFleet) attach(a *agent.Agent) { f.agent.Store(a) }
+
+// publish sends the latest status, when it changed, and every minute as
+// a heartbeat (lastSeen).
+func (f *agentFleet) publish() {
+	var last mqtt.DeviceStatus
+	var sent time.Time
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-f.done:
+			return
+		case s := <-f.pending:
+			if equalStatus(s, last) && time.Since(sent) < time.Minute {
+				continue
+			}
+			last = s
+		case <-tick.C:
+			if last.Node == "" {
+				continue
+			}
+			last.LastSeen = time.Time{}
+		}
+		if err := f.dev.Publish(last); err != nil {
+			f.log.Warn("cannot publish the device status", "error", err)
+			continue
+		}
+		sent = time.Now()
+	}
+}
+
+func equalStatus(a, b mqtt.DeviceStatus) bool {
+	a.LastSeen, b.LastSeen = time.Time{}, time.Time{}
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
+
+// close marks the device offline.
+func (f *agentFleet) close() {
+	if f.dev != nil {
+		close(f.done)
+		f.dev.Close()
+	}
+}
+
+// deviceStatus is what the device publishes, from the agent's status.
+func deviceStatus(node rollout.Device, st agent.Status) mqtt.DeviceStatus {
+	s := mqtt.DeviceStatus{Node: node.Name, Labels: node.Labels, Health: mqtt.Unknown}
+	switch {
+	case st.Pin != "":
+		s.Desired = st.Pin
+	case st.Fetched != nil:
+		s.Desired = st.Fetched.Commit
+	}
+	if r := st.Rollout; r != nil && r.Commit == s.Desired {
+		s.Wave, s.WaveIndex, s.Rollout, s.Waiting, s.DesiredTime = r.Wave, r.WaveIndex, string(r.State), r.Reason, r.CommitTime
+	}
+	if st.Applied != nil {
+		s.Applied = st.Applied.Commit
+	}
+	if st.LastGood != nil {
+		s.LastGood, s.GoodSince = st.LastGood.Commit, st.LastGood.Time
+	}
+	for _, b := range st.BadRevisions {
+		s.Failed = append(s.Failed, b.Commit)
+		if b.Commit == s.Desired {
+			s.Failure = b.Reason
+		}
+	}
+	if e := st.LastError; e != nil && e.Commit == s.Desired && s.Failure == "" && e.Kind != agent.KindRollout {
+		s.Failure = e.Reason
+	}
+	switch {
+	case s.Desired == "":
+	case s.Failure != "":
+		s.Health = mqtt.Failed
+	case s.Rollout == string(rollout.Halted):
+		s.Health = mqtt.Halted
+	case s.Rollout == string(rollout.Wait):
+		s.Health = mqtt.Waiting
+	case st.Checking != nil && st.Checking.Commit == s.Desired:
+		s.Health = mqtt.Checking
+	case s.LastGood == s.Desired:
+		s.Health = mqtt.Healthy
+	}
+	for _, p := range st.Pods {
+		s.Pods.Total++
+		switch p.Phase {
+		case agent.PhaseRunning:
+			s.Pods.Running++
+		case agent.PhaseFailed:
+			s.Pods.Failed++
+		}
+		if p.Ready {
+			s.Pods.Ready++
+		}
+	}
+	return s
+}
+
+// rolloutLine is berth status's line about the device's place in a
+// rollout: "rollout of 3f2a…: wave rest, waits: wave canary soaks until …".
+func rolloutLine(r *agent.RolloutStatus) string {
+	s := fmt.Sprintf("rollout of %s: wave %s", source.ShortCommit(r.Commit), r.Wave)
+	switch r.State {
+	case rollout.Apply:
+		return s + ", its wave has started"
+	case rollout.Halted:
+		return s + ", halted: " + r.Reason
+	}
+	return s + ", waits: " + r.Reason
 }

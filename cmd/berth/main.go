@@ -228,6 +228,7 @@ type cli struct {
 	allowDeleteAll  bool
 
 	preview previewFlags // plan
+	mqtt    mqttFlags    // agent: the fleet's status channel
 }
 
 func (c *cli) commonFlags(fs *flag.FlagSet) {

@@ -238,6 +238,9 @@ func writeAgentStatus(w io.Writer, a *agent.Status) {
 	if len(modes) > 0 {
 		fmt.Fprintf(w, "  %s\n", strings.Join(modes, ", "))
 	}
+	if r := a.Rollout; r != nil {
+		fmt.Fprintf(w, "  %s\n", rolloutLine(r))
+	}
 	for _, p := range []*agent.Problem{a.FetchError, a.LastError} {
 		if p == nil {
 			continue

@@ -53,11 +53,25 @@ func Connect(ctx context.Context, opts Options, node string, onChange func()) (*
 		return nil, err
 	}
 	d.client = client
-	if err := wait(ctx, client.Connect(), opts.ConnectTimeout); err != nil {
+	tok := client.Connect()
+	if err := wait(ctx, tok, opts.ConnectTimeout); err != nil {
+		if opts.retry && ctx.Err() == nil {
+			d.log.Warn("cannot reach the broker yet; trying on in the background", "broker", redact(opts.URL), "error", err)
+			return d, nil
+		}
 		client.Disconnect(0)
 		return nil, fmt.Errorf("mqtt: connect to %s: %w", redact(opts.URL), err)
 	}
 	return d, nil
+}
+
+// ConnectRetrying is Connect for a long-running agent: when the broker
+// cannot be reached at first, it logs so and keeps trying in the
+// background, instead of failing; the device runs without the fleet's
+// status meanwhile (Synced is false).
+func ConnectRetrying(ctx context.Context, opts Options, node string, onChange func()) (*Device, error) {
+	opts.retry = true
+	return Connect(ctx, opts, node, onChange)
 }
 
 // onConnect runs on every (re)connect: mark the device online, publish

@@ -54,7 +54,12 @@ type Options struct {
 	Username, Password string
 	// ConnectTimeout bounds the first connection attempt (default 10s).
 	ConnectTimeout time.Duration
-	Logger         hclog.Logger
+	// MaxReconnectInterval bounds the backoff between reconnection
+	// attempts after the connection was lost (default 30s).
+	MaxReconnectInterval time.Duration
+	Logger               hclog.Logger
+
+	retry bool // keep trying to connect (ConnectRetrying)
 }
 
 // Validate checks o and fills in defaults.
@@ -82,6 +87,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.MaxReconnectInterval <= 0 {
+		o.MaxReconnectInterval = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
@@ -120,7 +128,7 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 
 func (o *Options) client(will func(*paho.ClientOptions), onConnect func(paho.Client)) (paho.Client, error) {
 	co := paho.NewClientOptions().AddBroker(o.URL).SetClientID(o.ClientID).
-		SetConnectTimeout(o.ConnectTimeout).SetAutoReconnect(true).SetMaxReconnectInterval(30 * time.Second).
+		SetConnectTimeout(o.ConnectTimeout).SetAutoReconnect(true).SetMaxReconnectInterval(o.MaxReconnectInterval).
 		SetKeepAlive(30 * time.Second).SetCleanSession(true)
 	if o.Username != "" {
 		co.SetUsername(o.Username)
@@ -134,6 +142,9 @@ func (o *Options) client(will func(*paho.ClientOptions), onConnect func(paho.Cli
 			return nil, err
 		}
 		co.SetTLSConfig(cfg)
+	}
+	if o.retry {
+		co.SetConnectRetry(true).SetConnectRetryInterval(10 * time.Second)
 	}
 	if will != nil {
 		will(co)

@@ -110,7 +110,7 @@ func TestLastWill(t *testing.T) {
 	ctx := context.Background()
 	b := mosquitto.Start(t, mosquitto.Options{})
 	proxy := mosquitto.NewProxy(t, b.Addr)
-	direct := Options{URL: b.URL, Fleet: "edge", ConnectTimeout: 5 * time.Second}
+	direct := Options{URL: b.URL, Fleet: "edge", ConnectTimeout: 5 * time.Second, MaxReconnectInterval: 200 * time.Millisecond}
 	viaProxy := direct
 	viaProxy.URL = "mqtt://" + proxy.Addr
 	d, err := Connect(ctx, viaProxy, "dev-a", nil)
