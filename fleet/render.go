@@ -68,7 +68,7 @@ func (g *Group) Effect() string {
 	case g.Failed:
 		return "head revision fails"
 	case g.Counts.Changed() == 0:
-		return "no changes"
+		return "no changes" + waitingEffect(g)
 	}
 	var parts []string
 	for _, x := range []struct {
@@ -79,7 +79,7 @@ func (g *Group) Effect() string {
 			parts = append(parts, fmt.Sprintf("%s %s", pods(x.n), x.verb))
 		}
 	}
-	return strings.Join(parts, ", ") + " per device"
+	return strings.Join(parts, ", ") + " per device" + waitingEffect(g)
 }
 
 func devices(n int) string {
@@ -146,6 +146,9 @@ func WriteText(w io.Writer, r *Report, opts preview.TextOptions) error {
 		for _, c := range p.Changes {
 			preview.WriteTextChange(&b, c, paint, "  ")
 		}
+		for _, w := range p.Waiting {
+			fmt.Fprintf(&b, "  %s\n", w)
+		}
 	}
 	writeSecretsText(&b, r)
 	fmt.Fprintf(&b, "\npods over all devices: %s\n", r.Totals)
@@ -206,6 +209,9 @@ func WriteMarkdown(w io.Writer, r *Report, opts preview.MarkdownOptions) error {
 		}
 		for _, c := range g.Plan.Changes {
 			preview.MarkdownChange(&s, c)
+		}
+		for _, w := range g.Plan.Waiting {
+			fmt.Fprintf(&s, "- %s\n", preview.Escape(w.String()))
 		}
 		s.WriteString("</details>\n\n")
 		sections = append(sections, s.Bytes())

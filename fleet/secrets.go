@@ -172,3 +172,16 @@ func sortedKeys(m map[string]int) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// waitingEffect adds to a group's effect how many objects wait there for
+// Secrets the devices cannot read.
+func waitingEffect(g *Group) string {
+	switch n := len(g.Plan.Waiting); n {
+	case 0:
+		return ""
+	case 1:
+		return "; 1 object waits for a Secret not encrypted to these devices"
+	default:
+		return fmt.Sprintf("; %d objects wait for Secrets not encrypted to these devices", n)
+	}
+}
