@@ -31,6 +31,7 @@ type Error struct {
 	Message      string
 }
 
+// Error formats e as "line:col: message", or the message alone.
 func (e *Error) Error() string {
 	if e.Line > 0 {
 		return fmt.Sprintf("%d:%d: %s", e.Line, e.Column, e.Message)
