@@ -350,7 +350,7 @@ func (h *host) assertNoTrace(id reconcile.PodID) {
 	if regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(ctrdrt.NetNSName(h.ns, id)) + `( |$)`).Match(out) {
 		h.t.Errorf("network namespace left behind:\n%s", out)
 	}
-	ipam := filepath.Join(h.state, "cni", "networks", h.net.Name)
+	ipam := filepath.Join(ctrdrt.IPAMDir, h.net.Name)
 	entries, _ := os.ReadDir(ipam)
 	for _, e := range entries {
 		if net := regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+$`); net.MatchString(e.Name()) {

@@ -24,9 +24,9 @@ const netLockDir = "/run/berth-testenv"
 
 // Network reserves a network (name, bridge and /24 subnet in 10.251.0.0/16)
 // no other test on the machine uses at the same time, across test binaries:
-// slot N is held by an flock on /run/berth-testenv/net-N.lock. A bridge left
-// by an earlier crashed run is deleted first; the bridge is deleted again
-// when the test ends.
+// slot N is held by an flock on /run/berth-testenv/net-N.lock. A bridge and
+// IP allocations left by an earlier crashed run are deleted first, and
+// again when the test ends.
 func Network(tb testing.TB) Net {
 	tb.Helper()
 	skipShort(tb)
@@ -47,9 +47,14 @@ func Network(tb testing.TB) Net {
 			Bridge: fmt.Sprintf("brt%d", n),
 			Subnet: fmt.Sprintf("10.251.%d.0/24", n),
 		}
+		// IP allocations live in the network's own host-local store; an
+		// earlier run's are forgotten with its bridge.
+		ipam := filepath.Join("/var/lib/cni/networks", net.Name)
 		deleteLink(net.Bridge)
+		os.RemoveAll(ipam)
 		tb.Cleanup(func() {
 			deleteLink(net.Bridge)
+			os.RemoveAll(ipam)
 			f.Close()
 		})
 		return net

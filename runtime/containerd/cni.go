@@ -2,10 +2,13 @@ package containerd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	gocni "github.com/containerd/go-cni"
 
@@ -13,11 +16,13 @@ import (
 )
 
 // DefaultConfList returns berth's own CNI network: a bridge with host-local
-// IPAM whose state lives in ipamDir, acting as the gateway, masquerading
-// outbound traffic and letting pods reach themselves through a port mapping
-// (hairpin), followed by the portmap plugin for hostPort. go-cni adds the
-// loopback network on its own.
-func DefaultConfList(name, bridge, subnet, ipamDir string) ([]byte, error) {
+// IPAM, acting as the gateway, masquerading outbound traffic and letting
+// pods reach themselves through a port mapping (hairpin), followed by the
+// portmap plugin for hostPort. go-cni adds the loopback network on its
+// own. host-local keeps its allocations in the network's own store,
+// /var/lib/cni/networks/<name>, so every berth instance on the network
+// (the demo next to an installation) allocates from the same record.
+func DefaultConfList(name, bridge, subnet string) ([]byte, error) {
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       name,
@@ -29,10 +34,9 @@ func DefaultConfList(name, bridge, subnet, ipamDir string) ([]byte, error) {
 				"ipMasq":      true,
 				"hairpinMode": true,
 				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": subnet}}},
-					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-					"dataDir": ipamDir,
+					"type":   "host-local",
+					"ranges": [][]map[string]string{{{"subnet": subnet}}},
+					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
 				},
 			},
 			map[string]any{
@@ -56,9 +60,12 @@ func newCNI(stateDir string, opts Options) (gocni.CNI, error) {
 		cniOpts = append(cniOpts, gocni.WithPluginConfDir(opts.CNIConfDir), gocni.WithPluginMaxConfNum(1))
 		load = append(load, gocni.WithDefaultConf)
 	} else {
-		b, err := DefaultConfList(opts.NetworkName, opts.Bridge, opts.Subnet, filepath.Join(stateDir, "cni", "networks"))
+		b, err := DefaultConfList(opts.NetworkName, opts.Bridge, opts.Subnet)
 		if err != nil {
 			return nil, err
+		}
+		if err := migrateIPAM(filepath.Join(stateDir, "cni", "networks", opts.NetworkName), filepath.Join(IPAMDir, opts.NetworkName)); err != nil {
+			return nil, fmt.Errorf("move ip allocations: %w", err)
 		}
 		path := filepath.Join(stateDir, "cni", "net.d", "10-"+opts.NetworkName+".conflist")
 		if err := writeFileAtomic(path, b, 0o600); err != nil {
@@ -76,12 +83,63 @@ func newCNI(stateDir string, opts Options) (gocni.CNI, error) {
 	return c, nil
 }
 
-func cniOpts(id reconcile.PodID, ports []gocni.PortMapping) []gocni.NamespaceOpts {
+// IPAMDir is where host-local keeps each network's allocations.
+const IPAMDir = "/var/lib/cni/networks"
+
+// migrateIPAM moves the allocations an older berth kept in its state
+// directory into the network's own store, so addresses of running pods
+// are never handed out twice.
+func migrateIPAM(old, store string) error {
+	ents, err := os.ReadDir(old)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if n := e.Name(); n == "lock" || strings.HasPrefix(n, "last_reserved_ip") {
+			continue
+		}
+		dst := filepath.Join(store, e.Name())
+		if _, err := os.Lstat(dst); err == nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(old, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(dst, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(old)
+}
+
+// cniID returns the CNI container ID of the pod's sandbox record.
+func cniID(id reconcile.PodID, labels map[string]string) string {
+	if v := labels[LabelCNIID]; v != "" {
+		return v
+	}
+	return SandboxID(id)
+}
+
+// newCNIID makes the CNI container ID of a new sandbox.
+func newCNIID(ns string, id reconcile.PodID) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return shortID(ns+"_"+SandboxID(id)) + "-" + hex.EncodeToString(b)
+}
+
+func cniOpts(id reconcile.PodID, cid string, ports []gocni.PortMapping) []gocni.NamespaceOpts {
 	opts := []gocni.NamespaceOpts{gocni.WithLabels(map[string]string{
 		"IgnoreUnknown":              "1",
 		"K8S_POD_NAMESPACE":          id.Namespace,
 		"K8S_POD_NAME":               id.Name,
-		"K8S_POD_INFRA_CONTAINER_ID": SandboxID(id),
+		"K8S_POD_INFRA_CONTAINER_ID": cid,
 	})}
 	if len(ports) > 0 {
 		opts = append(opts, gocni.WithCapabilityPortMap(ports))
@@ -89,10 +147,10 @@ func cniOpts(id reconcile.PodID, ports []gocni.PortMapping) []gocni.NamespaceOpt
 	return opts
 }
 
-// cniAdd attaches the pinned netns at path to the networks, mapping the
-// given host ports, and returns the pod's IPv4 (or first) address.
-func (r *Runtime) cniAdd(ctx context.Context, id reconcile.PodID, path string, ports []gocni.PortMapping) (string, error) {
-	res, err := r.cni.Setup(ctx, SandboxID(id), path, cniOpts(id, ports)...)
+// cniAdd attaches the pinned netns at path to the networks as CNI
+// container cid, mapping the given host ports, and returns the pod's IPv4 (or first) address.
+func (r *Runtime) cniAdd(ctx context.Context, id reconcile.PodID, cid, path string, ports []gocni.PortMapping) (string, error) {
+	res, err := r.cni.Setup(ctx, cid, path, cniOpts(id, cid, ports)...)
 	if err != nil {
 		return "", fmt.Errorf("cni add: %w", err)
 	}
@@ -124,17 +182,17 @@ func (r *Runtime) cniAdd(ctx context.Context, id reconcile.PodID, path string, p
 // the IPAM allocation first and treat a missing namespace as done. ports
 // are the pod's host port mappings: portmap removes its rules only when
 // told them.
-func (r *Runtime) cniDel(ctx context.Context, id reconcile.PodID, path string, ports []gocni.PortMapping) error {
+func (r *Runtime) cniDel(ctx context.Context, id reconcile.PodID, cid, path string, ports []gocni.PortMapping) error {
 	pinned := isPinned(path)
 	if _, err := os.Stat(path); err == nil && !pinned {
 		// A mount point left by an interrupted pin; plugins would refuse it.
 		_ = os.Remove(path)
 	}
-	if err := r.cni.Remove(ctx, SandboxID(id), path, cniOpts(id, ports)...); err != nil {
+	if err := r.cni.Remove(ctx, cid, path, cniOpts(id, cid, ports)...); err != nil {
 		return fmt.Errorf("cni del: %w", err)
 	}
 	if !pinned && r.ownNetwork != "" {
-		if err := teardownIPMasq(r.ownNetwork, SandboxID(id)); err != nil {
+		if err := teardownIPMasq(r.ownNetwork, cid); err != nil {
 			return fmt.Errorf("cni del: %w", err)
 		}
 	}

@@ -34,6 +34,12 @@ const (
 	// LabelPorts holds the pod's host port mappings (JSON), which CNI DEL
 	// needs to remove the portmap rules.
 	LabelPorts = "berth.dev/ports"
+	// LabelCNIID is the container ID the sandbox's CNI attachment uses:
+	// unique per sandbox (its containerd namespace, pod and a random
+	// part), so berth instances sharing a network, and a pod's successive
+	// sandboxes, never mix up their IP allocations or iptables chains.
+	// Records made before it existed use SandboxID.
+	LabelCNIID = "berth.dev/cni-id"
 )
 
 // Values of LabelRole.

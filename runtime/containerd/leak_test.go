@@ -79,7 +79,7 @@ func snapshotHost(t *testing.T, rt *containerd.Runtime, e *env) hostState {
 	}
 	// host-local keeps one file per allocated address, plus a lock and
 	// the last reserved address.
-	ents, _ := os.ReadDir(filepath.Join(e.stateDir, "cni", "networks", e.net.Name))
+	ents, _ := os.ReadDir(filepath.Join(containerd.IPAMDir, e.net.Name))
 	for _, d := range ents {
 		if n := d.Name(); n != "lock" && !strings.HasPrefix(n, "last_reserved_ip") {
 			s.ipam = append(s.ipam, n)

@@ -84,7 +84,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 		if perr != nil {
 			log.Warn("host port mappings unreadable, removing the pod without them", "error", perr)
 		}
-		if err := r.cniDel(ctx, id, p.NetNS, ports); err != nil {
+		if err := r.cniDel(ctx, id, cniID(id, rec.Labels), p.NetNS, ports); err != nil {
 			return fmt.Errorf("remove pod %s: %w", id, err)
 		}
 		log.Debug("network detached")

@@ -52,7 +52,8 @@ type Options struct {
 	// Namespace is the containerd namespace berth's objects live in.
 	Namespace string
 	// StateDir holds pod directories (volumes, logs, /etc files, pinned
-	// IPC/UTS namespaces) and berth's CNI configuration and IPAM state.
+	// IPC/UTS namespaces) and berth's CNI configuration; IP allocations
+	// live in the network's own store under IPAMDir.
 	StateDir string
 	// CNIConfDir, when set, holds the user's CNI configuration: the first
 	// configuration file in it (by name) is used instead of berth's own
@@ -182,7 +183,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 			return nil, err
 		}
 	}
-	for _, d := range []string{filepath.Join(stateDir, "pods"), filepath.Join(stateDir, "cni", "net.d"), filepath.Join(stateDir, "cni", "networks")} {
+	for _, d := range []string{filepath.Join(stateDir, "pods"), filepath.Join(stateDir, "cni", "net.d")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}

@@ -89,10 +89,10 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) 
 			// An earlier attempt may have attached and crashed before
 			// recording the address: release it first so IPAM does not
 			// leak.
-			if err := r.cniDel(ctx, pod.ID, p.NetNS, ports); err != nil {
+			if err := r.cniDel(ctx, pod.ID, cniID(pod.ID, rec.Labels), p.NetNS, ports); err != nil {
 				log.Debug("cni del before add failed", "error", err)
 			}
-			if ip, err = r.cniAdd(ctx, pod.ID, p.NetNS, ports); err != nil {
+			if ip, err = r.cniAdd(ctx, pod.ID, cniID(pod.ID, rec.Labels), p.NetNS, ports); err != nil {
 				return err
 			}
 			if err := r.setLabels(ctx, rec.ID, map[string]string{LabelIP: ip}); err != nil {
@@ -157,8 +157,10 @@ func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.Desire
 	labels[LabelRole] = RoleSandbox
 	labels[LabelHostNetwork] = strconv.FormatBool(pod.Spec.HostNetwork)
 	labels[LabelPorts] = encodePorts(PortMappings(pod))
+	created := maps.Clone(labels)
+	created[LabelCNIID] = newCNIID(r.ns, pod.ID)
 	_, err := r.client.NewContainer(ctx, id,
-		client.WithContainerLabels(labels),
+		client.WithContainerLabels(created),
 		client.WithRuntime(runtimeName, nil),
 		client.WithSpec(&oci.Spec{Version: specs.Version}),
 	)
