@@ -32,12 +32,16 @@ demo-clean: ## remove the demo's pods, stop its containerd and delete its state
 test: deps ## run unit and integration tests (as root: real containerd, runc, CNI)
 	$(SUDO) env "PATH=$$PATH" BERTH_TEST_SSH=1 $(GO) test -p $(TEST_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+test-faults: deps build ## fault suite (as root): kill bin/berth apply and containerd at random points, two applies at once, a reboot; check convergence and leaks
+	$(SUDO) env "PATH=$$PATH" BERTH_BIN=$(abspath $(BIN)) $(GO) test -tags faults -count=1 -timeout $(TEST_TIMEOUT) ./internal/faults/
+
 test-unit: ## run only the tests that need neither root nor containerd (no private containerd starts)
 	$(GO) test -count=1 -short ./...
 
 vet: ## gofmt check and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./internal/faults/
 
 bench: deps build ## apply wall time (bench/apply.sh), then berth against podman kube play on 10 and 50 pods (bench/compare.sh)
 	$(SUDO) bench/apply.sh
@@ -58,4 +62,4 @@ bench-agent: deps build ## berth agent: push to pod replaced (webhook, local dir
 clean: ## remove build output
 	rm -rf bin
 
-.PHONY: help build deps demo demo-clean test test-unit vet bench bench-compare bench-plan bench-vet clean bench-agent
+.PHONY: help build deps demo demo-clean test test-faults test-unit vet bench bench-compare bench-plan bench-vet clean bench-agent

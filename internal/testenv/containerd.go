@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -116,24 +118,123 @@ disabled_plugins = [
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	c.cmd = exec.Command("containerd", "--config", configPath)
+	if err := c.start(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// start runs the daemon on c's configuration and waits until it serves.
+func (c *Containerd) start() error {
+	c.exited = make(chan struct{})
+	c.stop = sync.Once{}
+	c.cmd = exec.Command("containerd", "--config", filepath.Join(c.dir, "config.toml"))
 	c.cmd.Stdout = c.log
 	c.cmd.Stderr = c.log
 	// Own process group: a ^C to the test does not reach the daemon first,
 	// so the cleanup can still talk to it.
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start containerd: %w", err)
+		return fmt.Errorf("start containerd: %w", err)
 	}
+	exited := c.exited
+	cmd := c.cmd
 	go func() {
-		c.waitErr = c.cmd.Wait()
-		close(c.exited)
+		c.waitErr = cmd.Wait()
+		close(exited)
 	}()
 	if err := c.waitServing(30 * time.Second); err != nil {
 		c.Stop()
-		return nil, fmt.Errorf("%w\ncontainerd log:\n%s", err, c.Log())
+		return fmt.Errorf("%w\ncontainerd log:\n%s", err, c.Log())
 	}
-	return c, nil
+	return nil
+}
+
+// Kill kills the daemon with SIGKILL, as a crash would: its shims and
+// containers keep running.
+func (c *Containerd) Kill() error {
+	if err := c.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	<-c.exited
+	return nil
+}
+
+// Restart starts the daemon again on the same root, state and socket
+// after Kill.
+func (c *Containerd) Restart() error {
+	_ = os.Remove(c.address)
+	return c.start()
+}
+
+// Reboot simulates a power loss and a boot: it kills the daemon, every
+// shim it started and every process below them, removes what does not
+// survive a reboot (the daemon's state directory, runc's state of the
+// given containerd namespaces, the network namespaces pinned under
+// netnsDir whose names start with one of the namespaces, and every mount
+// below the given directories), and starts the daemon again.
+func (c *Containerd) Reboot(namespaces []string, netnsDir string, mountDirs ...string) error {
+	if err := c.Kill(); err != nil {
+		return err
+	}
+	for _, pid := range c.shimTree() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, ns := range namespaces {
+		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", ns))
+		ents, _ := os.ReadDir(netnsDir)
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ns+"-") {
+				p := filepath.Join(netnsDir, e.Name())
+				_ = unix.Unmount(p, unix.MNT_DETACH)
+				_ = os.Remove(p)
+			}
+		}
+	}
+	for _, d := range append(mountDirs, filepath.Join(c.dir, "state")) {
+		for _, m := range mountinfo.Under(d) {
+			_ = unix.Unmount(m, unix.MNT_DETACH)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(c.dir, "state")); err != nil {
+		return err
+	}
+	return c.Restart()
+}
+
+// shimTree returns the PIDs of the shims serving this daemon (started with
+// its socket as -address) and of every process below them, shims first.
+func (c *Containerd) shimTree() []int {
+	parent := map[int]int{}
+	var roots []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			if i := bytes.LastIndexByte(stat, ')'); i > 0 {
+				if f := strings.Fields(string(stat[i+1:])); len(f) > 1 {
+					parent[pid], _ = strconv.Atoi(f[1])
+				}
+			}
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) > 0 && strings.HasSuffix(args[0], "containerd-shim-runc-v2") && slices.Contains(args, c.address) {
+			roots = append(roots, pid)
+		}
+	}
+	out := slices.Clone(roots)
+	for i := 0; i < len(out); i++ {
+		for pid, pp := range parent {
+			if pp == out[i] && !slices.Contains(out, pid) {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }
 
 func (c *Containerd) waitServing(timeout time.Duration) error {

@@ -132,12 +132,15 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		logTo = cio.LogFile(p.LogPath(name))
 	}
 	task, err := ctr.NewTask(mctx, logTo)
-	if errdefs.IsAlreadyExists(err) {
+	switch {
+	case errdefs.IsAlreadyExists(err):
 		// A zombie task of an earlier instance whose record was deleted
 		// before it: the record exists again, so the delete RPC reaches it.
 		if derr := r.deleteZombieTask(mctx, id); derr == nil {
 			task, err = ctr.NewTask(mctx, logTo)
 		}
+	case err != nil && r.clearStaleBundle(err, id):
+		task, err = ctr.NewTask(mctx, logTo)
 	}
 	if err != nil {
 		r.cleanupFailedStart(ctx, id)
