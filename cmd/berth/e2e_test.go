@@ -355,7 +355,7 @@ func (h *host) assertNoTrace(id reconcile.PodID) {
 	for _, e := range entries {
 		if net := regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+$`); net.MatchString(e.Name()) {
 			b, _ := os.ReadFile(filepath.Join(ipam, e.Name()))
-			if strings.Contains(string(b), id.Name) {
+			if strings.Contains(string(b), "_"+ctrdrt.SandboxID(id)+"-") {
 				h.t.Errorf("IPAM allocation %s left behind: %s", e.Name(), b)
 			}
 		}

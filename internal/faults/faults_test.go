@@ -77,13 +77,18 @@ type host struct {
 	perPod int
 }
 
-func newHost(t *testing.T) *host {
+// newHost makes a host whose state directory is state (a new temporary
+// directory when empty).
+func newHost(t *testing.T, state string) *host {
 	t.Helper()
+	if state == "" {
+		state = t.TempDir()
+	}
 	bin := os.Getenv("BERTH_BIN")
 	if bin == "" {
 		t.Fatal("BERTH_BIN is not set: run make test-faults, which builds bin/berth")
 	}
-	h := &host{t: t, bin: bin, ns: testenv.Namespace(t, daemon), net: testenv.Network(t), state: t.TempDir(), repo: t.TempDir(), golden: map[string]map[string]string{}}
+	h := &host{t: t, bin: bin, ns: testenv.Namespace(t, daemon), net: testenv.Network(t), state: state, repo: t.TempDir(), golden: map[string]map[string]string{}}
 	testenv.BusyboxImage(t, daemon, h.ns, image)
 	cl, err := daemon.Client(h.ns)
 	if err != nil {
@@ -223,7 +228,8 @@ func (h *host) observe() observed {
 	if out, err := exec.Command("iptables-save", "-t", "nat").Output(); err == nil {
 		o.natRules = strings.Count(string(out), `name: \"`+h.net.Name+`\"`) + strings.Count(string(out), `name: "`+h.net.Name+`"`)
 	}
-	o.mounts = testenv.MountsUnder(h.state)
+	// The state directory itself may be a mount (TestFullDisk's tmpfs).
+	o.mounts = slices.DeleteFunc(testenv.MountsUnder(h.state), func(m string) bool { return m == h.state })
 	for _, l := range [][]string{o.others, o.leases, o.snapshots, o.appIDs, o.netns, o.ipam, o.podDirs} {
 		sort.Strings(l)
 	}
@@ -343,7 +349,7 @@ func trials(def int) int {
 // applies again: the host converges, the untouched pod keeps its process,
 // nothing leaks.
 func TestKillApply(t *testing.T) {
-	h := newHost(t)
+	h := newHost(t, "")
 	full := h.learn()
 	keepPID := h.observe().running["keep"]
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 12))
@@ -364,7 +370,7 @@ func TestKillApply(t *testing.T) {
 // TestKillContainerd kills containerd at random points of an apply and
 // starts it again; the next apply converges with nothing leaked.
 func TestKillContainerd(t *testing.T) {
-	h := newHost(t)
+	h := newHost(t, "")
 	full := h.learn()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 34))
 	n := trials(10)
@@ -396,7 +402,7 @@ func TestKillContainerd(t *testing.T) {
 // TestConcurrentApplies runs two applies of the same revision at once:
 // both succeed (one waits for the other's lock), and the host converges.
 func TestConcurrentApplies(t *testing.T) {
-	h := newHost(t)
+	h := newHost(t, "")
 	h.learn()
 	for i, rev := range []string{"B", "A", "B"} {
 		h.write(revisions[rev])
@@ -423,10 +429,59 @@ func TestConcurrentApplies(t *testing.T) {
 // state, network namespaces, mounts) is gone. The next apply makes every
 // pod again and leaves nothing of the old ones.
 func TestReboot(t *testing.T) {
-	h := newHost(t)
+	h := newHost(t, "")
 	h.learn()
 	if err := daemon.Reboot([]string{h.ns}, ctrd.DefaultNetNSDir, h.state); err != nil {
 		t.Fatal(err)
 	}
 	h.converge("A")
+}
+
+// TestFullDisk fills the state directory's filesystem: berth status
+// still works, an apply says the disk is full and makes no pod halfway,
+// the untouched pod keeps running, and once there is room again the next
+// apply converges with nothing left behind.
+func TestFullDisk(t *testing.T) {
+	state := t.TempDir()
+	if err := syscall.Mount("tmpfs", state, "tmpfs", 0, "size=64m,mode=0750"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(state, syscall.MNT_DETACH); err != nil {
+			t.Error(err)
+		}
+	})
+	h := newHost(t, state)
+	h.learn()
+	keepPID := h.observe().running["keep"]
+	fill := filepath.Join(state, "fill")
+	f, err := os.Create(fill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break
+		}
+	}
+	f.Close()
+	if out, err := h.run(context.Background(), "status"); err != nil || !strings.Contains(out, "keep") {
+		t.Errorf("berth status on a full disk: %v\n%s", err, out)
+	}
+	h.write(revisions["B"])
+	out, err := h.run(context.Background(), "apply")
+	if err == nil || !strings.Contains(out, "is full") {
+		t.Errorf("apply on a full disk: %v, want it to say the disk is full:\n%s", err, out)
+	}
+	if pid := h.observe().running["keep"]; pid != keepPID {
+		t.Errorf("the untouched pod was restarted on a full disk (PID %d, was %d)", pid, keepPID)
+	}
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	h.converge("B")
+	if pid := h.observe().running["keep"]; pid != keepPID {
+		t.Errorf("the untouched pod was restarted (PID %d, was %d)", pid, keepPID)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/runtime/admit"
 )
@@ -21,7 +23,7 @@ import (
 // CreateSandbox calls it first, so a pod refused here changes nothing.
 func (r *Runtime) Admit(pod *reconcile.DesiredPod) error {
 	err := admit.Check(pod, r.admitPolicy())
-	errs := []error{err}
+	errs := []error{err, r.checkFreeSpace()}
 	p := r.Paths(pod.ID)
 	for i, v := range pod.Spec.Volumes {
 		switch {
@@ -65,6 +67,24 @@ func (r *Runtime) Admit(pod *reconcile.DesiredPod) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// MinFreeSpace is how much free space the state directory's filesystem
+// needs for berth to make a pod (its /etc files, volumes, logs): with
+// less, a pod would be left half made, so none is started.
+const MinFreeSpace = 8 << 20
+
+// checkFreeSpace refuses new pods while the state directory's filesystem
+// is (nearly) full, saying so; running pods are not touched.
+func (r *Runtime) checkFreeSpace() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(r.stateDir, &st); err != nil {
+		return nil
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < MinFreeSpace {
+		return fmt.Errorf("the filesystem of the state directory %s is full (%d KiB free, berth needs %d MiB to make a pod)", r.stateDir, free>>10, MinFreeSpace>>20)
+	}
+	return nil
 }
 
 func (r *Runtime) admitPolicy() admit.Policy {

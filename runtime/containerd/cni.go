@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -68,8 +69,12 @@ func newCNI(stateDir string, opts Options) (gocni.CNI, error) {
 			return nil, fmt.Errorf("move ip allocations: %w", err)
 		}
 		path := filepath.Join(stateDir, "cni", "net.d", "10-"+opts.NetworkName+".conflist")
-		if err := writeFileAtomic(path, b, 0o600); err != nil {
-			return nil, fmt.Errorf("write cni config: %w", err)
+		// Written only when it changed: every command opens the runtime,
+		// and `berth status` must work on a full disk.
+		if old, err := os.ReadFile(path); err != nil || !bytes.Equal(old, b) {
+			if err := writeFileAtomic(path, b, 0o600); err != nil {
+				return nil, fmt.Errorf("write cni config: %w", err)
+			}
 		}
 		load = append(load, gocni.WithConfListFile(path))
 	}
