@@ -76,6 +76,9 @@ type Config struct {
 	// restart counts, as a pod manager that restarts containers knows
 	// them; without it health is judged from the observed containers.
 	PodStatuses func() []reconcile.PodStatus
+	// Workloads, when set, reports the workloads' status as the pod
+	// manager's controllers know it.
+	Workloads func() []reconcile.WorkloadStatus
 	// CrashRestarts is how many crashes (restarts, or an exit waiting in
 	// CrashLoopBackOff) of a container of a watched pod make its revision
 	// unhealthy (default 3).
@@ -245,10 +248,10 @@ func (a *Agent) Status() Status {
 	s.Workloads = slices.Clone(s.Workloads)
 	s.BadRevisions = slices.Clone(s.BadRevisions)
 	if s.Pods == nil {
-		s.Pods = []PodStatus{}
+		s.Pods = []reconcile.PodStatus{}
 	}
 	if s.Workloads == nil {
-		s.Workloads = []Workload{}
+		s.Workloads = []reconcile.WorkloadStatus{}
 	}
 	if s.BadRevisions == nil {
 		s.BadRevisions = []BadRevision{}
@@ -264,8 +267,9 @@ func (a *Agent) Ready() bool {
 	return a.ready
 }
 
-// Passed returns a channel closed at the end of the next pass, for tests
-// and tools that wait for the agent to act on a trigger.
+// Passed returns a channel closed at the end of the next pass to start,
+// which acts on every trigger rung before it: for tests and tools that
+// wait for the agent to act on a trigger.
 func (a *Agent) Passed() <-chan struct{} {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -311,6 +315,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.mu.Lock()
 			rung := a.rung
 			a.rung = map[Trigger]bool{}
+			// This pass ends the waits begun before it took the
+			// triggers; a later Passed waits for the next pass, which
+			// sees every trigger rung meanwhile.
+			done := a.passC
+			a.passC = make(chan struct{})
 			a.mu.Unlock()
 			fetched := a.pass(ctx, rung)
 			if fetched {
@@ -325,9 +334,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.mu.Lock()
 			a.ready = true
-			close(a.passC)
-			a.passC = make(chan struct{})
 			a.mu.Unlock()
+			close(done)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/manager"
 	"berth.dev/berth/runtime/fake"
 	"berth.dev/berth/source"
 )
@@ -117,9 +118,10 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	tweak  func(*Config)
-	// manager runs the pods through a reconcile.Manager instead of
-	// reconcile.Apply.
+	// manager is kept for the tests that name it; every harness runs
+	// the pod manager, berth's one engine.
 	manager bool
+	m       *manager.Manager
 }
 
 func newHarness(t *testing.T, r *repo, rt *fake.Runtime, state string, tweak func(*Config)) *harness {
@@ -157,7 +159,6 @@ func (h *harness) start() {
 	cfg := Config{
 		Source:         h.repo,
 		Load:           h.repo.load,
-		Reconciler:     &ApplyReconciler{Runtime: h.rt},
 		Observer:       h.rt,
 		StateDir:       h.state,
 		Interval:       time.Hour,
@@ -169,19 +170,19 @@ func (h *harness) start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan struct{})
-	var m *reconcile.Manager
-	if h.manager {
-		m = reconcile.NewManager(h.rt, reconcile.ManagerOptions{
-			StateDir: h.state, Logger: cfg.Logger, ResyncInterval: 10 * time.Millisecond,
-			InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
-		})
-		cfg.Reconciler = &ManagerReconciler{Manager: m}
-		cfg.PodStatuses = m.Pods
-		cfg.HealthPoll = 10 * time.Millisecond
-	}
+	cfg.HealthPoll = 10 * time.Millisecond
 	if h.tweak != nil {
 		h.tweak(&cfg)
 	}
+	// The one engine, as berth agent runs it.
+	m := manager.New(h.rt, manager.Options{
+		StateDir: h.state, Logger: cfg.Logger, ResyncInterval: 10 * time.Millisecond,
+		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		Safety: reconcile.Safety{AllowMassDelete: cfg.AllowMassDelete, Threshold: cfg.DeleteThreshold},
+	})
+	cfg.Reconciler = &ManagerReconciler{Manager: m}
+	cfg.PodStatuses, cfg.Workloads = m.Pods, m.Workloads
+	h.m = m
 	a, err := New(cfg)
 	if err != nil {
 		h.t.Fatal(err)
@@ -189,13 +190,10 @@ func (h *harness) start() {
 	h.a = a
 	passed := a.Passed()
 	mdone := make(chan struct{})
-	if m != nil {
-		go func() { defer close(mdone); _ = m.Run(ctx) }()
-	} else {
-		close(mdone)
-	}
+	go func() { defer close(mdone); _ = m.Run(ctx) }()
 	go func() { defer close(h.done); _ = a.Run(ctx); <-mdone }()
 	h.wait(passed)
+	h.settle()
 	h.t.Cleanup(h.stop)
 }
 
@@ -219,6 +217,15 @@ func (h *harness) pass(tr Trigger) {
 	ch := h.a.Passed()
 	h.a.Trigger(tr)
 	h.wait(ch)
+	h.settle()
+}
+
+// settle waits until the pod manager has carried out what the agent
+// handed it (or gives up after a while: the test's assertions decide).
+func (h *harness) settle() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = h.m.WaitConverged(ctx)
 }
 
 // running returns pod name → revision of the pods in the runtime.
@@ -479,7 +486,6 @@ func TestTriggersCollapse(t *testing.T) {
 	for r.fetches.Load() == before { // the pass is fetching
 		time.Sleep(time.Millisecond)
 	}
-	second := make(chan struct{})
 	for range 100 {
 		h.a.Trigger(TriggerWebhook)
 	}
@@ -488,8 +494,14 @@ func TestTriggersCollapse(t *testing.T) {
 	r.mu.Unlock()
 	close(block)
 	h.wait(first)
-	go func() { <-h.a.Passed(); close(second) }()
-	h.wait(second)
+	// The collapsed triggers make one more pass, with a fetch.
+	deadline := time.Now().Add(10 * time.Second)
+	for r.fetches.Load()-before < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// A pass that does not fetch is the barrier: any further fetch from
+	// the 100 triggers would have happened before it.
+	h.pass(TriggerResync)
 	if n := r.fetches.Load() - before; n != 2 {
 		t.Fatalf("%d fetches for 101 triggers, want 2 (one running, the rest collapsed)", n)
 	}

@@ -3,6 +3,8 @@ package agent
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"berth.dev/berth/reconcile"
 )
 
 // metrics are the agent's Prometheus collectors. No label carries a
@@ -69,8 +71,8 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.reconcileDur, m.reconciles, m.fetchDur, m.fetchErrors, m.triggers, m.pods,
 		m.restarts, m.rollbacks, m.lastApplied, m.revision, m.suspended, m.webhookResults,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, p := range []string{PhasePending, PhaseRunning, PhaseSucceeded, PhaseFailed} {
-		m.pods.WithLabelValues(p)
+	for _, p := range []reconcile.PodPhase{reconcile.PodPending, reconcile.PodRunning, reconcile.PodSucceeded, reconcile.PodFailed} {
+		m.pods.WithLabelValues(string(p))
 	}
 	return m
 }

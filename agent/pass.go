@@ -125,35 +125,39 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		outcome, reason = "failed", "observe"
 		return fetched
 	}
-	plan := reconcile.MakePlan(target.Commit, ld.Pods, obs)
+	plan := reconcile.MakePlan(reconcile.Input{
+		Revision: target.Commit, Objects: ld.Objects, Pods: ld.Pods, Observed: obs, Node: ld.Node, Now: time.Now(),
+	})
 	var held []reconcile.PodID
 	if !prune {
 		plan, held = withoutDeletes(plan)
 	}
 	isNew := a.current == nil || a.current.Commit != target.Commit
-	if why := a.unsafe(plan, len(obs)); why != "" {
-		a.refuse(Problem{Kind: "safety", Commit: target.Commit, Reason: why})
+	if err := reconcile.CheckRemovals(target.Commit, ld.Objects, obs, a.safety()); err != nil && prune {
+		a.refuse(Problem{Kind: "safety", Commit: target.Commit, Reason: err.Error()})
 		outcome, reason = "refused", "safety"
 		a.setPods(obs)
 		return fetched
 	}
 
 	var applyErr error
-	// A pod manager gets each revision once, changes or not, and repairs
-	// drift itself; a one-shot reconciler runs whenever the plan has
-	// changes.
-	continuous := false
-	if c, ok := a.cfg.Reconciler.(Continuous); ok {
-		continuous = c.Continuous()
-	}
-	if continuous && a.handed != target.Commit || !continuous && plan.HasChanges() {
+	// The pod manager gets each revision once, changes or not, and
+	// repairs drift itself.
+	if a.handed != target.Commit {
 		log.Info("reconciling", "commit", source.ShortCommit(target.Commit), "plan", plan.Summary(), "prune", prune)
 		res, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: target.Commit, Objects: ld.Objects, Pods: ld.Pods, Plan: plan, Prune: prune, Held: held})
 		applyErr = err
-		if err != nil {
+		var re *reconcile.RemovalError
+		switch {
+		case errors.As(err, &re):
+			a.refuse(Problem{Kind: "safety", Commit: target.Commit, Reason: err.Error()})
+			outcome, reason = "refused", "safety"
+			a.setPods(obs)
+			return fetched
+		case err != nil:
 			a.refuse(Problem{Kind: "apply", Commit: target.Commit, Reason: err.Error()})
 			outcome, reason = "failed", "apply"
-		} else {
+		default:
 			a.handed = target.Commit
 			outcome = "applied"
 			log.Info("reconciled", "commit", source.ShortCommit(target.Commit), "created", res.Created,
@@ -311,20 +315,9 @@ func (a *Agent) refuse(p Problem) {
 	a.log.Error("revision not applied; the host keeps running what it ran", args...)
 }
 
-// unsafe says why plan deletes too much, or "".
-func (a *Agent) unsafe(plan *reconcile.Plan, managed int) string {
-	n := plan.Count(reconcile.ActionDelete)
-	if n == 0 || a.cfg.AllowMassDelete {
-		return ""
-	}
-	if n == managed {
-		return fmt.Sprintf("revision %s would delete all %d pods berth runs here; refused (allow with --allow-mass-delete)", source.ShortCommit(plan.Revision), n)
-	}
-	if float64(n) > a.cfg.DeleteThreshold*float64(managed) {
-		return fmt.Sprintf("revision %s would delete %d of the %d pods berth runs here, more than %.0f%%; refused (allow with --allow-mass-delete)",
-			source.ShortCommit(plan.Revision), n, managed, a.cfg.DeleteThreshold*100)
-	}
-	return ""
+// safety is the deletion-safety rule's setting for this agent.
+func (a *Agent) safety() reconcile.Safety {
+	return reconcile.Safety{AllowMassDelete: a.cfg.AllowMassDelete, Threshold: a.cfg.DeleteThreshold}
 }
 
 // withoutDeletes returns p without its deletions, and the pods they
@@ -391,15 +384,15 @@ func (a *Agent) observe(ctx context.Context) {
 }
 
 func (a *Agent) setPods(obs []reconcile.ObservedPod) {
-	pods, workloads := podStatuses(obs)
-	counts := map[string]int{PhasePending: 0, PhaseRunning: 0, PhaseSucceeded: 0, PhaseFailed: 0}
+	pods, workloads := a.podStatuses(obs)
+	counts := map[reconcile.PodPhase]int{reconcile.PodPending: 0, reconcile.PodRunning: 0, reconcile.PodSucceeded: 0, reconcile.PodFailed: 0}
 	total := 0
 	for _, p := range pods {
 		counts[p.Phase]++
-		total += p.Restarts
+		total += p.Restarts()
 	}
 	for phase, n := range counts {
-		a.metrics.pods.WithLabelValues(phase).Set(float64(n))
+		a.metrics.pods.WithLabelValues(string(phase)).Set(float64(n))
 	}
 	a.metrics.restarts.Set(float64(total))
 	a.mu.Lock()

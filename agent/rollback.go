@@ -130,7 +130,9 @@ func (a *Agent) rollback(ctx context.Context, why string) {
 		a.setProblem(p)
 		return
 	}
-	plan := reconcile.MakePlan(good.Commit, ld.Pods, obs)
+	plan := reconcile.MakePlan(reconcile.Input{
+		Revision: good.Commit, Objects: ld.Objects, Pods: ld.Pods, Observed: obs, Node: ld.Node, Now: time.Now(),
+	})
 	if _, err := a.cfg.Reconciler.Reconcile(ctx, Target{Revision: good.Commit, Objects: ld.Objects, Pods: ld.Pods, Plan: plan, Prune: true}); err != nil {
 		p.Reason += fmt.Sprintf("; reapplying it failed: %v", err)
 	} else {
@@ -149,13 +151,12 @@ func (a *Agent) setProblem(p Problem) {
 	a.mu.Unlock()
 }
 
-// followRollback watches the pods a rollback replaced or created when a
-// Continuous reconciler (the pod manager) changes them after Reconcile
-// returned, so that the health polls keep the status's pods current until
-// they run the revision rolled back to. A one-shot reconciler has changed
-// them already.
+// followRollback watches the pods a rollback replaces or creates as the
+// pod manager changes them after Reconcile returned, so that the health
+// polls keep the status's pods current until they run the revision rolled
+// back to.
 func (a *Agent) followRollback(good *source.Revision, plan *reconcile.Plan) {
-	if c, ok := a.cfg.Reconciler.(Continuous); !ok || !c.Continuous() || a.cfg.HealthDeadline < 0 {
+	if a.cfg.HealthDeadline < 0 {
 		return
 	}
 	var ids []reconcile.PodID

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"fmt"
 	"sort"
 	"time"
 
@@ -33,12 +32,12 @@ type Status struct {
 	LastError *Problem `json:"lastError,omitempty"`
 	// FetchError is the most recent fetch failure, nil after a fetch
 	// succeeded.
-	FetchError   *Problem      `json:"fetchError,omitempty"`
-	BadRevisions []BadRevision `json:"badRevisions"`
-	LastPass     time.Time     `json:"lastPass,omitzero"`
-	NextFetch    time.Time     `json:"nextFetch,omitzero"`
-	Pods         []PodStatus   `json:"pods"`
-	Workloads    []Workload    `json:"workloads"`
+	FetchError   *Problem                   `json:"fetchError,omitempty"`
+	BadRevisions []BadRevision              `json:"badRevisions"`
+	LastPass     time.Time                  `json:"lastPass,omitzero"`
+	NextFetch    time.Time                  `json:"nextFetch,omitzero"`
+	Pods         []reconcile.PodStatus      `json:"pods"`
+	Workloads    []reconcile.WorkloadStatus `json:"workloads"`
 }
 
 // Problem is an error with the commit it concerns and its kind.
@@ -62,108 +61,33 @@ type HealthCheck struct {
 	Pods     []reconcile.PodID `json:"pods"`
 }
 
-// PodStatus is one pod on the host.
-type PodStatus struct {
-	ID       reconcile.PodID `json:"id"`
-	Owner    string          `json:"owner,omitempty"`
-	Revision string          `json:"revision"`
-	Phase    string          `json:"phase"`
-	Ready    bool            `json:"ready"`
-	Restarts int             `json:"restarts"`
-	IP       string          `json:"ip,omitempty"`
-	// Containers is "ready/total" app containers.
-	Containers string `json:"containers"`
-}
-
-// Workload sums the pods of one owner ("Kind/ns/name").
-type Workload struct {
-	Owner string `json:"owner"`
-	Pods  int    `json:"pods"`
-	Ready int    `json:"ready"`
-}
-
-// Pod phases, as Kubernetes names them.
-const (
-	PhasePending   = "Pending"
-	PhaseRunning   = "Running"
-	PhaseSucceeded = "Succeeded"
-	PhaseFailed    = "Failed"
-)
-
-// podPhase derives a pod's phase and readiness from its containers.
-func podPhase(p *reconcile.ObservedPod) (phase string, ready bool, readyN, total int) {
-	running, succeeded, failed := 0, 0, 0
-	for _, c := range p.Containers {
-		if c.Kind != reconcile.AppContainer {
+// podStatuses are the pods on the host, as the pod manager's workers
+// know them (readiness from probes, restart counts) and, for a pod no
+// worker drives yet, as the runtime shows it; and the workloads' status
+// as the manager's controllers report it. One model: reconcile's, which
+// berth status serves too.
+func (a *Agent) podStatuses(obs []reconcile.ObservedPod) ([]reconcile.PodStatus, []reconcile.WorkloadStatus) {
+	known := map[reconcile.PodID]reconcile.PodStatus{}
+	if a.cfg.PodStatuses != nil {
+		for _, st := range a.cfg.PodStatuses() {
+			known[st.ID] = st
+		}
+	}
+	pods := make([]reconcile.PodStatus, 0, len(obs))
+	for i := range obs {
+		if st, ok := known[obs[i].ID]; ok {
+			pods = append(pods, st)
 			continue
 		}
-		total++
-		switch c.State {
-		case reconcile.StateRunning:
-			running++
-		case reconcile.StateExited:
-			if c.ExitCode == 0 {
-				succeeded++
-			} else {
-				failed++
-			}
-		}
-	}
-	readyN = running
-	switch {
-	case !p.SandboxReady || total == 0:
-		return PhasePending, false, readyN, total
-	case failed > 0 && running == 0:
-		return PhaseFailed, false, readyN, total
-	case succeeded == total:
-		return PhaseSucceeded, false, readyN, total
-	case running+succeeded == total && failed == 0:
-		return PhaseRunning, running == total, readyN, total
-	case failed > 0:
-		return PhaseRunning, false, readyN, total
-	}
-	return PhasePending, false, readyN, total
-}
-
-// podStatuses summarizes the observed pods and their workloads.
-func podStatuses(obs []reconcile.ObservedPod) ([]PodStatus, []Workload) {
-	pods := make([]PodStatus, 0, len(obs))
-	byOwner := map[string]*Workload{}
-	for i := range obs {
-		p := &obs[i]
-		phase, ready, n, total := podPhase(p)
-		pods = append(pods, PodStatus{
-			ID: p.ID, Owner: p.Owner, Revision: p.Revision, Phase: phase, Ready: ready,
-			IP: p.IP, Containers: fmt.Sprintf("%d/%d", n, total), Restarts: restarts(p),
-		})
-		w := byOwner[p.Owner]
-		if w == nil {
-			w = &Workload{Owner: p.Owner}
-			byOwner[p.Owner] = w
-		}
-		w.Pods++
-		if ready || phase == PhaseSucceeded {
-			w.Ready++
-		}
+		pods = append(pods, reconcile.ObservePod(&obs[i], nil, nil))
 	}
 	sort.Slice(pods, func(i, j int) bool { return pods[i].ID.String() < pods[j].ID.String() })
-	ws := make([]Workload, 0, len(byOwner))
-	for _, w := range byOwner {
-		ws = append(ws, *w)
+	var ws []reconcile.WorkloadStatus
+	if a.cfg.Workloads != nil {
+		ws = a.cfg.Workloads()
 	}
-	sort.Slice(ws, func(i, j int) bool { return ws[i].Owner < ws[j].Owner })
+	if len(ws) == 0 {
+		ws = reconcile.WorkloadsFromPods(pods)
+	}
 	return pods, ws
-}
-
-// restarts counts a pod's container restarts. The runtime's observed
-// state carries no restart count yet, so an app container that exited and
-// is not running counts as one.
-func restarts(p *reconcile.ObservedPod) int {
-	n := 0
-	for _, c := range p.Containers {
-		if c.Kind == reconcile.AppContainer && c.State == reconcile.StateExited && c.ExitCode != 0 {
-			n++
-		}
-	}
-	return n
 }

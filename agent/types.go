@@ -57,18 +57,12 @@ type Result struct {
 	Started []reconcile.PodID `json:"started,omitempty"`
 }
 
-// Reconciler makes the host match a Target. ApplyReconciler carries out
-// the plan once; ManagerReconciler hands the revision to a long-lived pod
-// manager.
+// Reconciler makes the host match a Target: ManagerReconciler hands the
+// revision to the long-lived pod manager, berth's one engine, which keeps
+// working on it after Reconcile returns (rollouts, restarts, drift
+// repair). The agent hands it each revision once.
 type Reconciler interface {
 	Reconcile(ctx context.Context, t Target) (Result, error)
-}
-
-// Continuous is implemented by reconcilers that keep working on a target
-// after Reconcile returns (a pod manager): the agent hands them each
-// revision once, and leaves drift repair to them.
-type Continuous interface {
-	Continuous() bool
 }
 
 // Loaded is a validated revision: its objects and the pods they expand to
@@ -76,6 +70,8 @@ type Continuous interface {
 type Loaded struct {
 	Objects []reconcile.Object
 	Pods    []reconcile.DesiredPod
+	// Node is the node the pods were expanded for.
+	Node reconcile.Node
 }
 
 // Loader turns a fetched revision into the pods it wants on this host:

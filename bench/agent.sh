@@ -5,7 +5,11 @@
 #     (fsnotify, 200 ms debounce): REPS changes each, milliseconds from the
 #     push (or the file write) until the agent reports the new pod ready;
 #   - an idle agent managing N pods (default 50): RSS and CPU time used
-#     over IDLE seconds (default 120) with the default 1 m poll interval.
+#     over IDLE seconds (default 120) with the default 1 m poll interval;
+#   - with those N pods: a container killed (SIGKILL) → its new task
+#     running, REPS times (the first restart has no backoff), and a
+#     Deployment of 3 (maxSurge 1, maxUnavailable 0, no probes) changed in
+#     the directory → 3 new pods running and the old ones gone.
 #
 #   bench/agent.sh                    (needs root and bin/berth; make bench-agent builds it)
 #   REPS=10 N=50 IDLE=600 bench/agent.sh
@@ -163,3 +167,66 @@ printf '\n| idle agent, %d pods | value |\n|---|---|\n' "$N"
 printf '| RSS now / peak (MiB) | %.1f / %.1f |\n' "$(awk -v k="$rss" 'BEGIN {print k / 1024}')" "$(awk -v k="$hwm" 'BEGIN {print k / 1024}')"
 printf '| CPU over %d s (s) | %s |\n' "$IDLE" "$cpu_s"
 printf '| CPU per 10 min, extrapolated (s) | %s |\n' "$per10"
+
+# 4. Exit → restart, with the N pods under the agent.
+task_pid() { # task_pid CONTAINER-ID: the running task's PID, or nothing
+	ctr -a "$BERTH_CONTAINERD_ADDRESS" -n bench tasks ls 2>/dev/null | awk -v id="$1" '$1 == id && $3 == "RUNNING" {print $2}'
+}
+restart=()
+for i in $(seq "$REPS"); do
+	cid=$(ctr -a "$BERTH_CONTAINERD_ADDRESS" -n bench containers ls -q | grep "pod-$i" | grep sleeper | head -1)
+	old=$(task_pid "$cid")
+	[ -n "$old" ] || { echo "bench: no task for pod-$i" >&2; exit 1; }
+	t0=$(now)
+	kill -9 "$old"
+	for _ in $(seq 3000); do
+		new=$(task_pid "$cid")
+		[ -n "$new" ] && [ "$new" != "$old" ] && break
+		sleep 0.005
+	done
+	restart+=($((($(now) - t0) / 1000000)))
+	# The next kill must not fall in this container's backoff: use another pod.
+done
+printf '\n| with %d pods under the agent | median (min–max) |\n|---|---|\n' "$N"
+printf '| container killed → new task running (ms) | %s |\n' "$(printf '%s\n' "${restart[@]}" | stats)"
+
+# 5. A Deployment of 3 changed in the directory → all-new pods running.
+deploy() { # deploy ARG
+	cat >"$work/dir/web.yaml" <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          image: example.local/busybox:1
+          command: ["sh", "-c", "trap 'exit 0' TERM; sleep $1 & wait"]
+YAML
+}
+web_pods() { "$berth" status -o json 2>/dev/null | jq -r '.observed[] | select((.owner // "") | test("^Deployment/[^/]*/web$")) | "\(.id.name) \(.containers[0].state)"'; }
+deploy 3600
+for _ in $(seq 600); do [ "$(web_pods | grep -c running)" = 3 ] && break; sleep 0.1; done
+roll=()
+for i in $(seq "$REPS"); do
+	old=$(web_pods | awk '{print $1}' | sort | tr '\n' ' ')
+	t0=$(now)
+	deploy $((7200 + i))
+	for _ in $(seq 1200); do
+		cur=$(web_pods)
+		if [ "$(echo "$cur" | grep -c running)" = 3 ] && [ "$(echo "$cur" | wc -l)" = 3 ] && ! echo "$cur" | grep -qF -e "${old%% *}"; then
+			overlap=
+			for o in $old; do echo "$cur" | grep -q "^$o " && overlap=1; done
+			[ -z "$overlap" ] && break
+		fi
+		sleep 0.02
+	done
+	roll+=($((($(now) - t0) / 1000000)))
+done
+printf '| Deployment of 3 changed → 3 new pods running, old ones gone (ms) | %s |\n' "$(printf '%s\n' "${roll[@]}" | stats)"

@@ -2,6 +2,7 @@ package preview
 
 import (
 	"fmt"
+	"time"
 
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/source"
@@ -14,6 +15,10 @@ type Live struct {
 	// Applied is the revision last applied on the host, evaluated for
 	// it; nil when unknown.
 	Applied *Evaluation
+	// Now is the time the host is judged at (minReadySeconds, progress
+	// deadlines); Deployments are its Deployments' rollout records.
+	Now         time.Time
+	Deployments map[string]*reconcile.DeploymentRecord
 	// Revision evaluates a revision (by commit) that running pods came
 	// from, so a replace can show its field diff; nil, or a nil result,
 	// when the revision is not at hand.
@@ -64,7 +69,10 @@ func CompareLive(head *Evaluation, headName string, live Live) *Plan {
 		return nil, true
 	}
 	headInfo := p.Head.String()
-	rp := reconcile.MakePlan(head.Commit, head.Pods, live.Observed)
+	rp := reconcile.MakePlan(reconcile.Input{
+		Revision: head.Commit, Objects: head.Objects, Pods: head.Pods, Observed: live.Observed,
+		Node: head.Node, Now: live.Now, Deployments: live.Deployments,
+	})
 	for _, c := range rp.Changes {
 		pc := fromChange(c)
 		switch c.Action {
@@ -98,10 +106,7 @@ func CompareLive(head *Evaluation, headName string, live Live) *Plan {
 			if why := head.waitingReason(c.Owner); why != "" {
 				pc.Reason = why
 			}
-		case reconcile.ActionKeep:
-			pc.Reason = "unchanged"
 		}
-		holdByStrategy(head.Objects, &pc)
 		pc.Refused = head.Refused[c.Pod]
 		p.add(pc)
 	}

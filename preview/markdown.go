@@ -201,6 +201,9 @@ func MarkdownChange(b *bytes.Buffer, c PodChange) {
 		b.WriteString(" :x: refused by this node's policy")
 	}
 	b.WriteString("</summary>\n\n")
+	if c.Step > 1 {
+		fmt.Fprintf(b, "Step %d of the rollout, after: %s\n\n", c.Step, html.EscapeString(c.After))
+	}
 	var facts []string
 	if c.Owner != "" {
 		facts = append(facts, "owner "+Code(c.Owner))

@@ -59,6 +59,10 @@ type PodChange struct {
 	// FromHash and ToHash are the old and new spec hashes.
 	FromHash string `json:"fromHash,omitempty"`
 	ToHash   string `json:"toHash,omitempty"`
+	// Step orders a rollout's changes (1: now); After says what a later
+	// step waits for. As reconcile.Change.
+	Step  int    `json:"step,omitempty"`
+	After string `json:"after,omitempty"`
 }
 
 // Counts are how many pods each action touches.
@@ -175,7 +179,9 @@ func Compare(base, head *Evaluation, baseName, headName string) *Plan {
 	for i := range base.Pods {
 		basePods[base.Pods[i].ID] = &base.Pods[i]
 	}
-	rp := reconcile.MakePlan(head.Commit, head.Pods, asObserved(base))
+	rp := reconcile.MakePlan(reconcile.Input{
+		Revision: head.Commit, Objects: head.Objects, Pods: head.Pods, Observed: asObserved(base), Node: head.Node,
+	})
 	headName = p.Head.String()
 	for _, c := range rp.Changes {
 		pc := fromChange(c)
@@ -193,10 +199,7 @@ func Compare(base, head *Evaluation, baseName, headName string) *Plan {
 		case reconcile.ActionReplace:
 			pc.Diff = diffPods(basePods[c.Pod], c.Desired)
 			pc.Reason = changedReason(pc.Diff)
-		case reconcile.ActionKeep:
-			pc.Reason = "unchanged"
 		}
-		holdByStrategy(head.Objects, &pc)
 		pc.Refused = head.Refused[c.Pod]
 		p.add(pc)
 	}
@@ -234,7 +237,10 @@ func (p *Plan) add(c PodChange) {
 }
 
 func fromChange(c reconcile.Change) PodChange {
-	pc := PodChange{Action: c.Action, Pod: c.Pod, Owner: c.Owner, Source: c.Source, Reason: c.Reason, FromHash: c.FromHash, ToHash: c.ToHash}
+	pc := PodChange{
+		Action: c.Action, Pod: c.Pod, Owner: c.Owner, Source: c.Source, Reason: c.Reason,
+		FromHash: c.FromHash, ToHash: c.ToHash, Step: c.Step, After: c.After,
+	}
 	if c.Action == reconcile.ActionCreate && c.Desired != nil {
 		pc.Images = images(c.Desired)
 	}

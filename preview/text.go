@@ -133,6 +133,9 @@ func WriteTextChange(w io.Writer, c PodChange, paint Painter, indent string) {
 		b.WriteString(" " + paint.Paint(ansiYellow, "[drift]"))
 	}
 	b.WriteString("\n")
+	if c.Step > 1 {
+		fmt.Fprintf(&b, "%s    step %d, after: %s\n", indent, c.Step, c.After)
+	}
 	if len(c.Images) > 0 {
 		fmt.Fprintf(&b, "%s    images: %s\n", indent, strings.Join(c.Images, ", "))
 	}

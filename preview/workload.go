@@ -209,24 +209,7 @@ func updateSummary(o *reconcile.Object, n int) string {
 		if s.Type == "Recreate" {
 			return fmt.Sprintf("recreate: %s stopped, then started from the new template", pods(n))
 		}
-		total := replicas(o)
-		unavail, surge := reconcile.FromString("25%"), reconcile.FromString("25%")
-		if ru := s.RollingUpdate; ru != nil {
-			if ru.MaxUnavailable != nil {
-				unavail = *ru.MaxUnavailable
-			}
-			if ru.MaxSurge != nil {
-				surge = *ru.MaxSurge
-			}
-		}
-		u, err1 := unavail.Scaled(total, false)
-		g, err2 := surge.Scaled(total, true)
-		if err1 != nil || err2 != nil {
-			return "rolling update of " + pods(n)
-		}
-		if u == 0 && g == 0 {
-			u = 1 // as Kubernetes does
-		}
+		g, u := reconcile.RollingUpdateBounds(s.RollingUpdate, replicas(o))
 		return fmt.Sprintf("rolling update of %s, maxUnavailable %d, maxSurge %d", pods(n), u, g)
 	case o.StatefulSet != nil:
 		s := o.StatefulSet.UpdateStrategy
@@ -245,38 +228,4 @@ func updateSummary(o *reconcile.Object, n int) string {
 		return "rolling update of " + pods(n)
 	}
 	return pods(n) + " replaced"
-}
-
-// holdByStrategy turns into keeps the replacements a workload's update
-// strategy holds back, as the rollout does: a StatefulSet's ordinals below
-// its partition, and every pod of an OnDelete StatefulSet or DaemonSet,
-// keep their old template until the partition moves or the pod is
-// deleted by hand.
-func holdByStrategy(objs []reconcile.Object, c *PodChange) {
-	if c.Action != reconcile.ActionReplace || c.FromHash == c.ToHash {
-		return
-	}
-	o := findObject(objs, c.Owner)
-	if o == nil {
-		return
-	}
-	var hold string
-	switch {
-	case o.StatefulSet != nil:
-		s := o.StatefulSet.UpdateStrategy
-		if s.Type == "OnDelete" {
-			hold = "OnDelete: keeps its old template until deleted"
-			break
-		}
-		if ru := s.RollingUpdate; ru != nil && ru.Partition != nil {
-			if ord := reconcile.StatefulSetOrdinal(o.Metadata.Name, c.Pod.Name); ord >= 0 && ord < int(*ru.Partition) {
-				hold = fmt.Sprintf("below partition %d: keeps its old template", *ru.Partition)
-			}
-		}
-	case o.DaemonSet != nil && o.DaemonSet.UpdateStrategy.Type == "OnDelete":
-		hold = "OnDelete: keeps its old template until deleted"
-	}
-	if hold != "" {
-		c.Action, c.Reason, c.Diff = reconcile.ActionKeep, hold, nil
-	}
 }

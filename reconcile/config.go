@@ -82,7 +82,7 @@ func newConfigIndex(objs []Object) *configIndex {
 	ix := &configIndex{configMaps: map[string]*Object{}, secrets: map[string]*Object{}}
 	for i := range objs {
 		o := &objs[i]
-		key := namespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
+		key := NamespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
 		switch {
 		case o.Kind == "ConfigMap" && o.ConfigMap != nil:
 			ix.configMaps[key] = o

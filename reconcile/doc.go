@@ -1,25 +1,25 @@
-// Package reconcile is berth's core: the domain model of what a revision
-// declares, the expansion of objects into desired pods (Pods, Deployments,
-// ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJob runs) for a node,
-// the pure planner that compares desired with observed pods, apply, which
-// carries a plan out once through the small Runtime interface declared
-// here, and the Manager, which keeps the host at the latest revision for
-// as long as the agent runs: one worker per pod (restarts with kubelet's
-// CrashLoopBackOff, init and sidecar containers, probes, deadlines, drift
-// repair) and the workload controllers (rollouts, Jobs, CronJobs).
+// Package reconcile is the pure core of berth's one engine: the domain
+// model of what a revision declares; Expand, which turns objects (Pods,
+// Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJob runs)
+// into the pods a node should run, each with a spec hash; Decide, the one
+// rule of what to do with every pod, every update strategy included;
+// MakePlan, Decide's verdict as changes, step by step for a rollout;
+// CheckRemovals, the one deletion-safety rule; and the one pod-status
+// model (PodStatus, ObservePod). It also declares what the engine needs
+// of a container runtime (Runtime and the optional interfaces beside it).
+//
+// plan, apply, the agent, rollback and previews all decide here; the pod
+// manager (package reconcile/manager) carries decisions out, and
+// runtime/containerd runs pods.
 //
 // Invariants kept here:
-//   - Plan is pure: Expand and MakePlan do no I/O, so a preview and an apply
-//     share one code path. What Expand needs to know of the past (Job
-//     results, CronJob runs) comes in as Records, plain data.
+//   - Pure: nothing here does I/O or reads a clock; time comes in as
+//     Input.Now, the past (Job results, CronJob runs, rollout progress) as
+//     Records, plain data. So what plan prints is what apply does.
 //   - Unchanged means untouched: a pod whose spec hash did not change is
 //     kept, whatever the revision.
-//   - Only berth's own pods are observed; a Runtime never reports or touches
-//     anything else.
-//   - Containerd's labels and the records under <state-dir>/records are the
-//     only state: records are written atomically, and before the side
-//     effects they describe, so a kill -9 and a restart converge. Stopping
-//     the Manager leaves every pod running.
+//   - A rule is written once: the strategy gates live in Decide only, the
+//     deletion-safety rule in CheckRemovals only.
 //
 // reconcile imports no adapter: no containerd, Git, CUE or file watching.
 package reconcile

@@ -38,30 +38,32 @@ const DefaultStateDir = "/var/lib/berth"
 // Job's pods as its record says; the Jobs a CronJob made. It does no I/O.
 // Objects of kinds that produce no pods are skipped.
 func Expand(objs []Object, revision string, opts ExpandOptions) ([]DesiredPod, error) {
-	x, err := expand(objs, revision, opts)
+	x, err := ExpandAll(objs, revision, opts)
 	if err != nil {
 		return nil, err
 	}
-	return x.pods, nil
+	return x.Pods, nil
 }
 
-// expansion is Expand's full result: the pods, and the earliest time at
+// Expansion is Expand's full result: the pods, and the earliest time at
 // which the same inputs would expand differently (a Job's next attempt
 // after backoff, a finished Job's ttl), zero when none.
-type expansion struct {
-	pods []DesiredPod
-	wake time.Time
+type Expansion struct {
+	Pods []DesiredPod
+	Wake time.Time
 	// jobs are the Jobs expanded, by record key, for the Job controller.
-	jobs map[string]*jobInfo
+	Jobs map[string]*JobInfo
 }
 
-func (x *expansion) wakeAt(t time.Time) {
-	if !t.IsZero() && (x.wake.IsZero() || t.Before(x.wake)) {
-		x.wake = t
+func (x *Expansion) wakeAt(t time.Time) {
+	if !t.IsZero() && (x.Wake.IsZero() || t.Before(x.Wake)) {
+		x.Wake = t
 	}
 }
 
-func expand(objs []Object, revision string, opts ExpandOptions) (*expansion, error) {
+// ExpandAll is Expand with the Jobs it expanded and when to expand again,
+// for the Job controller.
+func ExpandAll(objs []Object, revision string, opts ExpandOptions) (*Expansion, error) {
 	if opts.StateDir == "" {
 		opts.StateDir = DefaultStateDir
 	}
@@ -70,25 +72,25 @@ func expand(objs []Object, revision string, opts ExpandOptions) (*expansion, err
 	}
 	e := &expander{
 		opts: opts, revision: revision, configs: newConfigIndex(objs),
-		seen: map[PodID]string{}, x: &expansion{jobs: map[string]*jobInfo{}},
+		seen: map[PodID]string{}, x: &Expansion{Jobs: map[string]*JobInfo{}},
 	}
 	for i := range objs {
 		if err := e.object(&objs[i]); err != nil {
 			return nil, err
 		}
 	}
-	pods := e.x.pods
-	sort.Slice(pods, func(i, j int) bool { return podLess(pods[i].ID, pods[j].ID) })
+	pods := e.x.Pods
+	sort.Slice(pods, func(i, j int) bool { return PodLess(pods[i].ID, pods[j].ID) })
 	return e.x, nil
 }
 
-// expander holds the state of one expansion.
+// expander holds the state of one Expansion.
 type expander struct {
 	opts     ExpandOptions
 	revision string
 	configs  *configIndex
 	seen     map[PodID]string
-	x        *expansion
+	x        *Expansion
 }
 
 // pod makes the desired pod name in namespace from o's template meta and
@@ -99,7 +101,7 @@ func (e *expander) pod(o *Object, name string, meta ObjectMeta, spec PodSpec, ed
 		return nil, nil
 	}
 	p := DesiredPod{
-		ID:          PodID{Namespace: namespaceOr(o.Metadata.Namespace), Name: name},
+		ID:          PodID{Namespace: NamespaceOr(o.Metadata.Namespace), Name: name},
 		Labels:      copyMap(meta.Labels),
 		Annotations: copyMap(meta.Annotations),
 		Spec:        NormalizeSpec(spec),
@@ -119,8 +121,8 @@ func (e *expander) pod(o *Object, name string, meta ObjectMeta, spec PodSpec, ed
 		return nil, fmt.Errorf("%s: pod %s is declared by both %s and %s", o.Source, p.ID, prev, o.Key())
 	}
 	e.seen[p.ID] = o.Key()
-	e.x.pods = append(e.x.pods, p)
-	return &e.x.pods[len(e.x.pods)-1], nil
+	e.x.Pods = append(e.x.Pods, p)
+	return &e.x.Pods[len(e.x.Pods)-1], nil
 }
 
 func (e *expander) object(o *Object) error {
@@ -168,14 +170,14 @@ func (e *expander) object(o *Object) error {
 	return nil
 }
 
-func namespaceOr(ns string) string {
+func NamespaceOr(ns string) string {
 	if ns == "" {
 		return "default"
 	}
 	return ns
 }
 
-func podLess(a, b PodID) bool {
+func PodLess(a, b PodID) bool {
 	if a.Namespace != b.Namespace {
 		return a.Namespace < b.Namespace
 	}

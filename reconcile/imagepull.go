@@ -25,3 +25,18 @@ func EnsurePodImage(ctx context.Context, rt Runtime, pod *DesiredPod, image, pol
 	}
 	return rt.EnsureImage(ctx, image, policy)
 }
+
+// PodImages returns, for each image and pull policy the pod uses, the
+// first container (init containers first) that uses it.
+func PodImages(p *DesiredPod) []Container {
+	var out []Container
+	seen := map[string]bool{}
+	for _, c := range append(append([]Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
+		key := c.Image + "\x00" + c.ImagePullPolicy
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -27,11 +27,11 @@ func testJob(name string, completions, parallelism int32, indexed bool) Object {
 
 func jobHashOf(t *testing.T, o Object) string {
 	t.Helper()
-	x, err := expand([]Object{o}, "r", ExpandOptions{})
+	x, err := ExpandAll([]Object{o}, "r", ExpandOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return x.jobs["default/"+o.Metadata.Name].Hash
+	return x.Jobs["default/"+o.Metadata.Name].Hash
 }
 
 func envOf(p DesiredPod, name string) string {
@@ -113,18 +113,18 @@ func TestExpandCronJobRuns(t *testing.T) {
 	at := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
 	run := CronJobRunName("nightly", at)
 	recs := &Records{CronJobs: map[string]*CronJobRecord{"default/nightly": {Runs: []CronRun{{Name: run, ScheduledTime: at}}}}}
-	x, err := expand([]Object{o}, "r", ExpandOptions{Records: recs})
+	x, err := ExpandAll([]Object{o}, "r", ExpandOptions{Records: recs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(x.pods) != 1 || x.pods[0].Owner != "Job/default/"+run || x.jobs["default/"+run].CronJob != "CronJob/default/nightly" {
-		t.Fatalf("pods %+v", x.pods)
+	if len(x.Pods) != 1 || x.Pods[0].Owner != "Job/default/"+run || x.Jobs["default/"+run].CronJob != "CronJob/default/nightly" {
+		t.Fatalf("pods %+v", x.Pods)
 	}
 	if run != "nightly-29455200" {
 		t.Errorf("run name %q", run)
 	}
-	if x, _ := expand([]Object{o}, "r", ExpandOptions{}); len(x.pods) != 0 {
-		t.Errorf("a CronJob without runs expanded to %d pods", len(x.pods))
+	if x, _ := ExpandAll([]Object{o}, "r", ExpandOptions{}); len(x.Pods) != 0 {
+		t.Errorf("a CronJob without runs expanded to %d pods", len(x.Pods))
 	}
 }
 

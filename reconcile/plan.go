@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 )
 
@@ -17,6 +16,9 @@ const (
 	ActionReplace Action = "replace"
 	ActionCreate  Action = "create"
 	ActionKeep    Action = "keep"
+	// ActionWait: a desired pod the revision's rollout does not start
+	// (a paused Deployment).
+	ActionWait Action = "wait"
 )
 
 // Change is one entry of a plan: a pod, what happens to it and why.
@@ -31,6 +33,11 @@ type Change struct {
 	ToHash   string `json:"toHash,omitempty"`
 	// Source is where the desired pod is declared.
 	Source string `json:"source,omitempty"`
+	// Step orders the changes of a rollout: 1 happens now, a later step
+	// once the pods of the steps before it are ready. Keeps have none.
+	Step int `json:"step,omitempty"`
+	// After says what a change of a later step waits for.
+	After string `json:"after,omitempty"`
 
 	Desired  *DesiredPod  `json:"-"`
 	Observed *ObservedPod `json:"-"`
@@ -44,6 +51,9 @@ func (c Change) String() string {
 		fmt.Fprintf(&b, " (%s)", c.Owner)
 	}
 	fmt.Fprintf(&b, ": %s", c.Reason)
+	if c.Step > 1 {
+		fmt.Fprintf(&b, " [step %d, after: %s]", c.Step, c.After)
+	}
 	return b.String()
 }
 
@@ -57,7 +67,7 @@ type Plan struct {
 // HasChanges reports whether applying p would change anything.
 func (p *Plan) HasChanges() bool {
 	for _, c := range p.Changes {
-		if c.Action != ActionKeep {
+		if c.Action != ActionKeep && c.Action != ActionWait {
 			return true
 		}
 	}
@@ -77,8 +87,24 @@ func (p *Plan) Count(a Action) int {
 
 // Summary is a one-line count of the plan's actions.
 func (p *Plan) Summary() string {
-	return fmt.Sprintf("%d to create, %d to replace, %d to delete, %d unchanged",
+	s := fmt.Sprintf("%d to create, %d to replace, %d to delete, %d unchanged",
 		p.Count(ActionCreate), p.Count(ActionReplace), p.Count(ActionDelete), p.Count(ActionKeep))
+	if n := p.Count(ActionWait); n > 0 {
+		s += fmt.Sprintf(", %d waiting", n)
+	}
+	if n := p.Steps(); n > 1 {
+		s += fmt.Sprintf(", in %d steps", n)
+	}
+	return s
+}
+
+// Steps is the number of steps of the plan's rollout.
+func (p *Plan) Steps() int {
+	n := 0
+	for _, c := range p.Changes {
+		n = max(n, c.Step)
+	}
+	return n
 }
 
 // WriteText prints the plan for humans: one line per pod, then a summary.
@@ -107,7 +133,7 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 		Counts     map[Action]int `json:"counts"`
 	}{p, p.HasChanges(), map[Action]int{
 		ActionCreate: p.Count(ActionCreate), ActionReplace: p.Count(ActionReplace),
-		ActionDelete: p.Count(ActionDelete), ActionKeep: p.Count(ActionKeep),
+		ActionDelete: p.Count(ActionDelete), ActionKeep: p.Count(ActionKeep), ActionWait: p.Count(ActionWait),
 	}}
 	if out.Changes == nil {
 		out.Changes = []Change{}
@@ -115,54 +141,6 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
-}
-
-// MakePlan compares the desired pods of revision with the observed ones.
-// A pod is created when it does not run, replaced when its spec hash
-// differs or it was left half made, deleted when no longer desired, and
-// kept otherwise. Observed pods are assumed to be berth's own.
-func MakePlan(revision string, desired []DesiredPod, observed []ObservedPod) *Plan {
-	obs := make(map[PodID]*ObservedPod, len(observed))
-	for i := range observed {
-		obs[observed[i].ID] = &observed[i]
-	}
-	p := &Plan{Revision: revision}
-	for i := range desired {
-		d := &desired[i]
-		c := Change{Pod: d.ID, Owner: d.Owner, ToHash: d.Hash, Source: d.Source.String(), Desired: d}
-		o, ok := obs[d.ID]
-		switch {
-		case d.Finished != "" && !ok:
-			// A finished pod that is gone (removed by hand, or by ttl)
-			// is not made again.
-			continue
-		case d.Finished != "":
-			c.Observed, c.FromHash = o, o.Hash
-			c.Action, c.Reason = ActionKeep, "finished ("+string(d.Finished)+")"
-		case !ok:
-			c.Action, c.Reason = ActionCreate, "not running on this host"
-		case o.Hash != d.Hash:
-			c.Action, c.Observed, c.FromHash = ActionReplace, o, o.Hash
-			c.Reason = fmt.Sprintf("spec changed (%s → %s)", o.Hash, d.Hash)
-		default:
-			c.Observed, c.FromHash = o, o.Hash
-			if why := incomplete(d, o); why != "" {
-				c.Action, c.Reason = ActionReplace, why
-			} else {
-				c.Action, c.Reason = ActionKeep, "unchanged"
-			}
-		}
-		delete(obs, d.ID)
-		p.Changes = append(p.Changes, c)
-	}
-	for _, o := range obs {
-		p.Changes = append(p.Changes, Change{
-			Action: ActionDelete, Pod: o.ID, Owner: o.Owner, FromHash: o.Hash, Observed: o,
-			Reason: "no longer in the revision",
-		})
-	}
-	sort.SliceStable(p.Changes, func(i, j int) bool { return podLess(p.Changes[i].Pod, p.Changes[j].Pod) })
-	return p
 }
 
 // incomplete says why an observed pod with the desired hash is not what

@@ -1,9 +1,9 @@
 package reconcile_test
 
 import (
+	fx "berth.dev/berth/reconcile/reconciletest"
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,26 +15,10 @@ import (
 	"berth.dev/berth/runtime/fake"
 )
 
-const img = "example.local/busybox:1"
-
-func podObj(name string, args ...string) reconcile.Object {
-	return reconcile.Object{
-		TypeMeta: reconcile.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		Metadata: reconcile.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": name}},
-		Source:   reconcile.Position{File: "./" + name + ".yaml", Line: 1, Column: 1},
-		Pod: &reconcile.PodSpec{Containers: []reconcile.Container{
-			{Name: "main", Image: img, Command: []string{"sleep"}, Args: args},
-		}},
-	}
-}
-
-func expand(t *testing.T, rev string, objs ...reconcile.Object) []reconcile.DesiredPod {
+// planFor plans objs at rev against observed, as every entry point does.
+func planFor(t *testing.T, rev string, objs []reconcile.Object, observed []reconcile.ObservedPod) *reconcile.Plan {
 	t.Helper()
-	pods, err := reconcile.Expand(objs, rev, reconcile.ExpandOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pods
+	return reconcile.MakePlan(reconcile.Input{Revision: rev, Objects: objs, Pods: fx.Expand(t, rev, objs...), Observed: observed})
 }
 
 // golden compares got with testdata/plan/NAME.golden; BERTH_UPDATE=1
@@ -71,7 +55,7 @@ func planText(t *testing.T, p *reconcile.Plan) string {
 
 func TestPlanGolden(t *testing.T) {
 	ctx := context.Background()
-	base := []reconcile.Object{podObj("web", "3600"), podObj("db", "3600"), podObj("cache", "3600")}
+	base := []reconcile.Object{fx.PodObj("web", "3600"), fx.PodObj("db", "3600"), fx.PodObj("cache", "3600")}
 
 	tests := []struct {
 		name    string
@@ -80,9 +64,9 @@ func TestPlanGolden(t *testing.T) {
 		changes bool
 	}{
 		{name: "nochange", head: base},
-		{name: "args-changed", head: []reconcile.Object{podObj("web", "7200"), podObj("db", "3600"), podObj("cache", "3600")}, changes: true},
-		{name: "deleted", head: []reconcile.Object{podObj("web", "3600"), podObj("cache", "3600")}, changes: true},
-		{name: "added", head: append(append([]reconcile.Object(nil), base...), podObj("queue", "1")), changes: true},
+		{name: "args-changed", head: []reconcile.Object{fx.PodObj("web", "7200"), fx.PodObj("db", "3600"), fx.PodObj("cache", "3600")}, changes: true},
+		{name: "deleted", head: []reconcile.Object{fx.PodObj("web", "3600"), fx.PodObj("cache", "3600")}, changes: true},
+		{name: "added", head: append(append([]reconcile.Object(nil), base...), fx.PodObj("queue", "1")), changes: true},
 		{name: "container-killed-stays", head: base, mangle: func(rt *fake.Runtime) {
 			if err := rt.Kill(reconcile.PodID{Namespace: "default", Name: "db"}, reconcile.AppContainer, "main", 137); err != nil {
 				t.Fatal(err)
@@ -91,11 +75,8 @@ func TestPlanGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rt := fake.New(img)
-			first := reconcile.MakePlan("rev1", expand(t, "rev1", base...), nil)
-			if err := reconcile.Apply(ctx, rt, first, reconcile.ApplyOptions{}).Err(); err != nil {
-				t.Fatal(err)
-			}
+			rt := fake.New(fx.Img)
+			fx.Start(t, rt, fx.Expand(t, "rev1", base...))
 			if tt.mangle != nil {
 				tt.mangle(rt)
 			}
@@ -103,7 +84,7 @@ func TestPlanGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := reconcile.MakePlan("rev2", expand(t, "rev2", tt.head...), obs)
+			p := planFor(t, "rev2", tt.head, obs)
 			if p.HasChanges() != tt.changes {
 				t.Errorf("HasChanges = %v, want %v", p.HasChanges(), tt.changes)
 			}
@@ -113,7 +94,7 @@ func TestPlanGolden(t *testing.T) {
 }
 
 func TestPlanCreateFromNothing(t *testing.T) {
-	p := reconcile.MakePlan("abc", expand(t, "abc", podObj("b"), podObj("a")), nil)
+	p := planFor(t, "abc", []reconcile.Object{fx.PodObj("b"), fx.PodObj("a")}, nil)
 	golden(t, "create", planText(t, p))
 	var b bytes.Buffer
 	if err := p.WriteJSON(&b); err != nil {
@@ -122,140 +103,43 @@ func TestPlanCreateFromNothing(t *testing.T) {
 	golden(t, "create.json", b.String())
 }
 
-func TestApplyThenNoChangeTouchesNothing(t *testing.T) {
+func TestPlanRetriesIncompletePod(t *testing.T) {
 	ctx := context.Background()
-	rt := fake.New(img)
-	objs := []reconcile.Object{podObj("web", "3600"), podObj("db", "3600")}
-	p := reconcile.MakePlan("r1", expand(t, "r1", objs...), nil)
-	if err := reconcile.Apply(ctx, rt, p, reconcile.ApplyOptions{}).Err(); err != nil {
-		t.Fatal(err)
-	}
-	rt.ResetCalls()
-	obs, _ := rt.List(ctx)
-	// A new revision that does not change the pods keeps them.
-	p2 := reconcile.MakePlan("r2", expand(t, "r2", objs...), obs)
-	if p2.HasChanges() {
-		t.Fatalf("plan has changes:\n%s", planText(t, p2))
-	}
-	if err := reconcile.Apply(ctx, rt, p2, reconcile.ApplyOptions{}).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if m := rt.MutatingCalls(); len(m) != 0 {
-		t.Errorf("no-change apply made mutating calls: %v", m)
-	}
-}
-
-func TestApplyReplaceRemovesThenStarts(t *testing.T) {
-	ctx := context.Background()
-	rt := fake.New(img)
-	p := reconcile.MakePlan("r1", expand(t, "r1", podObj("web", "1"), podObj("db", "1")), nil)
-	if err := reconcile.Apply(ctx, rt, p, reconcile.ApplyOptions{}).Err(); err != nil {
+	rt := fake.New(fx.Img)
+	o := fx.PodObj("web", "1")
+	pods := fx.Expand(t, "r1", o)
+	// A create cut short: the sandbox exists, the app container does not.
+	if err := rt.CreateSandbox(ctx, &pods[0]); err != nil {
 		t.Fatal(err)
 	}
 	obs, _ := rt.List(ctx)
-	rt.ResetCalls()
-	p2 := reconcile.MakePlan("r2", expand(t, "r2", podObj("web", "2"), podObj("db", "1")), obs)
-	if err := reconcile.Apply(ctx, rt, p2, reconcile.ApplyOptions{}).Err(); err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"RemovePod default/web", "CreateSandbox default/web", "StartContainer default/web/main"}
-	if diff := cmp.Diff(want, rt.MutatingCalls()); diff != "" {
-		t.Errorf("mutating calls (-want +got):\n%s", diff)
-	}
-}
-
-func TestStartPodInitOrder(t *testing.T) {
-	ctx := context.Background()
-	rt := fake.New(img)
-	o := podObj("web", "1")
-	o.Pod.InitContainers = []reconcile.Container{
-		{Name: "one", Image: img, Command: []string{"true"}},
-		{Name: "two", Image: img, Command: []string{"sh", "-c", "exit 0"}},
-	}
-	pods := expand(t, "r1", o)
-	if err := reconcile.StartPod(ctx, rt, &pods[0]); err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, c := range rt.Calls() {
-		if strings.HasPrefix(c, "StartContainer") || strings.HasPrefix(c, "WaitContainer") || strings.HasPrefix(c, "CreateSandbox") {
-			got = append(got, c)
-		}
-	}
-	want := []string{
-		"CreateSandbox default/web",
-		"StartContainer default/web/one", "WaitContainer default/web/one",
-		"StartContainer default/web/two", "WaitContainer default/web/two",
-		"StartContainer default/web/main",
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("calls (-want +got):\n%s", diff)
-	}
-}
-
-func TestStartPodInitFailureStopsPod(t *testing.T) {
-	ctx := context.Background()
-	rt := fake.New(img)
-	o := podObj("web", "1")
-	o.Pod.InitContainers = []reconcile.Container{{Name: "setup", Image: img, Command: []string{"sh", "-c", "exit 3"}}}
-	pods := expand(t, "r1", o)
-	err := reconcile.StartPod(ctx, rt, &pods[0])
-	if err == nil || !strings.Contains(err.Error(), `init container "setup" exited with code 3`) {
-		t.Fatalf("err = %v", err)
-	}
-	obs, _ := rt.List(ctx)
-	if obs[0].Container(reconcile.AppContainer, "main") != nil {
-		t.Error("app container started after a failed init container")
-	}
-	// The next plan retries the pod: its app containers are missing.
-	p := reconcile.MakePlan("r1", pods, obs)
+	p := planFor(t, "r1", []reconcile.Object{o}, obs)
 	if got := p.Changes[0]; got.Action != reconcile.ActionReplace || !strings.Contains(got.Reason, "missing") {
 		t.Errorf("change = %v", got)
 	}
 }
 
-func TestApplyOneFailureDoesNotStopOthers(t *testing.T) {
-	ctx := context.Background()
-	rt := fake.New(img)
-	rt.Fail = func(call, subject string) error {
-		if call == "CreateSandbox" && subject == "default/bad" {
-			return errors.New("boom")
-		}
-		return nil
-	}
-	p := reconcile.MakePlan("r1", expand(t, "r1", podObj("bad"), podObj("good1"), podObj("good2")), nil)
-	res := reconcile.Apply(ctx, rt, p, reconcile.ApplyOptions{Workers: 1})
-	err := res.Err()
-	if err == nil || !strings.Contains(err.Error(), "create pod default/bad: create sandbox: boom") {
-		t.Fatalf("err = %v", err)
-	}
-	obs, _ := rt.List(ctx)
-	if len(obs) != 2 {
-		t.Errorf("got %d pods, want the 2 good ones", len(obs))
-	}
-}
-
 func TestHashIgnoresRevisionAndDefaults(t *testing.T) {
-	a := podObj("web", "1")
-	b := podObj("web", "1")
+	a := fx.PodObj("web", "1")
+	b := fx.PodObj("web", "1")
 	g := int64(30)
 	b.Pod.RestartPolicy = reconcile.RestartAlways
 	b.Pod.TerminationGracePeriodSeconds = &g
 	b.Pod.Containers[0].ImagePullPolicy = reconcile.PullIfNotPresent
 	b.Pod.Containers[0].Env = []reconcile.EnvVar{}
-	pa := expand(t, "rev-a", a)
-	pb := expand(t, "rev-b", b)
+	pa := fx.Expand(t, "rev-a", a)
+	pb := fx.Expand(t, "rev-b", b)
 	if pa[0].Hash != pb[0].Hash {
 		t.Errorf("hash differs for equal specs: %s vs %s", pa[0].Hash, pb[0].Hash)
 	}
-	c := podObj("web", "1")
+	c := fx.PodObj("web", "1")
 	c.Pod.Containers[0].Env = []reconcile.EnvVar{{Name: "X", Value: "1"}}
-	if pc := expand(t, "rev-a", c); pc[0].Hash == pa[0].Hash {
+	if pc := fx.Expand(t, "rev-a", c); pc[0].Hash == pa[0].Hash {
 		t.Error("hash did not change with env")
 	}
-	d := podObj("web", "1")
+	d := fx.PodObj("web", "1")
 	d.Metadata.Labels["tier"] = "front"
-	if pd := expand(t, "rev-a", d); pd[0].Hash == pa[0].Hash {
+	if pd := fx.Expand(t, "rev-a", d); pd[0].Hash == pa[0].Hash {
 		t.Error("hash did not change with labels")
 	}
 }
@@ -276,38 +160,22 @@ func TestDefaultPullPolicy(t *testing.T) {
 }
 
 func TestExpandRejectsDuplicatePod(t *testing.T) {
-	_, err := reconcile.Expand([]reconcile.Object{podObj("web"), podObj("web")}, "r", reconcile.ExpandOptions{})
+	_, err := reconcile.Expand([]reconcile.Object{fx.PodObj("web"), fx.PodObj("web")}, "r", reconcile.ExpandOptions{})
 	if err == nil || !strings.Contains(err.Error(), "declared by both") {
 		t.Fatalf("err = %v", err)
 	}
 }
 
-func configMapObj(name, value string) reconcile.Object {
-	return reconcile.Object{
-		TypeMeta:  reconcile.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		Metadata:  reconcile.ObjectMeta{Name: name, Namespace: "default"},
-		ConfigMap: &reconcile.ConfigMapData{Data: map[string]string{"key": value}},
-	}
-}
-
-func secretObj(name, value string) reconcile.Object {
-	return reconcile.Object{
-		TypeMeta: reconcile.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		Metadata: reconcile.ObjectMeta{Name: name, Namespace: "default"},
-		Secret:   &reconcile.SecretData{Type: "Opaque", Data: map[string][]byte{"password": []byte(value)}},
-	}
-}
-
 func TestConfigChangeRollsExactlyItsPods(t *testing.T) {
-	withVolume := podObj("uses-cm", "1")
+	withVolume := fx.PodObj("uses-cm", "1")
 	withVolume.Pod.Volumes = []reconcile.Volume{{Name: "cfg", ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "app"}}}
-	withEnv := podObj("uses-secret", "1")
+	withEnv := fx.PodObj("uses-secret", "1")
 	withEnv.Pod.Containers[0].Env = []reconcile.EnvVar{{Name: "PW", ValueFrom: &reconcile.EnvVarSource{
 		SecretKeyRef: &reconcile.KeySelector{Name: "db", Key: "password"}}}}
-	plain := podObj("plain", "1")
+	plain := fx.PodObj("plain", "1")
 
 	hashes := func(cm, secret string) map[string]string {
-		pods := expand(t, "r", withVolume, withEnv, plain, configMapObj("app", cm), secretObj("db", secret))
+		pods := fx.Expand(t, "r", withVolume, withEnv, plain, fx.ConfigMapObj("app", cm), fx.SecretObj("db", secret))
 		out := map[string]string{}
 		for _, p := range pods {
 			out[p.ID.Name] = p.Hash
@@ -326,7 +194,7 @@ func TestConfigChangeRollsExactlyItsPods(t *testing.T) {
 }
 
 func TestMissingConfigMapIsAnError(t *testing.T) {
-	o := podObj("web", "1")
+	o := fx.PodObj("web", "1")
 	o.Pod.Volumes = []reconcile.Volume{{Name: "cfg", ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "nope"}}}
 	if _, err := reconcile.Expand([]reconcile.Object{o}, "r", reconcile.ExpandOptions{}); err == nil || !strings.Contains(err.Error(), `ConfigMap "nope"`) {
 		t.Fatalf("err = %v", err)

@@ -14,7 +14,7 @@ type PodID struct {
 // String formats id as namespace/name.
 func (id PodID) String() string { return id.Namespace + "/" + id.Name }
 
-// DesiredPod is a pod a revision wants on this host, after expansion and
+// DesiredPod is a pod a revision wants on this host, after Expansion and
 // normalization.
 type DesiredPod struct {
 	ID          PodID             `json:"id"`
@@ -184,4 +184,30 @@ type ExecResult struct {
 // it (exec probes, lifecycle hooks). Runtimes that can, implement it.
 type Execer interface {
 	ExecSync(ctx context.Context, id PodID, container string, cmd []string, timeout time.Duration) (ExecResult, error)
+}
+
+// ContainerStopper is implemented by runtimes that can stop one container
+// of a pod (TERM, then KILL after grace) and leave it in place, exited.
+// The pod lifecycle uses it for liveness failures, activeDeadlineSeconds
+// and sidecars of finished pods; without it, a liveness failure replaces
+// the container and a deadline removes the pod.
+type ContainerStopper interface {
+	StopContainer(ctx context.Context, id PodID, kind ContainerKind, name string, grace time.Duration) error
+}
+
+// Admitter is implemented by runtimes that can tell, without side
+// effects, why a pod cannot run on this host (node policy, names, paths,
+// values the runtime cannot pass on). Sync asks it about every pod a
+// revision would create or replace before anything changes, so a refused
+// revision changes nothing.
+type Admitter interface {
+	Admit(pod *DesiredPod) error
+}
+
+// ExitWatcher is implemented by runtimes that report container exits as
+// they happen: the manager wakes the pod's worker at once instead of
+// waiting for a resync. WatchExits returns when ctx ends (nil) or the
+// stream breaks (an error; the manager subscribes again).
+type ExitWatcher interface {
+	WatchExits(ctx context.Context, exited func(PodID)) error
 }

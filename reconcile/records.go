@@ -54,7 +54,8 @@ type JobPod struct {
 	Finished time.Time `json:"finished,omitzero"`
 }
 
-func (r *JobRecord) finished() bool {
+// Finished reports whether the Job completed or failed.
+func (r *JobRecord) Finished() bool {
 	return r != nil && (r.Condition == JobComplete || r.Condition == JobFailed)
 }
 
@@ -144,4 +145,26 @@ type DeploymentRecord struct {
 	// Failed is set when progressDeadlineSeconds passed without progress
 	// (reason ProgressDeadlineExceeded).
 	Failed bool `json:"failed,omitempty"`
+}
+
+// Container returns the record of a container of the pod, making it when
+// there is none.
+func (r *PodRecord) Container(kind ContainerKind, name string) *ContainerRecord {
+	k := string(kind) + "/" + name
+	c := r.Containers[k]
+	if c == nil {
+		c = &ContainerRecord{}
+		r.Containers[k] = c
+	}
+	return c
+}
+
+// AnyStarted reports whether berth started any container of the pod.
+func (r *PodRecord) AnyStarted() bool {
+	for _, c := range r.Containers {
+		if c.Started {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -39,6 +40,9 @@ const (
 	// ReasonSandboxChanged: a pod with restartPolicy Never lost its
 	// sandbox after it ran (a reboot); it is not run again.
 	ReasonSandboxChanged = "SandboxChanged"
+	// ReasonWorkerPanic: berth's worker for the pod failed unexpectedly;
+	// the pod is left as it is until its spec changes.
+	ReasonWorkerPanic = "WorkerPanic"
 )
 
 // ContainerStatus is the state of one container of a pod.
@@ -168,8 +172,8 @@ func (s PodStatus) Display() string {
 	return string(s.Phase)
 }
 
-// terminatedReason is the reason kubelet gives a terminated container.
-func terminatedReason(c *ObservedContainer) string {
+// TerminatedReason is the reason kubelet gives a terminated container.
+func TerminatedReason(c *ObservedContainer) string {
 	if r := observedReason(c); r != "" {
 		return r
 	}
@@ -212,7 +216,7 @@ func ObservePod(o *ObservedPod, rec *PodRecord, spec *PodSpec) PodStatus {
 			cs.State, cs.Started = Running, true
 			cs.Ready = r == nil || r.Ready
 		case StateExited:
-			cs.State, cs.ExitCode, cs.Reason = Terminated, c.ExitCode, terminatedReason(c)
+			cs.State, cs.ExitCode, cs.Reason = Terminated, c.ExitCode, TerminatedReason(c)
 			if r != nil && r.Waiting != "" {
 				cs.State, cs.Reason = Waiting, r.Waiting
 			}
@@ -305,7 +309,7 @@ func phaseOf(s *PodStatus, policy string) PodPhase {
 		switch {
 		case c.State == Running:
 			running++
-		case c.State == Terminated && policy != "" && shouldRestart(policy, c.ExitCode):
+		case c.State == Terminated && policy != "" && ShouldRestart(policy, c.ExitCode):
 			running++ // about to be restarted
 		case c.State == Terminated:
 			terminated++
@@ -359,4 +363,43 @@ func SplitOwner(owner string) (kind, namespace, name string) {
 		parts = append(parts, "")
 	}
 	return parts[0], parts[1], parts[2]
+}
+
+// WorkloadsFromPods sums pods by owning workload, for a host where no
+// controller reports the workloads (no agent runs): every pod counts as
+// desired and up to date.
+func WorkloadsFromPods(pods []PodStatus) []WorkloadStatus {
+	by := map[string]*WorkloadStatus{}
+	var keys []string
+	for _, p := range pods {
+		kind, _, name := SplitOwner(p.Owner)
+		if kind == "" || kind == "Pod" {
+			continue
+		}
+		w := by[p.Owner]
+		if w == nil {
+			w = &WorkloadStatus{Kind: kind, Namespace: p.ID.Namespace, Name: name}
+			by[p.Owner] = w
+			keys = append(keys, p.Owner)
+		}
+		w.Desired++
+		w.Current++
+		w.UpToDate++
+		switch p.Phase {
+		case PodSucceeded:
+			w.Succeeded++
+		case PodFailed:
+			w.Failed++
+		}
+		if p.Ready {
+			w.Ready++
+			w.Available++
+		}
+	}
+	sort.Strings(keys)
+	out := make([]WorkloadStatus, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, *by[k])
+	}
+	return out
 }

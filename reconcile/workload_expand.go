@@ -41,7 +41,7 @@ func safeHash(n int, parts ...string) string {
 // configuration: ten characters of safeAlphabet, as in pod-template-hash.
 func (e *expander) templateHash(o *Object, t PodTemplateSpec) (string, error) {
 	p := DesiredPod{
-		ID:          PodID{Namespace: namespaceOr(o.Metadata.Namespace), Name: o.Metadata.Name},
+		ID:          PodID{Namespace: NamespaceOr(o.Metadata.Namespace), Name: o.Metadata.Name},
 		Labels:      copyMap(t.Metadata.Labels),
 		Annotations: copyMap(t.Metadata.Annotations),
 		Spec:        NormalizeSpec(t.Spec),
@@ -53,7 +53,7 @@ func (e *expander) templateHash(o *Object, t PodTemplateSpec) (string, error) {
 	return safeHash(10, HashPod(&p)), nil
 }
 
-func replicaCount(r *int32) int {
+func ReplicaCount(r *int32) int {
 	if r == nil {
 		return 1
 	}
@@ -83,7 +83,7 @@ func (e *expander) replicas(o *Object, t PodTemplateSpec, replicas *int32, deplo
 	}
 	meta := t.Metadata
 	meta.Labels = withLabel(meta.Labels, LabelPodTemplateHash, th)
-	for i := range replicaCount(replicas) {
+	for i := range ReplicaCount(replicas) {
 		name := o.Metadata.Name + "-" + safeHash(5, o.Key(), th, strconv.Itoa(i))
 		if deployment {
 			name = o.Metadata.Name + "-" + th + "-" + safeHash(5, o.Key(), th, strconv.Itoa(i))
@@ -119,8 +119,8 @@ func (e *expander) statefulSet(o *Object) error {
 	if s.Ordinals != nil {
 		start = int(s.Ordinals.Start)
 	}
-	ns := namespaceOr(o.Metadata.Namespace)
-	for ord := start; ord < start+replicaCount(s.Replicas); ord++ {
+	ns := NamespaceOr(o.Metadata.Namespace)
+	for ord := start; ord < start+ReplicaCount(s.Replicas); ord++ {
 		name := fmt.Sprintf("%s-%d", o.Metadata.Name, ord)
 		meta := s.Template.Metadata
 		meta.Labels = withLabel(meta.Labels, LabelControllerRevision, o.Metadata.Name+"-"+th)
@@ -188,8 +188,8 @@ func (e *expander) daemonSet(o *Object) error {
 	return err
 }
 
-// jobInfo is what the Job controller needs to know of an expanded Job.
-type jobInfo struct {
+// JobInfo is what the Job controller needs to know of an expanded Job.
+type JobInfo struct {
 	Key         string // record key, namespace/name
 	Owner       string // Job/namespace/name
 	Hash        string
@@ -220,7 +220,7 @@ func (e *expander) jobHash(o *Object, meta ObjectMeta, s JobSpec) (string, error
 	if err != nil {
 		return "", err
 	}
-	return safeHash(10, th, fmt.Sprint(replicaCount(s.Completions), s.CompletionMode)), nil
+	return safeHash(10, th, fmt.Sprint(ReplicaCount(s.Completions), s.CompletionMode)), nil
 }
 
 // job expands a Job: its finished pods as recorded (kept, never started
@@ -237,20 +237,20 @@ func (e *expander) job(o *Object, meta ObjectMeta, s JobSpec, cron string) error
 	if err != nil {
 		return err
 	}
-	key := namespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
+	key := NamespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
 	rec := e.opts.Records.Jobs[key]
 	if rec != nil && rec.Hash != hash && cron == "" {
 		rec = nil // the spec changed: a new Job
 	}
-	info := &jobInfo{
-		Key: key, Owner: o.Key(), Hash: hash, Spec: s, Completions: replicaCount(s.Completions),
+	info := &JobInfo{
+		Key: key, Owner: o.Key(), Hash: hash, Spec: s, Completions: ReplicaCount(s.Completions),
 		Indexed: s.CompletionMode == "Indexed", CronJob: cron, Record: rec, Active: map[string]int{},
 	}
-	e.x.jobs[key] = info
+	e.x.Jobs[key] = info
 	if rec == nil {
 		rec = &JobRecord{}
 	}
-	if rec.finished() && s.TTLSecondsAfterFinished != nil && !e.opts.Now.IsZero() {
+	if rec.Finished() && s.TTLSecondsAfterFinished != nil && !e.opts.Now.IsZero() {
 		gone := rec.CompletionTime.Add(time.Duration(*s.TTLSecondsAfterFinished) * time.Second)
 		if !e.opts.Now.Before(gone) {
 			return nil
@@ -301,7 +301,7 @@ func (e *expander) job(o *Object, meta ObjectMeta, s JobSpec, cron string) error
 		}
 		attempts[jp.Slot]++
 	}
-	if rec.finished() || (s.Suspend != nil && *s.Suspend) {
+	if rec.Finished() || (s.Suspend != nil && *s.Suspend) {
 		return nil
 	}
 	parallelism := 1
@@ -341,7 +341,7 @@ func (e *expander) job(o *Object, meta ObjectMeta, s JobSpec, cron string) error
 // <cronjob>-<scheduled time in minutes since the epoch> and made from the
 // CronJob's jobTemplate.
 func (e *expander) cronJob(o *Object) error {
-	key := namespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
+	key := NamespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
 	rec := e.opts.Records.CronJobs[key]
 	if rec == nil {
 		return nil

@@ -1,6 +1,7 @@
 package reconcile_test
 
 import (
+	fx "berth.dev/berth/reconcile/reconciletest"
 	"regexp"
 	"testing"
 
@@ -8,45 +9,6 @@ import (
 
 	"berth.dev/berth/reconcile"
 )
-
-func ptr[T any](v T) *T { return &v }
-
-func template(app string, args ...string) reconcile.PodTemplateSpec {
-	return reconcile.PodTemplateSpec{
-		Metadata: reconcile.ObjectMeta{Labels: map[string]string{"app": app}},
-		Spec: reconcile.PodSpec{Containers: []reconcile.Container{
-			{Name: "main", Image: img, Command: []string{"sleep"}, Args: args},
-		}},
-	}
-}
-
-func workload(kind, name string) reconcile.Object {
-	return reconcile.Object{
-		TypeMeta: reconcile.TypeMeta{APIVersion: "apps/v1", Kind: kind},
-		Metadata: reconcile.ObjectMeta{Name: name, Namespace: "default"},
-		Source:   reconcile.Position{File: "./" + name + ".yaml", Line: 1, Column: 1},
-	}
-}
-
-func deployment(name string, replicas int32, args ...string) reconcile.Object {
-	o := workload("Deployment", name)
-	o.Deployment = &reconcile.DeploymentSpec{Replicas: ptr(replicas), Template: template(name, args...)}
-	return o
-}
-
-var node = reconcile.Node{Name: "edge-1", Labels: map[string]string{"disk": "ssd"}}
-
-func expandOn(t *testing.T, opts reconcile.ExpandOptions, objs ...reconcile.Object) []reconcile.DesiredPod {
-	t.Helper()
-	if opts.Node.Name == "" {
-		opts.Node = node
-	}
-	pods, err := reconcile.Expand(objs, "rev1", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pods
-}
 
 func names(pods []reconcile.DesiredPod) []string {
 	var out []string
@@ -57,7 +19,7 @@ func names(pods []reconcile.DesiredPod) []string {
 }
 
 func TestExpandDeployment(t *testing.T) {
-	three := expandOn(t, reconcile.ExpandOptions{}, deployment("web", 3, "1d"))
+	three := fx.ExpandOn(t, reconcile.ExpandOptions{}, fx.Deployment("web", 3, "1d"))
 	if len(three) != 3 {
 		t.Fatalf("got %d pods, want 3", len(three))
 	}
@@ -71,11 +33,11 @@ func TestExpandDeployment(t *testing.T) {
 			t.Errorf("pod %s labels %v", p.ID.Name, p.Labels)
 		}
 		if p.NodeName != "edge-1" || p.Owner != "Deployment/default/web" {
-			t.Errorf("pod %s: node %q owner %q", p.ID.Name, p.NodeName, p.Owner)
+			t.Errorf("pod %s: fx.Node %q owner %q", p.ID.Name, p.NodeName, p.Owner)
 		}
 	}
 	// Scaling down keeps the remaining pods as they are.
-	two := expandOn(t, reconcile.ExpandOptions{}, deployment("web", 2, "1d"))
+	two := fx.ExpandOn(t, reconcile.ExpandOptions{}, fx.Deployment("web", 2, "1d"))
 	for _, p := range two {
 		found := false
 		for _, q := range three {
@@ -88,7 +50,7 @@ func TestExpandDeployment(t *testing.T) {
 		}
 	}
 	// A new template means new names.
-	changed := expandOn(t, reconcile.ExpandOptions{}, deployment("web", 3, "2d"))
+	changed := fx.ExpandOn(t, reconcile.ExpandOptions{}, fx.Deployment("web", 3, "2d"))
 	for _, p := range changed {
 		for _, q := range three {
 			if p.ID == q.ID {
@@ -99,13 +61,13 @@ func TestExpandDeployment(t *testing.T) {
 }
 
 func TestExpandStatefulSet(t *testing.T) {
-	o := workload("StatefulSet", "db")
+	o := fx.Workload("StatefulSet", "db")
 	o.StatefulSet = &reconcile.StatefulSetSpec{
-		Replicas: ptr(int32(2)), ServiceName: "db", Template: template("db"),
+		Replicas: fx.Ptr(int32(2)), ServiceName: "db", Template: fx.Template("db"),
 		VolumeClaimTemplates: []reconcile.PersistentVolumeClaimTemplate{{Metadata: reconcile.ObjectMeta{Name: "data"}}},
 	}
 	o.StatefulSet.Template.Spec.Containers[0].VolumeMounts = []reconcile.VolumeMount{{Name: "data", MountPath: "/data"}}
-	pods := expandOn(t, reconcile.ExpandOptions{StateDir: "/srv/berth"}, o)
+	pods := fx.ExpandOn(t, reconcile.ExpandOptions{StateDir: "/srv/berth"}, o)
 	if diff := cmp.Diff([]string{"db-0", "db-1"}, names(pods)); diff != "" {
 		t.Fatalf("names (-want +got):\n%s", diff)
 	}
@@ -128,14 +90,14 @@ func TestExpandStatefulSet(t *testing.T) {
 }
 
 func TestExpandNodeMatching(t *testing.T) {
-	ds := workload("DaemonSet", "agent")
-	ds.DaemonSet = &reconcile.DaemonSetSpec{Template: template("agent")}
-	other := workload("DaemonSet", "gpu")
-	other.DaemonSet = &reconcile.DaemonSetSpec{Template: template("gpu")}
+	ds := fx.Workload("DaemonSet", "agent")
+	ds.DaemonSet = &reconcile.DaemonSetSpec{Template: fx.Template("agent")}
+	other := fx.Workload("DaemonSet", "gpu")
+	other.DaemonSet = &reconcile.DaemonSetSpec{Template: fx.Template("gpu")}
 	other.DaemonSet.Template.Spec.NodeSelector = map[string]string{"gpu": "yes"}
-	pod := podObj("elsewhere")
+	pod := fx.PodObj("elsewhere")
 	pod.Pod.NodeName = "edge-2"
-	pods := expandOn(t, reconcile.ExpandOptions{}, ds, other, pod, podObj("here"))
+	pods := fx.ExpandOn(t, reconcile.ExpandOptions{}, ds, other, pod, fx.PodObj("here"))
 	if len(pods) != 2 {
 		t.Fatalf("got pods %v, want the agent DaemonSet's and the pod here", names(pods))
 	}
@@ -147,8 +109,8 @@ func TestExpandNodeMatching(t *testing.T) {
 	}
 	// The DaemonSet's pod keeps its name when the template changes.
 	ds2 := ds
-	ds2.DaemonSet = &reconcile.DaemonSetSpec{Template: template("agent", "9")}
-	again := expandOn(t, reconcile.ExpandOptions{}, ds2)
+	ds2.DaemonSet = &reconcile.DaemonSetSpec{Template: fx.Template("agent", "9")}
+	again := fx.ExpandOn(t, reconcile.ExpandOptions{}, ds2)
 	if again[0].ID != pods[0].ID || again[0].Hash == pods[0].Hash {
 		t.Errorf("template change: %s/%s → %s/%s", pods[0].ID.Name, pods[0].Hash, again[0].ID.Name, again[0].Hash)
 	}

@@ -82,11 +82,10 @@ type file struct {
 const sopsKey = "sops"
 
 // Looks reports, cheaply, whether data may be a SOPS-encrypted file: it
-// holds a "sops" key and an encrypted value. Files that do not
+// holds a top-level "sops:" key and an encrypted value. Files that do not
 // are loaded as they are.
 func Looks(data []byte) bool {
-	return (bytes.HasPrefix(data, []byte("sops:")) || bytes.Contains(data, []byte("\nsops:")) ||
-		bytes.Contains(data, []byte(`"sops":`))) &&
+	return (bytes.HasPrefix(data, []byte("sops:")) || bytes.Contains(data, []byte("\nsops:"))) &&
 		bytes.Contains(data, []byte("ENC[AES256_GCM,"))
 }
 
@@ -137,7 +136,7 @@ func parse(data []byte) (*file, error) {
 	}
 	for _, d := range f.docs {
 		if len(d.Content) == 1 && d.Content[0].Kind == yaml.MappingNode && d.Content[0].Style&yaml.FlowStyle != 0 {
-			return nil, errorAt(d.Content[0], "SOPS-encrypted JSON, or YAML in flow style, is not supported: encrypt the YAML form of the file")
+			return nil, errorAt(d.Content[0], "SOPS-encrypted documents in flow style are not supported")
 		}
 	}
 	return f, nil

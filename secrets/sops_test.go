@@ -132,16 +132,6 @@ func TestDecryptAgreesWithSOPS(t *testing.T) {
 	}
 }
 
-func TestJSONIsRefused(t *testing.T) {
-	a := secretstest.NewIdentity(t)
-	enc := secretstest.Encrypt(t, secretYAML[:strings.Index(secretYAML, "---")], []string{a.Recipient}, "--output-type", "json")
-	_, err := keyring(t, a).Decrypt("./s.json", enc)
-	var e *secrets.Error
-	if !errors.As(err, &e) || !strings.Contains(err.Error(), "JSON") || e.Line == 0 {
-		t.Errorf("SOPS JSON file: %v, want a positioned error saying JSON is not supported", err)
-	}
-}
-
 func TestPlainFilesPassThrough(t *testing.T) {
 	k := keyring(t, secretstest.NewIdentity(t))
 	for _, in := range []string{secretYAML, "sops: {}\nkey: value\n", "not: [valid"} {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"berth.dev/berth/agent"
+	"berth.dev/berth/reconcile"
 )
 
 // stub is an Agent that counts triggers.
@@ -31,7 +32,7 @@ type stub struct {
 }
 
 func (s *stub) Status() agent.Status {
-	return agent.Status{Source: "https://git.example/repo.git", Pods: []agent.PodStatus{}}
+	return agent.Status{Source: "https://git.example/repo.git", Pods: []reconcile.PodStatus{}}
 }
 func (s *stub) Ready() bool { return true }
 func (s *stub) Trigger(t agent.Trigger) {

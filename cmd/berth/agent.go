@@ -11,46 +11,40 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"go.yaml.in/yaml/v3"
 
 	"berth.dev/berth/agent"
 	"berth.dev/berth/agent/api"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/manager"
 	"berth.dev/berth/schema"
 	"berth.dev/berth/source"
 )
 
 // agentOptions are the flags of berth agent beyond the shared ones.
 type agentOptions struct {
-	config          string
-	interval        time.Duration
-	jitter          float64
-	resync          time.Duration
-	fetchTimeout    time.Duration
-	socket          string
-	listen          string
-	webhookSecret   string
-	deleteThreshold float64
-	allowMass       bool
-	healthDeadline  time.Duration
-	healthSettle    time.Duration
-	verify          string
-	trustedKeys     repeatedFlag
-	usernameFile    string
-	passwordFile    string
-	tokenFile       string
-	sshKey          string
-	knownHosts      string
-	sshUser         string
-	debounce        time.Duration
-	crashRestarts   int
-	podManager      bool
-	applyOnce       bool
-	mirrors         repeatedFlag
-	shallow         bool
-	workers         int
+	config         string
+	interval       time.Duration
+	jitter         float64
+	resync         time.Duration
+	fetchTimeout   time.Duration
+	socket         string
+	listen         string
+	webhookSecret  string
+	healthDeadline time.Duration
+	healthSettle   time.Duration
+	verify         string
+	trustedKeys    repeatedFlag
+	usernameFile   string
+	passwordFile   string
+	tokenFile      string
+	sshKey         string
+	knownHosts     string
+	sshUser        string
+	debounce       time.Duration
+	crashRestarts  int
+	mirrors        repeatedFlag
+	shallow        bool
 }
 
 // repeatedFlag is a repeatable string flag; the environment variable takes a
@@ -96,8 +90,7 @@ func agentFlags(fs *flag.FlagSet, c *cli, o *agentOptions) {
 	fs.StringVar(&o.socket, "socket", "", "unix socket of the local API (default <state-dir>/agent.sock)")
 	fs.StringVar(&o.listen, "listen", "", "also serve the API and the webhook on this TCP address, e.g. 127.0.0.1:9090")
 	fs.StringVar(&o.webhookSecret, "webhook-secret-file", "", "file holding the webhook secret (HMAC key or GitLab token); no file, no webhook")
-	fs.Float64Var(&o.deleteThreshold, "delete-threshold", agent.DefaultDeleteThreshold, "refuse a revision deleting more than this share of the managed pods")
-	fs.BoolVar(&o.allowMass, "allow-mass-delete", false, "apply revisions that delete more than the threshold, or every pod")
+	safetyFlags(fs, c)
 	fs.DurationVar(&o.healthDeadline, "health-deadline", agent.DefaultHealthDeadline, "roll back a revision whose new pods are not healthy within this time (negative: off)")
 	fs.DurationVar(&o.healthSettle, "health-settle", agent.DefaultHealthSettle, "how long a container must run to count as healthy")
 	fs.StringVar(&o.verify, "verify", "none", "signatures required: none, head, tag or tag-and-head")
@@ -111,9 +104,6 @@ func agentFlags(fs *flag.FlagSet, c *cli, o *agentOptions) {
 	fs.DurationVar(&o.debounce, "debounce", agent.DefaultDebounce, "quiet time after a change in a local directory before reconciling")
 	fs.Var(&o.mirrors, "mirror", "fallback URL of the repository, tried in order when --repo cannot be reached (repeatable)")
 	fs.BoolVar(&o.shallow, "shallow", false, "fetch only the followed branch, one commit deep (small devices)")
-	fs.BoolVar(&o.podManager, "pod-manager", true, "supervise pods with the long-lived pod manager (restarts, probes, rollouts); --pod-manager=false is --apply-once")
-	fs.BoolVar(&o.applyOnce, "apply-once", false, "apply each revision once, as berth apply does, instead of supervising pods with the pod manager")
-	fs.IntVar(&o.workers, "workers", 4, "pods created or removed at once (with --apply-once)")
 	fs.IntVar(&o.crashRestarts, "crash-restarts", agent.DefaultCrashRestarts, "crashes of a container of a new pod that make its revision unhealthy")
 	c.mqtt.register(fs)
 }
@@ -229,15 +219,8 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 	}
 	defer rt.Close()
 
-	var (
-		mgr         *reconcile.Manager
-		reconciler  agent.Reconciler = &agent.ApplyReconciler{Runtime: rt, Workers: o.workers, Logger: log.Named("apply")}
-		podStatuses func() []reconcile.PodStatus
-	)
-	if o.podManager && !o.applyOnce {
-		mgr = reconcile.NewManager(rt, reconcile.ManagerOptions{Node: c.node(), StateDir: c.stateDir, Logger: log, AllowDeleteAll: o.allowMass})
-		reconciler, podStatuses = &agent.ManagerReconciler{Manager: mgr}, mgr.Pods
-	}
+	// The one engine: the pod manager decides and drives every pod.
+	mgr := manager.New(rt, manager.Options{Node: c.node(), StateDir: c.stateDir, Logger: log, Safety: c.safety})
 	fl, err := c.agentFleet(ctx)
 	if err != nil {
 		return err
@@ -246,8 +229,9 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 	cfg := agent.Config{
 		Source:          src,
 		Load:            c.agentLoader(),
-		Reconciler:      reconciler,
-		PodStatuses:     podStatuses,
+		Reconciler:      &agent.ManagerReconciler{Manager: mgr},
+		PodStatuses:     mgr.Pods,
+		Workloads:       mgr.Workloads,
 		CrashRestarts:   o.crashRestarts,
 		Observer:        rt,
 		Verify:          verify,
@@ -256,8 +240,8 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 		Jitter:          o.jitter,
 		Resync:          o.resync,
 		FetchTimeout:    o.fetchTimeout,
-		DeleteThreshold: o.deleteThreshold,
-		AllowMassDelete: o.allowMass,
+		DeleteThreshold: c.safety.Threshold,
+		AllowMassDelete: c.safety.AllowMassDelete,
 		HealthDeadline:  o.healthDeadline,
 		HealthSettle:    o.healthSettle,
 		Logger:          log,
@@ -293,14 +277,11 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 			}
 		})
 	}
-	if mgr != nil {
-		wg.Go(func() {
-			if err := mgr.Run(ctx); err != nil {
-				log.Error("pod manager stopped", "error", err)
-			}
-		})
-	}
-	wg.Go(func() { watchExits(ctx, c.containerdAddress, c.namespace, func() { a.Trigger(agent.TriggerExit) }, c) })
+	wg.Go(func() {
+		if err := mgr.Run(ctx); err != nil {
+			log.Error("pod manager stopped", "error", err)
+		}
+	})
 	log.Info("agent starting", "repo", src.URL(), "ref", c.ref, "interval", o.interval, "socket", o.socketPath(c.stateDir))
 	err = a.Run(ctx)
 	cancel()
@@ -339,7 +320,7 @@ func (c *cli) agentLoader() agent.Loader {
 		if err := c.recordWaiting(rev.Commit, waiting); err != nil {
 			return nil, fmt.Errorf("record waiting objects: %w", err)
 		}
-		records, err := reconcile.NewRecordStore(c.stateDir).Load()
+		records, err := manager.NewRecordStore(c.stateDir).Load()
 		if err != nil {
 			return nil, fmt.Errorf("read records: %w", err)
 		}
@@ -349,45 +330,7 @@ func (c *cli) agentLoader() agent.Loader {
 		if err != nil {
 			return nil, fmt.Errorf("revision %s: %w", rev.ShortCommit(), err)
 		}
-		return &agent.Loaded{Objects: objs, Pods: pods}, nil
-	}
-}
-
-// watchExits rings on every task exit containerd reports in the
-// namespace, reconnecting with backoff until ctx ends.
-func watchExits(ctx context.Context, address, ns string, ring func(), c *cli) {
-	log := c.log.Named("events")
-	backoff := time.Second
-	for ctx.Err() == nil {
-		cl, err := client.New(address, client.WithDefaultNamespace(ns), client.WithTimeout(10*time.Second))
-		if err == nil {
-			backoff = time.Second
-			ch, errs := cl.EventService().Subscribe(namespaces.WithNamespace(ctx, ns), `topic=="/tasks/exit"`)
-		loop:
-			for {
-				select {
-				case <-ctx.Done():
-					break loop
-				case ev := <-ch:
-					if ev != nil && ev.Namespace == ns {
-						ring()
-					}
-				case err = <-errs:
-					break loop
-				}
-			}
-			cl.Close()
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		log.Warn("containerd events unavailable; retrying", "error", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Minute)
+		return &agent.Loaded{Objects: objs, Pods: pods, Node: c.node()}, nil
 	}
 }
 

@@ -45,7 +45,7 @@ log-level: debug
 		t.Fatal(err)
 	}
 	got := map[string]any{
-		"repo": c.repo, "ref": c.ref, "interval": o.interval, "jitter": o.jitter, "mass": o.allowMass,
+		"repo": c.repo, "ref": c.ref, "interval": o.interval, "jitter": o.jitter, "mass": c.safety.AllowMassDelete,
 		"keys": []string(o.trustedKeys), "namespace": c.namespace, "log": c.logLevel,
 	}
 	want := map[string]any{

@@ -247,14 +247,7 @@ func (h *host) credentials() (passwordFile, usernameFile, secretFile string) {
 	return filepath.Join(dir, "password"), filepath.Join(dir, "username"), filepath.Join(dir, "secret")
 }
 
-func TestAgentWebhookRollbackAndNoRetry(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		args []string
-	}{{"apply", []string{"--apply-once"}}, {"pod-manager", nil}} {
-		t.Run(mode.name, func(t *testing.T) { testWebhookRollback(t, mode.args) })
-	}
-}
+func TestAgentWebhookRollbackAndNoRetry(t *testing.T) { testWebhookRollback(t, nil) }
 
 func testWebhookRollback(t *testing.T, extra []string) {
 	h := newHost(t)
@@ -373,14 +366,7 @@ func (h *host) mutations() func() []string {
 	}
 }
 
-func TestAgentRestartAndOutageChangeNothing(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		args []string
-	}{{"apply", []string{"--apply-once"}}, {"pod-manager", nil}} {
-		t.Run(mode.name, func(t *testing.T) { testRestartAndOutage(t, mode.args) })
-	}
-}
+func TestAgentRestartAndOutageChangeNothing(t *testing.T) { testRestartAndOutage(t, nil) }
 
 func testRestartAndOutage(t *testing.T, extra []string) {
 	h := newHost(t)
@@ -435,7 +421,7 @@ func testRestartAndOutage(t *testing.T, extra []string) {
 	srv.setDown(false)
 	ra = h.startAgent(args...)
 	st = ra.waitFor("refusal", func(st *agent.Status) bool { return st.LastError != nil && st.LastError.Kind == "safety" })
-	if st.LastError.Commit != c2 || !strings.Contains(st.LastError.Reason, "would delete 40 of the 50") {
+	if st.LastError.Commit != c2 || !strings.Contains(st.LastError.Reason, "would remove 40 of the 50 workloads") {
 		t.Fatalf("last error %+v", st.LastError)
 	}
 	ra.stop()

@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"berth.dev/berth/internal/record"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/manager"
 	ctrd "berth.dev/berth/runtime/containerd"
 	"berth.dev/berth/schema"
 	"berth.dev/berth/secrets"
@@ -29,8 +31,17 @@ func repoFlags(fs *flag.FlagSet, c *cli) {
 
 func applyFlags(fs *flag.FlagSet, c *cli) {
 	repoFlags(fs, c)
-	fs.IntVar(&c.workers, "workers", 4, "pods created or removed at once")
-	fs.BoolVar(&c.allowDeleteAll, "allow-delete-all", false, "allow a revision that deletes every pod berth runs")
+	safetyFlags(fs, c)
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up (exit 1, naming what is pending) when the host has not converged by then")
+}
+
+// safetyFlags are the deletion-safety rule's flags, shared by apply and
+// the agent (and plan, which shows what they would refuse).
+func safetyFlags(fs *flag.FlagSet, c *cli) {
+	c.safety.Threshold = reconcile.DefaultRemoveThreshold
+	fs.BoolVar(&c.safety.AllowMassDelete, "allow-mass-delete", false, "apply a revision that removes every workload running here, or more than --delete-threshold of them")
+	fs.BoolVar(&c.safety.AllowMassDelete, "allow-delete-all", false, "the same as --allow-mass-delete")
+	fs.Float64Var(&c.safety.Threshold, "delete-threshold", reconcile.DefaultRemoveThreshold, "share of the running workloads a revision may remove without --allow-mass-delete")
 }
 
 func checkOutput(o string) error {
@@ -113,6 +124,12 @@ func (c *cli) validate(rev *source.Revision) ([]reconcile.Object, error) {
 	return res.Objects, nil
 }
 
+// nodePolicy is this host's policy as apply, the agent and plan all
+// apply it: the user's, plus each StatefulSet's own claim directories.
+func (c *cli) nodePolicy() reconcile.NodePolicy {
+	return reconcile.WithClaimDirs(c.policy.value(), c.stateDir)
+}
+
 func (c *cli) runtime(ctx context.Context) (*ctrd.Runtime, error) {
 	return ctrd.New(ctx, ctrd.Options{
 		Address:     c.containerdAddress,
@@ -123,72 +140,68 @@ func (c *cli) runtime(ctx context.Context) (*ctrd.Runtime, error) {
 		Bridge:      c.bridge,
 		Subnet:      c.podSubnet,
 		Logger:      c.log.Named("runtime"),
-		Policy:      reconcile.WithClaimDirs(c.policy.value(), c.stateDir),
+		Policy:      c.nodePolicy(),
 		Registry:    c.registry.value(),
 		RawLogs:     c.containerLogs.raw,
 	})
 }
 
-// plan loads the revision and plans it against what runs.
-func (c *cli) plan(ctx context.Context) (*revision, *reconcile.Plan, *ctrd.Runtime, error) {
-	if err := checkOutput(c.output); err != nil {
-		return nil, nil, nil, err
-	}
-	rev, err := c.load(ctx)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	records, err := reconcile.NewRecordStore(c.stateDir).Load()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read records: %w", err)
-	}
-	desired, err := reconcile.Expand(rev.objects, rev.src.Commit, reconcile.ExpandOptions{
-		Node: c.node(), StateDir: c.stateDir, Records: records, Now: time.Now(),
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("revision %s: %w", rev.commit(), err)
-	}
-	rt, err := c.runtime(ctx)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	observed, err := rt.List(ctx)
-	if err != nil {
-		rt.Close()
-		return nil, nil, nil, fmt.Errorf("list pods: %w", err)
-	}
-	p := reconcile.MakePlan(rev.src.Commit, desired, observed)
-	p.HoldBack(rev.objects)
-	return rev, p, rt, nil
-}
-
+// runApply is the one engine, once: it validates the revision, refuses
+// it before any change when the deletion-safety rule or this host's
+// admission says no, prints the plan, and runs the pod manager until the
+// host matches the revision (rolling Deployments exactly as the agent
+// does), printing each change as it is done, or --timeout passes.
 func runApply(ctx context.Context, c *cli, args []string) error {
 	if len(args) > 0 {
 		return fmt.Errorf("unexpected arguments %q", args)
 	}
-	rev, p, rt, err := c.plan(ctx)
+	if err := checkOutput(c.output); err != nil {
+		return err
+	}
+	rev, err := c.load(ctx)
+	if err != nil {
+		return err
+	}
+	records, err := manager.NewRecordStore(c.stateDir).Load()
+	if err != nil {
+		return fmt.Errorf("read records: %w", err)
+	}
+	node := c.node()
+	desired, err := reconcile.Expand(rev.objects, rev.src.Commit, reconcile.ExpandOptions{
+		Node: node, StateDir: c.stateDir, Records: records, Now: time.Now(),
+	})
+	if err != nil {
+		return fmt.Errorf("revision %s: %w", rev.commit(), err)
+	}
+	rt, err := c.runtime(ctx)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	if n := p.Count(reconcile.ActionDelete); n > 0 && n == len(p.Changes) && !c.allowDeleteAll {
-		return fmt.Errorf("revision %s would delete all %d pods berth runs here; refusing without --allow-delete-all", rev.commit(), n)
+	observed, err := rt.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list pods: %w", err)
 	}
+	deploys, _ := manager.NewRecordStore(c.stateDir).Deployments()
+	p := reconcile.MakePlan(reconcile.Input{
+		Revision: rev.src.Commit, Objects: rev.objects, Pods: desired, Observed: observed,
+		Deployments: deploys, Node: node, Now: time.Now(),
+	})
 	log := c.log.With("revision", rev.commit())
-	log.Info("applying", "plan", p.Summary())
-	start := time.Now()
-	res := reconcile.Apply(ctx, rt, p, reconcile.ApplyOptions{Workers: c.workers, Logger: log.Named("apply")})
-	if c.output == "json" {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
-			Revision string             `json:"revision"`
-			Results  []reconcile.Result `json:"results"`
-			Waiting  []secrets.Waiting  `json:"waiting,omitempty"`
-		}{p.Revision, res.Results, rev.waiting}); err != nil {
-			return err
-		}
-	} else {
+	var events []manager.Event
+	var mu sync.Mutex
+	opts := manager.Options{
+		Node: node, StateDir: c.stateDir, Logger: c.log, Safety: c.safety,
+		Events: func(e manager.Event) {
+			mu.Lock()
+			events = append(events, e)
+			mu.Unlock()
+			if c.output == "text" {
+				fmt.Fprintln(c.stdout, e.String())
+			}
+		},
+	}
+	if c.output == "text" {
 		if err := p.WriteText(c.stdout); err != nil {
 			return err
 		}
@@ -198,8 +211,30 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 	if err := c.recordWaiting(rev.src.Commit, rev.waiting); err != nil {
 		return fmt.Errorf("record waiting objects: %w", err)
 	}
-	if err := res.Err(); err != nil {
-		return fmt.Errorf("revision %s: %w", rev.commit(), err)
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	err = manager.Converge(cctx, rt, rev.src.Commit, rev.objects, opts)
+	if c.output == "json" {
+		mu.Lock()
+		out := struct {
+			*reconcile.Plan
+			Done    []applied `json:"done"`
+			Pending []string  `json:"pending,omitempty"`
+		}{Plan: p, Done: appliedOf(events)}
+		mu.Unlock()
+		var pe *manager.PendingError
+		if errors.As(err, &pe) {
+			out.Pending = pe.Pending
+		}
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(out); jerr != nil {
+			return jerr
+		}
+	}
+	if err != nil {
+		return err
 	}
 	if err := record.Write(c.stateDir, record.LastApplied, record.Revision{
 		Commit: rev.src.Commit, Ref: c.ref, URL: rev.src.URL, Path: c.path, Time: time.Now().UTC(),
@@ -207,7 +242,31 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("record applied revision: %w", err)
 	}
 	log.Info("applied", "duration", time.Since(start).Round(time.Millisecond))
+	if c.output == "text" {
+		fmt.Fprintf(c.stdout, "converged: revision %s runs here\n", rev.commit())
+	}
 	return nil
+}
+
+// applied is one change apply carried out, for -o json.
+type applied struct {
+	Action   reconcile.Action `json:"action"`
+	Pod      reconcile.PodID  `json:"pod"`
+	Owner    string           `json:"owner,omitempty"`
+	Error    string           `json:"error,omitempty"`
+	Duration time.Duration    `json:"duration"`
+}
+
+func appliedOf(events []manager.Event) []applied {
+	out := make([]applied, 0, len(events))
+	for _, e := range events {
+		a := applied{Action: e.Action, Pod: e.Pod, Owner: e.Owner, Duration: e.Duration}
+		if e.Err != nil {
+			a.Error = e.Err.Error()
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 func orDash(s string) string {

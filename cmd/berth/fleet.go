@@ -257,9 +257,9 @@ func deviceStatus(node rollout.Device, st agent.Status) mqtt.DeviceStatus {
 	for _, p := range st.Pods {
 		s.Pods.Total++
 		switch p.Phase {
-		case agent.PhaseRunning:
+		case reconcile.PodRunning:
 			s.Pods.Running++
-		case agent.PhaseFailed:
+		case reconcile.PodFailed:
 			s.Pods.Failed++
 		}
 		if p.Ready {

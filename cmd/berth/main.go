@@ -16,8 +16,11 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"berth.dev/berth/reconcile"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -224,8 +227,8 @@ type cli struct {
 
 	repo, ref, path string
 	output          string
-	workers         int
-	allowDeleteAll  bool
+	safety          reconcile.Safety
+	timeout         time.Duration
 
 	preview previewFlags // plan
 	mqtt    mqttFlags    // agent: the fleet's status channel

@@ -15,6 +15,7 @@ import (
 	"berth.dev/berth/internal/record"
 	"berth.dev/berth/preview"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/manager"
 	"berth.dev/berth/source"
 )
 
@@ -27,6 +28,7 @@ type previewFlags struct {
 
 func planFlags(fs *flag.FlagSet, c *cli) {
 	repoFlags(fs, c)
+	safetyFlags(fs, c)
 	fs.Lookup("o").Usage = "output format: text, json or markdown"
 	fs.StringVar(&c.preview.base, "base", "", "compare with this revision (branch, tag or commit) instead of this host, e.g. a pull request's target branch")
 	fs.StringVar(&c.preview.head, "head", "", "the revision to preview (default: --ref, or the remote's HEAD)")
@@ -100,7 +102,7 @@ func runPlan(ctx context.Context, c *cli, args []string) error {
 	if pf.inventory != "" {
 		return c.planFleet(ctx, baseRev, headRev, base, headName)
 	}
-	node, sopts, pol := c.node(), c.schemaOptions(), c.policy.value()
+	node, sopts, pol := c.node(), c.schemaOptions(), c.nodePolicy()
 	eopts := preview.ExpandOptions{StateDir: c.stateDir, Policy: &pol, Prepare: c.previewPrepare}
 	p := preview.Compare(
 		preview.Evaluate(baseRev.Files, baseRev.Commit, node, sopts, eopts),
@@ -112,11 +114,11 @@ func runPlan(ctx context.Context, c *cli, args []string) error {
 // planLive previews head against the pods on this host, as apply would
 // carry it out now.
 func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.Revision, headName string) error {
-	records, err := reconcile.NewRecordStore(c.stateDir).Load()
+	records, err := manager.NewRecordStore(c.stateDir).Load()
 	if err != nil {
 		return fmt.Errorf("read records: %w", err)
 	}
-	node, sopts, pol := c.node(), c.schemaOptions(), c.policy.value()
+	node, sopts, pol := c.node(), c.schemaOptions(), c.nodePolicy()
 	eopts := preview.ExpandOptions{StateDir: c.stateDir, Records: records, Now: time.Now(), Policy: &pol, Prepare: c.prepare}
 	head := preview.Evaluate(headRev.Files, headRev.Commit, node, sopts, eopts)
 	if head.Failed() != nil {
@@ -146,12 +148,29 @@ func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.
 		}
 		return preview.Evaluate(r.Files, r.Commit, node, sopts, eopts)
 	}
-	live := preview.Live{Observed: observed, Revision: revision}
+	// The host's own admission, as apply asks it before any change.
+	for i := range head.Pods {
+		if err := rt.Admit(&head.Pods[i]); err != nil {
+			if head.Refused == nil {
+				head.Refused = map[reconcile.PodID]string{}
+			}
+			if _, ok := head.Refused[head.Pods[i].ID]; !ok {
+				head.Refused[head.Pods[i].ID] = strings.ReplaceAll(err.Error(), "\n", "; ")
+			}
+		}
+	}
+	deploys, _ := manager.NewRecordStore(c.stateDir).Deployments()
+	live := preview.Live{Observed: observed, Revision: revision, Now: time.Now(), Deployments: deploys}
 	var applied record.Revision
 	if ok, _ := record.Read(c.stateDir, record.LastApplied, &applied); ok && applied.Commit != "" {
 		live.Applied = revision(applied.Commit)
 	}
-	return c.writePreview(preview.CompareLive(head, headName, live))
+	p := preview.CompareLive(head, headName, live)
+	// The deletion-safety rule apply and the agent apply.
+	if err := reconcile.CheckRemovals(head.Commit, head.Objects, observed, c.safety); err != nil && p.Error == "" {
+		p.Error = err.Error()
+	}
+	return c.writePreview(p)
 }
 
 // writePreview prints p in the chosen format and turns its outcome into

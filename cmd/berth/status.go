@@ -14,6 +14,7 @@ import (
 	"berth.dev/berth/agent"
 	"berth.dev/berth/internal/record"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/manager"
 	"berth.dev/berth/source"
 )
 
@@ -89,7 +90,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}
-	store := reconcile.NewRecordStore(c.stateDir)
+	store := manager.NewRecordStore(c.stateDir)
 	recs, err := store.Pods()
 	if err != nil {
 		return fmt.Errorf("read pod records: %w", err)
@@ -107,7 +108,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("read workload status: %w", err)
 	}
 	if !ok {
-		ws = workloadsFromPods(rep.Pods)
+		ws = reconcile.WorkloadsFromPods(rep.Pods)
 	}
 	rep.Workloads = ws
 	if rep.Workloads == nil {
@@ -125,44 +126,6 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		return enc.Encode(rep)
 	}
 	return writeStatus(c.stdout, &rep, time.Now())
-}
-
-// workloadsFromPods counts a workload's pods when no agent stored the
-// workloads' status: every pod found is desired and up to date.
-func workloadsFromPods(pods []reconcile.PodStatus) []reconcile.WorkloadStatus {
-	by := map[string]*reconcile.WorkloadStatus{}
-	var keys []string
-	for _, p := range pods {
-		kind, _, name := reconcile.SplitOwner(p.Owner)
-		if kind == "" || kind == "Pod" {
-			continue
-		}
-		w := by[p.Owner]
-		if w == nil {
-			w = &reconcile.WorkloadStatus{Kind: kind, Namespace: p.ID.Namespace, Name: name}
-			by[p.Owner] = w
-			keys = append(keys, p.Owner)
-		}
-		w.Desired++
-		w.Current++
-		w.UpToDate++
-		switch p.Phase {
-		case reconcile.PodSucceeded:
-			w.Succeeded++
-		case reconcile.PodFailed:
-			w.Failed++
-		}
-		if p.Ready {
-			w.Ready++
-			w.Available++
-		}
-	}
-	sort.Strings(keys)
-	out := make([]reconcile.WorkloadStatus, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, *by[k])
-	}
-	return out
 }
 
 // writeStatus prints kubectl-like tables: pods, then workloads.

@@ -13,6 +13,7 @@ import (
 
 	"berth.dev/berth/internal/testenv"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/manager"
 	"berth.dev/berth/runtime/containerd"
 )
 
@@ -82,14 +83,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // manager runs a manager over rt until the returned stop is called (or
 // the test ends); stopping it leaves the pods running.
-func (h *host) manager(rt reconcile.Runtime, opts reconcile.ManagerOptions) (*reconcile.Manager, func()) {
+func (h *host) manager(rt reconcile.Runtime, opts manager.Options) (*manager.Manager, func()) {
 	h.t.Helper()
 	opts.StateDir, opts.Node = h.stateDir, node
 	if opts.ResyncInterval == 0 {
 		opts.ResyncInterval = 200 * time.Millisecond
 	}
 	opts.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testWriter{h.t}})
-	m := reconcile.NewManager(rt, opts)
+	m := manager.New(rt, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -108,7 +109,7 @@ func (h *host) manager(rt reconcile.Runtime, opts reconcile.ManagerOptions) (*re
 	return m, stop
 }
 
-func sync(t *testing.T, m *reconcile.Manager, rev string, objs ...reconcile.Object) {
+func sync(t *testing.T, m *manager.Manager, rev string, objs ...reconcile.Object) {
 	t.Helper()
 	if err := m.Sync(context.Background(), rev, objs); err != nil {
 		t.Fatal(err)
@@ -143,7 +144,7 @@ func sh(name, script string) reconcile.Container {
 	return reconcile.Container{Name: name, Image: image, Command: []string{"sh", "-c", script}}
 }
 
-func status(m *reconcile.Manager, name string) (reconcile.PodStatus, bool) {
+func status(m *manager.Manager, name string) (reconcile.PodStatus, bool) {
 	for _, p := range m.Pods() {
 		if p.ID.Name == name {
 			return p, true
@@ -159,7 +160,7 @@ func status(m *reconcile.Manager, name string) (reconcile.PodStatus, bool) {
 func TestCrashLoopBackOffUpperBound(t *testing.T) {
 	h := newHost(t)
 	rt := h.runtime()
-	m, _ := h.manager(rt, reconcile.ManagerOptions{InitialBackoff: time.Second, MaxBackoff: 4 * time.Second})
+	m, _ := h.manager(rt, manager.Options{InitialBackoff: time.Second, MaxBackoff: 4 * time.Second})
 	sync(t, m, "r1", pod("crash", reconcile.PodSpec{Containers: []reconcile.Container{sh("main", "exit 1")}}))
 	// bound is the most restarts kubelet's curve allows within d of the
 	// first start: restarts at 0, 1, 3, 7, 11, 15 … (delays 1, 2, 4, 4 …)
@@ -205,7 +206,7 @@ func TestCrashLoopBackOffUpperBound(t *testing.T) {
 func TestInitContainersRunInOrder(t *testing.T) {
 	h := newHost(t)
 	rt := h.runtime()
-	m, _ := h.manager(rt, reconcile.ManagerOptions{})
+	m, _ := h.manager(rt, manager.Options{})
 	stamp := func(name string) string {
 		return "echo " + name + " $(cat /proc/uptime | cut -d' ' -f1) >> /shared/order"
 	}
@@ -254,7 +255,7 @@ func TestInitContainersRunInOrder(t *testing.T) {
 func TestStatefulSetDataSurvivesReplacement(t *testing.T) {
 	h := newHost(t)
 	rt := h.runtime()
-	m, _ := h.manager(rt, reconcile.ManagerOptions{})
+	m, _ := h.manager(rt, manager.Options{})
 	sts := func(script string) reconcile.Object {
 		c := sh("main", script)
 		c.VolumeMounts = []reconcile.VolumeMount{{Name: "data", MountPath: "/data"}}
@@ -306,9 +307,9 @@ func TestCompletedJobStaysCompleted(t *testing.T) {
 	}
 	job.Job.Template.Spec.Containers[0].VolumeMounts = []reconcile.VolumeMount{{Name: "ran", MountPath: "/ran"}}
 	count := filepath.Join(h.stateDir, "volumes", "ran", "count")
-	m, stop := h.manager(rt, reconcile.ManagerOptions{})
+	m, stop := h.manager(rt, manager.Options{})
 	sync(t, m, "r1", job)
-	complete := func(m *reconcile.Manager) func() bool {
+	complete := func(m *manager.Manager) func() bool {
 		return func() bool {
 			for _, w := range m.Workloads() {
 				if w.Kind == "Job" && w.Name == "once" && w.Condition == reconcile.JobComplete {
@@ -321,7 +322,7 @@ func TestCompletedJobStaysCompleted(t *testing.T) {
 	waitFor(t, "job complete", 30*time.Second, complete(m))
 	stop()
 
-	m2, _ := h.manager(h.runtime(), reconcile.ManagerOptions{})
+	m2, _ := h.manager(h.runtime(), manager.Options{})
 	sync(t, m2, "r2", job)
 	waitFor(t, "job complete for the new manager", 10*time.Second, complete(m2))
 	time.Sleep(time.Second)
@@ -347,7 +348,7 @@ func TestCompletedJobStaysCompleted(t *testing.T) {
 func TestProbesOnRealPod(t *testing.T) {
 	h := newHost(t)
 	rt := h.runtime()
-	m, _ := h.manager(rt, reconcile.ManagerOptions{InitialBackoff: time.Second})
+	m, _ := h.manager(rt, manager.Options{InitialBackoff: time.Second})
 	c := sh("web", "mkdir -p /www && echo ok > /www/index.html && (sleep 4; rm /www/index.html) & exec httpd -f -p 8080 -h /www")
 	c.ReadinessProbe = &reconcile.Probe{
 		ProbeHandler:  reconcile.ProbeHandler{HTTPGet: &reconcile.HTTPGetAction{Path: "/index.html", Port: reconcile.FromInt(8080)}},
@@ -373,7 +374,7 @@ func TestProbesOnRealPod(t *testing.T) {
 func TestRollingUpdateOnRealPods(t *testing.T) {
 	h := newHost(t)
 	rt := h.runtime()
-	m, _ := h.manager(rt, reconcile.ManagerOptions{})
+	m, _ := h.manager(rt, manager.Options{})
 	deploy := func(version string) reconcile.Object {
 		c := sh("web", "sleep 1; touch /tmp/ready; exec sleep 1d")
 		c.Env = []reconcile.EnvVar{{Name: "VERSION", Value: version}}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/manager"
 )
 
 // TestReplaceCrashLoopingPod hands the manager a new spec for a pod whose
@@ -15,7 +16,7 @@ import (
 func TestReplaceCrashLoopingPod(t *testing.T) {
 	h := newHost(t)
 	rt := h.runtime()
-	m, _ := h.manager(rt, reconcile.ManagerOptions{
+	m, _ := h.manager(rt, manager.Options{
 		InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 		ResyncInterval: 20 * time.Millisecond,
 	})

@@ -164,3 +164,5 @@ func resolve(p string) string {
 	}
 	return filepath.Clean(p)
 }
+
+var _ reconcile.Admitter = (*Runtime)(nil)

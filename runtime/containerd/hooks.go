@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +15,7 @@ import (
 	"github.com/moby/sys/signal"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/probe"
 )
 
 // Labels a container carries for its own termination.
@@ -136,30 +135,12 @@ func (r *Runtime) runHook(ctx context.Context, id reconcile.PodID, container, po
 		if host == "" {
 			host = "127.0.0.1"
 		}
-		scheme := strings.ToLower(g.Scheme)
-		if scheme == "" {
-			scheme = "http"
-		}
-		path := g.Path
-		if !strings.HasPrefix(path, "/") {
-			path = "/" + path
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+net.JoinHostPort(host, strconv.Itoa(int(p)))+path, nil)
-		if err != nil {
-			return err
-		}
+		ph := probe.HTTP{Scheme: g.Scheme, Host: host, Port: int(p), Path: g.Path}
 		for _, hd := range g.HTTPHeaders {
-			req.Header.Add(hd.Name, hd.Value)
+			ph.Headers = append(ph.Headers, probe.Header{Name: hd.Name, Value: hd.Value})
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return fmt.Errorf("httpGet: %w", err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-			return fmt.Errorf("httpGet %s: status %d", req.URL, resp.StatusCode)
-		}
-		return nil
+		// The hook's own context bounds it (the grace period).
+		return probe.Get(ctx, ph, 0)
 	case h.TCPSocket != nil:
 		p, err := port(h.TCPSocket.Port)
 		if err != nil {
@@ -169,12 +150,7 @@ func (r *Runtime) runHook(ctx context.Context, id reconcile.PodID, container, po
 		if host == "" {
 			host = podIP
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(p))))
-		if err != nil {
-			return fmt.Errorf("tcpSocket: %w", err)
-		}
-		return c.Close()
+		return probe.TCP(ctx, host, int(p))
 	case h.Sleep != nil:
 		select {
 		case <-time.After(time.Duration(h.Sleep.Seconds) * time.Second):

@@ -47,6 +47,8 @@ type Runtime struct {
 	Policy *admit.Policy
 	// ExecFunc, when set, answers ExecSync.
 	ExecFunc func(id reconcile.PodID, container string, cmd []string) (reconcile.ExecResult, error)
+
+	watchers []chan reconcile.PodID // WatchExits subscribers
 }
 
 type pod struct {
@@ -250,6 +252,7 @@ func (r *Runtime) StartContainer(ctx context.Context, p *reconcile.DesiredPod, k
 	if code, exits := exitCode(spec); exits {
 		c.State, c.ExitCode, c.PID, c.FinishedAt = reconcile.StateExited, code, 0, r.Now()
 		close(done)
+		r.exited(p.ID)
 	}
 	sp.obs.Containers = append(cs, c)
 	sp.done[string(kind)+"/"+name] = done
@@ -312,6 +315,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 		}
 	}
 	delete(r.pods, id)
+	r.exited(id)
 	return nil
 }
 
@@ -336,6 +340,7 @@ func (r *Runtime) Kill(id reconcile.PodID, kind reconcile.ContainerKind, name st
 			close(d)
 		}
 	}
+	r.exited(id)
 	return nil
 }
 
@@ -422,6 +427,7 @@ func (r *Runtime) Remove(id reconcile.PodID, kind reconcile.ContainerKind, name 
 			close(d)
 		}
 	}
+	r.exited(id)
 	if !found {
 		return fmt.Errorf("container %q not found", name)
 	}
@@ -456,5 +462,6 @@ func (r *Runtime) Reboot() {
 				close(d)
 			}
 		}
+		r.exited(p.obs.ID)
 	}
 }

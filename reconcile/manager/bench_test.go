@@ -1,6 +1,8 @@
-package reconcile_test
+package manager_test
 
 import (
+	"berth.dev/berth/reconcile/manager"
+	fx "berth.dev/berth/reconcile/reconciletest"
 	"context"
 	"fmt"
 	"testing"
@@ -13,7 +15,7 @@ import (
 func manyDeployments(n, replicas int, arg string) []reconcile.Object {
 	var objs []reconcile.Object
 	for i := range n {
-		objs = append(objs, deployment(fmt.Sprintf("app%d", i), int32(replicas), arg))
+		objs = append(objs, fx.Deployment(fmt.Sprintf("app%d", i), int32(replicas), arg))
 	}
 	return objs
 }
@@ -22,7 +24,7 @@ func manyDeployments(n, replicas int, arg string) []reconcile.Object {
 func BenchmarkExpand(b *testing.B) {
 	objs := manyDeployments(50, 10, "1d")
 	for b.Loop() {
-		if _, err := reconcile.Expand(objs, "r", reconcile.ExpandOptions{Node: node}); err != nil {
+		if _, err := reconcile.Expand(objs, "r", reconcile.ExpandOptions{Node: fx.Node}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -33,8 +35,8 @@ func BenchmarkExpand(b *testing.B) {
 // of them to a new template: the cost of berth's own bookkeeping.
 func BenchmarkManagerConverge(b *testing.B) {
 	for b.Loop() {
-		rt := fake.New(img)
-		m := reconcile.NewManager(rt, reconcile.ManagerOptions{StateDir: b.TempDir(), Node: node, ResyncInterval: 20 * time.Millisecond})
+		rt := fake.New(fx.Img)
+		m := manager.New(rt, manager.Options{StateDir: b.TempDir(), Node: fx.Node, ResyncInterval: 20 * time.Millisecond})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); _ = m.Run(ctx) }()

@@ -1,6 +1,8 @@
-package reconcile_test
+package manager_test
 
 import (
+	"berth.dev/berth/reconcile/manager"
+	fx "berth.dev/berth/reconcile/reconciletest"
 	"context"
 	"errors"
 	"os"
@@ -16,9 +18,9 @@ import (
 
 // running starts a manager over rt with the wall clock and a short
 // resync; stop cancels it and waits for it.
-func running(t *testing.T, rt *fake.Runtime, dir string) (m *reconcile.Manager, stop func()) {
+func running(t *testing.T, rt *fake.Runtime, dir string) (m *manager.Manager, stop func()) {
 	t.Helper()
-	m = reconcile.NewManager(rt, reconcile.ManagerOptions{StateDir: dir, Node: node, ResyncInterval: 10 * time.Millisecond})
+	m = manager.New(rt, manager.Options{StateDir: dir, Node: fx.Node, ResyncInterval: 10 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -55,10 +57,10 @@ func runningPods(rt *fake.Runtime) []string {
 }
 
 func TestManagerSync(t *testing.T) {
-	rt := fake.New(img)
+	rt := fake.New(fx.Img)
 	dir := t.TempDir()
 	m, stop := running(t, rt, dir)
-	if err := m.Sync(context.Background(), "r1", []reconcile.Object{podObj("a", "1d"), podObj("b", "1d")}); err != nil {
+	if err := m.Sync(context.Background(), "r1", []reconcile.Object{fx.PodObj("a", "1d"), fx.PodObj("b", "1d")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "pods a and b", func() bool { return cmp.Equal(runningPods(rt), []string{"a", "b"}) })
@@ -68,7 +70,7 @@ func TestManagerSync(t *testing.T) {
 	})
 
 	// A revision that does not expand changes nothing.
-	bad := podObj("c")
+	bad := fx.PodObj("c")
 	bad.Pod.Volumes = []reconcile.Volume{{Name: "cfg", ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "missing"}}}
 	if err := m.Sync(context.Background(), "r2", []reconcile.Object{bad}); err == nil {
 		t.Fatal("a revision referring to a missing ConfigMap was accepted")
@@ -76,7 +78,7 @@ func TestManagerSync(t *testing.T) {
 
 	// b dropped: removed; a untouched.
 	before, _ := rt.List(context.Background())
-	if err := m.Sync(context.Background(), "r3", []reconcile.Object{podObj("a", "1d")}); err != nil {
+	if err := m.Sync(context.Background(), "r3", []reconcile.Object{fx.PodObj("a", "1d")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "b removed", func() bool { return cmp.Equal(runningPods(rt), []string{"a"}) })
@@ -86,8 +88,9 @@ func TestManagerSync(t *testing.T) {
 	}
 
 	// A revision that wants nothing is refused while pods run.
-	if err := m.Sync(context.Background(), "r4", nil); !errors.Is(err, reconcile.ErrDeleteAll) {
-		t.Fatalf("empty revision: %v, want ErrDeleteAll", err)
+	var re *reconcile.RemovalError
+	if err := m.Sync(context.Background(), "r4", nil); !errors.As(err, &re) {
+		t.Fatalf("empty revision: %v, want a RemovalError", err)
 	}
 
 	// Stopping the manager leaves the pods running; a new one adopts them
@@ -98,7 +101,7 @@ func TestManagerSync(t *testing.T) {
 	}
 	rt.ResetCalls()
 	m2, _ := running(t, rt, dir)
-	if err := m2.Sync(context.Background(), "r3", []reconcile.Object{podObj("a", "1d")}); err != nil {
+	if err := m2.Sync(context.Background(), "r3", []reconcile.Object{fx.PodObj("a", "1d")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "status from the new manager", func() bool { st := m2.Pods(); return len(st) == 1 && st[0].Ready })
@@ -108,15 +111,26 @@ func TestManagerSync(t *testing.T) {
 }
 
 func TestManagerDoesNothingBeforeSync(t *testing.T) {
-	rt := fake.New(img)
-	pods := expandOn(t, reconcile.ExpandOptions{}, podObj("old", "1d"))
-	if err := reconcile.StartPod(context.Background(), rt, &pods[0]); err != nil {
+	rt := fake.New(fx.Img)
+	pods := fx.ExpandOn(t, reconcile.ExpandOptions{}, fx.PodObj("old", "1d"))
+	ctx := context.Background()
+	if err := rt.CreateSandbox(ctx, &pods[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.StartContainer(ctx, &pods[0], reconcile.AppContainer, "main"); err != nil {
 		t.Fatal(err)
 	}
 	rt.ResetCalls()
-	_, stop := running(t, rt, t.TempDir())
-	time.Sleep(50 * time.Millisecond)
-	stop()
+	m := manager.New(rt, manager.Options{StateDir: t.TempDir(), Node: fx.Node})
+	passed := m.Passed()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(rctx) }()
+	<-passed // the first pass ran, before any Sync
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	if calls := rt.MutatingCalls(); len(calls) != 0 {
 		t.Errorf("manager acted before its first revision: %v", calls)
 	}
@@ -132,15 +146,15 @@ func pidOf(pods []reconcile.ObservedPod, name string) uint32 {
 }
 
 func TestStalePodRecordsAreSwept(t *testing.T) {
-	rt := fake.New(img)
+	rt := fake.New(fx.Img)
 	dir := t.TempDir()
-	store := reconcile.NewRecordStore(dir)
+	store := manager.NewRecordStore(dir)
 	gone := reconcile.PodID{Namespace: "default", Name: "gone"}
 	if err := store.WritePod(gone, &reconcile.PodRecord{Hash: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	m, _ := running(t, rt, dir)
-	if err := m.Sync(context.Background(), "r1", []reconcile.Object{podObj("a", "1d")}); err != nil {
+	if err := m.Sync(context.Background(), "r1", []reconcile.Object{fx.PodObj("a", "1d")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a running with a record, and gone's record removed", func() bool {
@@ -158,7 +172,7 @@ func TestStalePodRecordsAreSwept(t *testing.T) {
 // context ends: the other pod runs meanwhile, and a newer spec for the
 // slow pod cancels the pull in flight and starts at once.
 func TestSlowPullDelaysNoOtherPod(t *testing.T) {
-	rt := fake.New(img, "example.local/slow:1")
+	rt := fake.New(fx.Img, "example.local/slow:1")
 	cancelled := make(chan struct{})
 	rt.Pull = func(ctx context.Context, image string) error {
 		if image != "example.local/slow:1" {
@@ -169,13 +183,13 @@ func TestSlowPullDelaysNoOtherPod(t *testing.T) {
 		return ctx.Err()
 	}
 	m, _ := running(t, rt, t.TempDir())
-	slow := podObj("slow", "1d")
+	slow := fx.PodObj("slow", "1d")
 	slow.Pod.Containers[0].Image = "example.local/slow:1"
-	if err := m.Sync(context.Background(), "r1", []reconcile.Object{slow, podObj("quick", "1d")}); err != nil {
+	if err := m.Sync(context.Background(), "r1", []reconcile.Object{slow, fx.PodObj("quick", "1d")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "quick running while slow pulls", func() bool { return cmp.Equal(runningPods(rt), []string{"quick"}) })
-	if err := m.Sync(context.Background(), "r2", []reconcile.Object{podObj("slow", "2d"), podObj("quick", "1d")}); err != nil {
+	if err := m.Sync(context.Background(), "r2", []reconcile.Object{fx.PodObj("slow", "2d"), fx.PodObj("quick", "1d")}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -187,13 +201,13 @@ func TestSlowPullDelaysNoOtherPod(t *testing.T) {
 }
 
 func TestClaimRetentionPolicy(t *testing.T) {
-	rt := fake.New(img)
+	rt := fake.New(fx.Img)
 	dir := t.TempDir()
 	m, _ := running(t, rt, dir)
 	sts := func(name string, replicas int32, pol *reconcile.StatefulSetPersistentVolumeClaimPolicy) reconcile.Object {
-		o := workload("StatefulSet", name)
+		o := fx.Workload("StatefulSet", name)
 		o.StatefulSet = &reconcile.StatefulSetSpec{
-			Replicas: ptr(replicas), Template: template(name), PodManagementPolicy: "Parallel",
+			Replicas: fx.Ptr(replicas), Template: fx.Template(name), PodManagementPolicy: "Parallel",
 			VolumeClaimTemplates:                 []reconcile.PersistentVolumeClaimTemplate{{Metadata: reconcile.ObjectMeta{Name: "data"}}},
 			PersistentVolumeClaimRetentionPolicy: pol,
 		}
@@ -224,7 +238,7 @@ func TestClaimRetentionPolicy(t *testing.T) {
 	if !exists(claim("keep", 1)) || !exists(claim("del", 0)) {
 		t.Fatal("a retained claim or a claim in use was deleted")
 	}
-	sync(podObj("other", "1d"))
+	sync(fx.PodObj("other", "1d"), sts("keep", 1, nil))
 	eventually(t, "del's claims deleted with the set", func() bool { return !exists(claim("del", 0)) })
 	if !exists(claim("keep", 0)) || !exists(claim("keep", 1)) {
 		t.Error("claims of a set with the default Retain policy were deleted")
@@ -233,7 +247,7 @@ func TestClaimRetentionPolicy(t *testing.T) {
 
 func TestCorruptRecordIsSkipped(t *testing.T) {
 	dir := t.TempDir()
-	store := reconcile.NewRecordStore(dir)
+	store := manager.NewRecordStore(dir)
 	if err := store.WriteJob("default/good", &reconcile.JobRecord{Hash: "h", Condition: reconcile.JobComplete}); err != nil {
 		t.Fatal(err)
 	}
@@ -241,14 +255,96 @@ func TestCorruptRecordIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs, err := store.Load()
-	if !errors.Is(err, reconcile.ErrCorruptRecord) || recs == nil || recs.Jobs["default/good"] == nil {
+	if !errors.Is(err, manager.ErrCorruptRecord) || recs == nil || recs.Jobs["default/good"] == nil {
 		t.Fatalf("Load = %v, %v; want the good record and ErrCorruptRecord", recs, err)
 	}
 	// The manager carries on.
-	rt := fake.New(img)
+	rt := fake.New(fx.Img)
 	m, _ := running(t, rt, dir)
-	if err := m.Sync(context.Background(), "r1", []reconcile.Object{podObj("a", "1d")}); err != nil {
+	if err := m.Sync(context.Background(), "r1", []reconcile.Object{fx.PodObj("a", "1d")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a running", func() bool { return cmp.Equal(runningPods(rt), []string{"a"}) })
+}
+
+// panicky is a runtime whose CreateSandbox panics for one pod, as a bug in
+// berth's handling of one odd pod would.
+type panicky struct {
+	*fake.Runtime
+	pod string
+}
+
+func (p panicky) CreateSandbox(ctx context.Context, d *reconcile.DesiredPod) error {
+	if d.ID.Name == p.pod {
+		panic("injected panic for " + p.pod)
+	}
+	return p.Runtime.CreateSandbox(ctx, d)
+}
+
+func TestWorkerPanicLeavesOtherPodsRunning(t *testing.T) {
+	rt := fake.New(fx.Img)
+	m := manager.New(panicky{rt, "bad"}, manager.Options{StateDir: t.TempDir(), Node: fx.Node})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := m.Sync(ctx, "r1", []reconcile.Object{fx.PodObj("good", "1d"), fx.PodObj("bad", "1d"), fx.PodObj("other", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the good pods run and the bad one is failed", func() bool {
+		failed := false
+		for _, st := range m.Pods() {
+			if st.ID.Name == "bad" && st.Phase == reconcile.PodFailed && st.Reason == reconcile.ReasonWorkerPanic {
+				failed = true
+			}
+		}
+		return failed && cmp.Equal(runningPods(rt), []string{"good", "other"})
+	})
+	// The manager goes on: a new revision is carried out.
+	if err := m.Sync(ctx, "r2", []reconcile.Object{fx.PodObj("good", "2d"), fx.PodObj("bad", "1d"), fx.PodObj("other", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "good replaced after the panic", func() bool {
+		for _, st := range m.Pods() {
+			if st.ID.Name == "good" && st.Revision == "r2" && st.Phase == reconcile.PodRunning {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestExitWakesWorkerWithoutResync(t *testing.T) {
+	rt := fake.New(fx.Img)
+	// A resync far away: only the exit event can bring the container back.
+	m := manager.New(rt, manager.Options{StateDir: t.TempDir(), Node: fx.Node, ResyncInterval: time.Hour,
+		InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := converge2(ctx, m, "r1", fx.PodObj("web", "1d")); err != nil {
+		t.Fatal(err)
+	}
+	id := reconcile.PodID{Namespace: "default", Name: "web"}
+	if err := rt.Kill(id, reconcile.AppContainer, "main", 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the killed container restarted", func() bool {
+		for _, st := range m.Pods() {
+			if st.ID == id && st.Restarts() == 1 && st.Phase == reconcile.PodRunning && st.Containers[0].State == reconcile.Running {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func converge2(ctx context.Context, m *manager.Manager, rev string, objs ...reconcile.Object) error {
+	if err := m.Sync(ctx, rev, objs); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return m.WaitConverged(wctx)
 }

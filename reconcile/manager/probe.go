@@ -1,20 +1,14 @@
-package reconcile
+package manager
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
-	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/probe"
 )
 
 // Probe kinds.
@@ -27,7 +21,7 @@ const (
 // containerProbes are the probes of one running container instance.
 type containerProbes struct {
 	key    string // container kind/name and start time
-	kind   ContainerKind
+	kind   reconcile.ContainerKind
 	name   string
 	cancel context.CancelFunc
 
@@ -48,7 +42,7 @@ func (cp *containerProbes) state() (started, ready bool, failed string) {
 }
 
 // probeDefaults fills Kubernetes' probe defaults.
-func probeDefaults(p Probe) Probe {
+func probeDefaults(p reconcile.Probe) reconcile.Probe {
 	if p.PeriodSeconds <= 0 {
 		p.PeriodSeconds = 10
 	}
@@ -68,17 +62,17 @@ func probeDefaults(p Probe) Probe {
 // stops those of containers that no longer run. A container whose
 // liveness or startup probe failed is stopped (or replaced) so the restart
 // policy and backoff take over.
-func (w *podWorker) syncProbes(ctx context.Context, d *DesiredPod, obs *ObservedPod) {
+func (w *podWorker) syncProbes(ctx context.Context, d *reconcile.DesiredPod, obs *reconcile.ObservedPod) {
 	if w.probes == nil {
 		w.probes = map[string]*containerProbes{}
 	}
 	live := map[string]bool{}
-	check := func(kind ContainerKind, c *Container) {
+	check := func(kind reconcile.ContainerKind, c *reconcile.Container) {
 		if c.StartupProbe == nil && c.LivenessProbe == nil && c.ReadinessProbe == nil {
 			return
 		}
 		oc := obs.Container(kind, c.Name)
-		if oc == nil || oc.State != StateRunning {
+		if oc == nil || oc.State != reconcile.StateRunning {
 			return
 		}
 		id := string(kind) + "/" + c.Name
@@ -95,12 +89,12 @@ func (w *podWorker) syncProbes(ctx context.Context, d *DesiredPod, obs *Observed
 		w.probes[id] = w.startProbes(kind, c, d, obs.IP, key)
 	}
 	for i := range d.Spec.InitContainers {
-		if d.Spec.InitContainers[i].RestartPolicy == RestartAlways {
-			check(InitContainer, &d.Spec.InitContainers[i])
+		if d.Spec.InitContainers[i].RestartPolicy == reconcile.RestartAlways {
+			check(reconcile.InitContainer, &d.Spec.InitContainers[i])
 		}
 	}
 	for i := range d.Spec.Containers {
-		check(AppContainer, &d.Spec.Containers[i])
+		check(reconcile.AppContainer, &d.Spec.Containers[i])
 	}
 	for id, cp := range w.probes {
 		if !live[id] {
@@ -113,7 +107,7 @@ func (w *podWorker) syncProbes(ctx context.Context, d *DesiredPod, obs *Observed
 // probeFailed restarts a container whose liveness or startup probe
 // failed: it is stopped when the runtime can, and the restart policy
 // starts it again; otherwise it is replaced at once.
-func (w *podWorker) probeFailed(ctx context.Context, d *DesiredPod, cp *containerProbes, oc *ObservedContainer) {
+func (w *podWorker) probeFailed(ctx context.Context, d *reconcile.DesiredPod, cp *containerProbes, oc *reconcile.ObservedContainer) {
 	cp.cancel()
 	delete(w.probes, string(cp.kind)+"/"+cp.name)
 	_, _, failed := cp.state()
@@ -125,7 +119,7 @@ func (w *podWorker) probeFailed(ctx context.Context, d *DesiredPod, cp *containe
 		grace = time.Duration(*cp.grace) * time.Second
 	}
 	cp.mu.Unlock()
-	if stopper, ok := w.m.rt.(ContainerStopper); ok {
+	if stopper, ok := w.m.rt.(reconcile.ContainerStopper); ok {
 		w.acted()
 		if err := stopper.StopContainer(ctx, w.id, cp.kind, cp.name, grace); err != nil {
 			w.log.Warn("stop container", "container", cp.name, "error", err)
@@ -154,11 +148,11 @@ func (w *podWorker) probeWake() time.Time { return time.Time{} }
 // overlayProbes sets the live Started and Ready of running containers
 // from their probes: a container without probes is started and ready
 // once it runs.
-func (w *podWorker) overlayProbes(st *PodStatus, obs *ObservedPod) {
-	apply := func(list []ContainerStatus) {
+func (w *podWorker) overlayProbes(st *reconcile.PodStatus, obs *reconcile.ObservedPod) {
+	apply := func(list []reconcile.ContainerStatus) {
 		for i := range list {
 			cs := &list[i]
-			if cs.State != Running {
+			if cs.State != reconcile.Running {
 				cs.Ready = false
 				continue
 			}
@@ -166,11 +160,11 @@ func (w *podWorker) overlayProbes(st *PodStatus, obs *ObservedPod) {
 			if cp := w.probes[string(cs.Kind)+"/"+cs.Name]; cp != nil {
 				cs.Started, cs.Ready, _ = cp.state()
 			}
-			if cs.Kind == InitContainer {
+			if cs.Kind == reconcile.InitContainer {
 				cs.Ready = cs.Started && cs.Ready
 			}
 			if w.rec != nil && w.rec.Hash == st.Hash {
-				if cr := w.rec.container(cs.Kind, cs.Name); cr.Ready != cs.Ready {
+				if cr := w.rec.Container(cs.Kind, cs.Name); cr.Ready != cs.Ready {
 					cr.Ready, w.recDirty = cs.Ready, true
 				}
 			}
@@ -179,13 +173,13 @@ func (w *podWorker) overlayProbes(st *PodStatus, obs *ObservedPod) {
 	apply(st.InitContainers)
 	apply(st.Containers)
 	ready, total := st.ReadyCount()
-	st.Ready = total > 0 && ready == total && st.Phase == PodRunning
+	st.Ready = total > 0 && ready == total && st.Phase == reconcile.PodRunning
 }
 
 // started reports whether a running sidecar has started: its startup
 // probe succeeded, or it has none.
-func (w *podWorker) started(name string, oc *ObservedContainer) bool {
-	cp := w.probes[string(InitContainer)+"/"+name]
+func (w *podWorker) started(name string, oc *reconcile.ObservedContainer) bool {
+	cp := w.probes[string(reconcile.InitContainer)+"/"+name]
 	if cp == nil {
 		return true
 	}
@@ -194,14 +188,14 @@ func (w *podWorker) started(name string, oc *ObservedContainer) bool {
 }
 
 // startProbes starts one goroutine per probe of a container.
-func (w *podWorker) startProbes(kind ContainerKind, c *Container, d *DesiredPod, ip, key string) *containerProbes {
+func (w *podWorker) startProbes(kind reconcile.ContainerKind, c *reconcile.Container, d *reconcile.DesiredPod, ip, key string) *containerProbes {
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &containerProbes{
 		key: key, kind: kind, name: c.Name, cancel: cancel,
 		hasStartup: c.StartupProbe != nil, hasReady: c.ReadinessProbe != nil,
 		started: c.StartupProbe == nil,
 	}
-	run := func(which string, p *Probe) {
+	run := func(which string, p *reconcile.Probe) {
 		if p == nil {
 			return
 		}
@@ -216,7 +210,7 @@ func (w *podWorker) startProbes(kind ContainerKind, c *Container, d *DesiredPod,
 // probeLoop runs one probe every periodSeconds after initialDelaySeconds
 // and applies the thresholds. Liveness and readiness wait until the
 // startup probe succeeded; a startup probe stops once it has.
-func (w *podWorker) probeLoop(ctx context.Context, cp *containerProbes, which string, p Probe, c *Container, ip string) {
+func (w *podWorker) probeLoop(ctx context.Context, cp *containerProbes, which string, p reconcile.Probe, c *reconcile.Container, ip string) {
 	clock := w.m.clock
 	wait := func(d time.Duration) bool {
 		select {
@@ -282,7 +276,7 @@ func (w *podWorker) probeLoop(ctx context.Context, cp *containerProbes, which st
 }
 
 // runProbe runs one check of p against the container; true is success.
-func (w *podWorker) runProbe(ctx context.Context, p *Probe, c *Container, ip string) bool {
+func (w *podWorker) runProbe(ctx context.Context, p *reconcile.Probe, c *reconcile.Container, ip string) bool {
 	timeout := time.Duration(p.TimeoutSeconds) * time.Second
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -298,32 +292,44 @@ func (w *podWorker) runProbe(ctx context.Context, p *Probe, c *Container, ip str
 		res, err := ex.ExecSync(ctx, w.id, c.Name, p.Exec.Command, timeout)
 		return err == nil && res.ExitCode == 0
 	case p.HTTPGet != nil:
-		return probeHTTP(ctx, p.HTTPGet, c, ip, timeout)
+		h, err := httpHandler(p.HTTPGet, c, ip)
+		return err == nil && probe.Get(ctx, h, timeout) == nil
 	case p.TCPSocket != nil:
 		host := p.TCPSocket.Host
 		if host == "" {
 			host = ip
 		}
 		port, err := resolvePort(p.TCPSocket.Port, c)
-		if err != nil {
-			return false
-		}
-		var dl net.Dialer
-		conn, err := dl.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-		if err != nil {
-			return false
-		}
-		conn.Close()
-		return true
+		return err == nil && probe.TCP(ctx, host, port) == nil
 	case p.GRPC != nil:
-		return probeGRPC(ctx, p.GRPC, ip)
+		svc := ""
+		if p.GRPC.Service != nil {
+			svc = *p.GRPC.Service
+		}
+		return probe.GRPC(ctx, ip, int(p.GRPC.Port), svc) == nil
 	}
 	return true
 }
 
+// httpHandler resolves an httpGet action of container c in a pod at ip.
+func httpHandler(g *reconcile.HTTPGetAction, c *reconcile.Container, ip string) (probe.HTTP, error) {
+	port, err := resolvePort(g.Port, c)
+	if err != nil {
+		return probe.HTTP{}, err
+	}
+	h := probe.HTTP{Scheme: g.Scheme, Host: g.Host, Port: port, Path: g.Path}
+	if h.Host == "" {
+		h.Host = ip
+	}
+	for _, hd := range g.HTTPHeaders {
+		h.Headers = append(h.Headers, probe.Header{Name: hd.Name, Value: hd.Value})
+	}
+	return h, nil
+}
+
 // resolvePort turns a probe's port, a number or a container port's name,
 // into a number.
-func resolvePort(v IntOrString, c *Container) (int, error) {
+func resolvePort(v reconcile.IntOrString, c *reconcile.Container) (int, error) {
 	if !v.IsString {
 		return int(v.IntVal), nil
 	}
@@ -336,72 +342,4 @@ func resolvePort(v IntOrString, c *Container) (int, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("container %q has no port named %q", c.Name, v.StrVal)
-}
-
-func probeHTTP(ctx context.Context, g *HTTPGetAction, c *Container, ip string, timeout time.Duration) bool {
-	port, err := resolvePort(g.Port, c)
-	if err != nil {
-		return false
-	}
-	host := g.Host
-	if host == "" {
-		host = ip
-	}
-	scheme := strings.ToLower(g.Scheme)
-	if scheme == "" {
-		scheme = "http"
-	}
-	path := g.Path
-	if !strings.HasPrefix(path, "/") {
-		path = "/" + path
-	}
-	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(host, strconv.Itoa(port))}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String()+path, nil)
-	if err != nil {
-		return false
-	}
-	req.Header.Set("User-Agent", "berth-probe")
-	for _, h := range g.HTTPHeaders {
-		if strings.EqualFold(h.Name, "host") {
-			req.Host = h.Value
-			continue
-		}
-		req.Header.Add(h.Name, h.Value)
-	}
-	client := &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			// Kubernetes does not verify a probe's certificate.
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec
-			DisableKeepAlives: true,
-			Proxy:             nil,
-		},
-		CheckRedirect: func(r *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return http.ErrUseLastResponse
-			}
-			return nil
-		},
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 400
-}
-
-func probeGRPC(ctx context.Context, g *GRPCAction, ip string) bool {
-	conn, err := grpc.NewClient(net.JoinHostPort(ip, strconv.Itoa(int(g.Port))),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return false
-	}
-	defer conn.Close()
-	svc := ""
-	if g.Service != nil {
-		svc = *g.Service
-	}
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
-	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 }

@@ -1,6 +1,7 @@
-package reconcile_test
+package manager_test
 
 import (
+	fx "berth.dev/berth/reconcile/reconciletest"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +89,7 @@ func TestProbes(t *testing.T) {
 		c := &s.Containers[0]
 		c.StartupProbe = execProbe("start", 10)
 		c.LivenessProbe = execProbe("live", 10)
-		c.LivenessProbe.TerminationGracePeriodSeconds = ptr(int64(3))
+		c.LivenessProbe.TerminationGracePeriodSeconds = fx.Ptr(int64(3))
 		c.ReadinessProbe = execProbe("ready", 10)
 	})
 	l.step(d)

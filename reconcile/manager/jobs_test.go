@@ -1,6 +1,7 @@
-package reconcile_test
+package manager_test
 
 import (
+	fx "berth.dev/berth/reconcile/reconciletest"
 	"context"
 	"regexp"
 	"sort"
@@ -14,9 +15,9 @@ import (
 )
 
 func jobObj(name string, completions, parallelism int32, cmd ...string) reconcile.Object {
-	o := workload("Job", name)
+	o := fx.Workload("Job", name)
 	o.APIVersion = "batch/v1"
-	o.Job = &reconcile.JobSpec{Completions: ptr(completions), Parallelism: ptr(parallelism), Template: template(name)}
+	o.Job = &reconcile.JobSpec{Completions: fx.Ptr(completions), Parallelism: fx.Ptr(parallelism), Template: fx.Template(name)}
 	o.Job.Template.Spec.RestartPolicy = reconcile.RestartNever
 	o.Job.Template.Spec.Containers[0].Command, o.Job.Template.Spec.Containers[0].Args = cmd, nil
 	return o
@@ -38,7 +39,7 @@ func (f *fakeTime) created() []string {
 func TestJobBackoffLimit(t *testing.T) {
 	f := runFakeTime(t, t.TempDir())
 	j := jobObj("fails", 1, 1, "false")
-	j.Job.BackoffLimit = ptr(int32(2))
+	j.Job.BackoffLimit = fx.Ptr(int32(2))
 	f.sync("r1", j)
 	key := "Job/default/fails"
 	f.until("job failed", 200, func() bool { return f.workload(key).Condition == reconcile.JobFailed }, nil)
@@ -117,7 +118,7 @@ func TestCompletedJobStaysCompletedAcrossRestart(t *testing.T) {
 	f.stop()
 	f.rt.ResetCalls()
 	g := runFakeTimeOn(t, dir, f.rt, f.clock)
-	g.sync("r2", j, podObj("other", "1d"))
+	g.sync("r2", j, fx.PodObj("other", "1d"))
 	g.until("status", 10, func() bool { return g.workload("Job/default/once").Condition == reconcile.JobComplete }, nil)
 	for range 10 {
 		g.advance(time.Second)
@@ -138,7 +139,7 @@ func TestCompletedJobStaysCompletedAcrossRestart(t *testing.T) {
 
 func TestCronJobScheduleAndForbid(t *testing.T) {
 	f := runFakeTime(t, t.TempDir())
-	c := workload("CronJob", "tick")
+	c := fx.Workload("CronJob", "tick")
 	c.APIVersion = "batch/v1"
 	c.CronJob = &reconcile.CronJobSpec{
 		Schedule: "*/5 * * * *", ConcurrencyPolicy: "Forbid",
@@ -195,7 +196,7 @@ func TestParseSchedule(t *testing.T) {
 }
 
 func cronObj(policy string, cmd ...string) reconcile.Object {
-	c := workload("CronJob", "tick")
+	c := fx.Workload("CronJob", "tick")
 	c.APIVersion = "batch/v1"
 	c.CronJob = &reconcile.CronJobSpec{
 		Schedule: "*/5 * * * *", ConcurrencyPolicy: policy,
@@ -239,7 +240,7 @@ func TestCronJobMissedRuns(t *testing.T) {
 func TestCronJobStartingDeadline(t *testing.T) {
 	f := runFakeTime(t, t.TempDir())
 	c := cronObj("Allow", "true")
-	c.CronJob.StartingDeadlineSeconds = ptr(int64(60))
+	c.CronJob.StartingDeadlineSeconds = fx.Ptr(int64(60))
 	f.sync("r1", c)
 	// Down from before 12:05 until 12:07: 12:05 is past its deadline.
 	f.advance(7 * time.Minute)
@@ -268,7 +269,7 @@ func TestCronJobReplaceSuspendHistory(t *testing.T) {
 	t.Run("suspend", func(t *testing.T) {
 		f := runFakeTime(t, t.TempDir())
 		c := cronObj("Allow", "true")
-		c.CronJob.Suspend = ptr(true)
+		c.CronJob.Suspend = fx.Ptr(true)
 		f.sync("r1", c)
 		for range 12 {
 			f.advance(time.Minute)
@@ -280,7 +281,7 @@ func TestCronJobReplaceSuspendHistory(t *testing.T) {
 	t.Run("history", func(t *testing.T) {
 		f := runFakeTime(t, t.TempDir())
 		c := cronObj("Allow", "true")
-		c.CronJob.SuccessfulJobsHistoryLimit = ptr(int32(2))
+		c.CronJob.SuccessfulJobsHistoryLimit = fx.Ptr(int32(2))
 		f.sync("r1", c)
 		f.untilStep("four runs", 30*time.Second, 60, func() bool { return len(f.runsMade()) == 4 }, nil)
 		eventually(t, "two runs kept", func() bool {
@@ -301,7 +302,7 @@ func TestJobOnFailureRestartsCountTowardBackoffLimit(t *testing.T) {
 	f := runFakeTime(t, t.TempDir())
 	j := jobObj("flaky", 1, 1, "false")
 	j.Job.Template.Spec.RestartPolicy = reconcile.RestartOnFailure
-	j.Job.BackoffLimit = ptr(int32(1))
+	j.Job.BackoffLimit = fx.Ptr(int32(1))
 	f.sync("r1", j)
 	f.until("job failed", 120, func() bool { return f.workload("Job/default/flaky").Condition == reconcile.JobFailed }, nil)
 	if got := f.created(); len(got) != 1 {
@@ -317,10 +318,10 @@ func TestJobOnFailureRestartsCountTowardBackoffLimit(t *testing.T) {
 // namespace: their pods are in "default" and their status counts them.
 func TestObjectsWithoutNamespace(t *testing.T) {
 	f := runFakeTime(t, t.TempDir())
-	d := deployment("web", 2, "1d")
+	d := fx.Deployment("web", 2, "1d")
 	j := jobObj("once", 1, 1, "true")
-	s := workload("StatefulSet", "db")
-	s.StatefulSet = &reconcile.StatefulSetSpec{Replicas: ptr(int32(1)), Template: template("db")}
+	s := fx.Workload("StatefulSet", "db")
+	s.StatefulSet = &reconcile.StatefulSetSpec{Replicas: fx.Ptr(int32(1)), Template: fx.Template("db")}
 	for _, o := range []*reconcile.Object{&d, &j, &s} {
 		o.Metadata.Namespace = ""
 	}
@@ -342,18 +343,18 @@ func TestReboot(t *testing.T) {
 	dir := t.TempDir()
 	f := runFakeTime(t, dir)
 	ds := func(arg string) reconcile.Object {
-		o := workload("StatefulSet", "db")
-		o.StatefulSet = &reconcile.StatefulSetSpec{Replicas: ptr(int32(1)), Template: template("db", arg)}
+		o := fx.Workload("StatefulSet", "db")
+		o.StatefulSet = &reconcile.StatefulSetSpec{Replicas: fx.Ptr(int32(1)), Template: fx.Template("db", arg)}
 		o.StatefulSet.UpdateStrategy.Type = "OnDelete"
 		return o
 	}
 	job := jobObj("once", 1, 1, "true")
-	f.sync("r1", podObj("web", "1d"), job, ds("1d"))
+	f.sync("r1", fx.PodObj("web", "1d"), job, ds("1d"))
 	f.until("running and complete", 20, func() bool {
 		return f.workload("Job/default/once").Condition == reconcile.JobComplete && f.workload("StatefulSet/default/db").Ready == 1 &&
 			len(runningPods(f.rt)) == 2
 	}, nil)
-	f.sync("r2", podObj("web", "1d"), job, ds("2d")) // OnDelete: db-0 keeps 1d
+	f.sync("r2", fx.PodObj("web", "1d"), job, ds("2d")) // OnDelete: db-0 keeps 1d
 	for range 3 {
 		f.advance(time.Second)
 	}
@@ -370,7 +371,7 @@ func TestReboot(t *testing.T) {
 	f.stop()
 	f.rt.Reboot()
 	g := runFakeTimeOn(t, dir, f.rt, f.clock)
-	g.sync("r2", podObj("web", "1d"), job, ds("2d"))
+	g.sync("r2", fx.PodObj("web", "1d"), job, ds("2d"))
 	g.until("back after the reboot", 30, func() bool {
 		return cmp.Equal(runningPods(f.rt), []string{"db-0", "web"}) && g.workload("StatefulSet/default/db").UpToDate == 1
 	}, nil)

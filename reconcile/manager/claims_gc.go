@@ -1,4 +1,4 @@
-package reconcile
+package manager
 
 import (
 	"os"
@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"berth.dev/berth/internal/record"
+	"berth.dev/berth/reconcile"
 )
 
 // StatefulSetRecord remembers the volume claims of a StatefulSet whose
@@ -21,7 +22,7 @@ type StatefulSetRecord struct {
 // under the claims root of stateDir.
 func claimOrdinals(stateDir, namespace, claim, set string) map[int]string {
 	out := map[int]string{}
-	dir := filepath.Join(ClaimsRoot(stateDir), namespace)
+	dir := filepath.Join(reconcile.ClaimsRoot(stateDir), namespace)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return out
@@ -46,18 +47,18 @@ func claimOrdinals(stateDir, namespace, claim, set string) map[int]string {
 // are deleted once their pods are gone; with whenDeleted: Delete, the
 // claims of a set the revision no longer declares are deleted once its
 // pods are gone. Retain, the default, keeps them.
-func (m *Manager) sweepClaims(objs []Object, observed []ObservedPod) {
+func (m *Manager) sweepClaims(objs []reconcile.Object, observed []reconcile.ObservedPod) {
 	running := map[string]map[int]bool{} // namespace/set → ordinals with a pod
 	for _, p := range observed {
-		kind, ns, set := SplitOwner(p.Owner)
+		kind, ns, set := reconcile.SplitOwner(p.Owner)
 		if kind != "StatefulSet" {
 			continue
 		}
-		key := namespaceOr(ns) + "/" + set
+		key := reconcile.NamespaceOr(ns) + "/" + set
 		if running[key] == nil {
 			running[key] = map[int]bool{}
 		}
-		running[key][StatefulSetOrdinal(set, p.ID.Name)] = true
+		running[key][reconcile.StatefulSetOrdinal(set, p.ID.Name)] = true
 	}
 	declared := map[string]bool{}
 	for i := range objs {
@@ -66,7 +67,7 @@ func (m *Manager) sweepClaims(objs []Object, observed []ObservedPod) {
 			continue
 		}
 		s := o.StatefulSet
-		ns := namespaceOr(o.Metadata.Namespace)
+		ns := reconcile.NamespaceOr(o.Metadata.Namespace)
 		key := ns + "/" + o.Metadata.Name
 		declared[key] = true
 		pol := s.PersistentVolumeClaimRetentionPolicy
@@ -92,7 +93,7 @@ func (m *Manager) sweepClaims(objs []Object, observed []ObservedPod) {
 		if s.Ordinals != nil {
 			start = int(s.Ordinals.Start)
 		}
-		end := start + replicaCount(s.Replicas)
+		end := start + reconcile.ReplicaCount(s.Replicas)
 		for _, claim := range claims {
 			for ord, dir := range claimOrdinals(m.opts.StateDir, ns, claim, o.Metadata.Name) {
 				if (ord < start || ord >= end) && !running[key][ord] {

@@ -1,23 +1,17 @@
-package reconcile
+package manager
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-)
 
-// ContainerStopper is implemented by runtimes that can stop one container
-// of a pod (TERM, then KILL after grace) and leave it in place, exited.
-// The pod lifecycle uses it for liveness failures, activeDeadlineSeconds
-// and sidecars of finished pods; without it, a liveness failure replaces
-// the container and a deadline removes the pod.
-type ContainerStopper interface {
-	StopContainer(ctx context.Context, id PodID, kind ContainerKind, name string, grace time.Duration) error
-}
+	"berth.dev/berth/reconcile"
+)
 
 // podWorker drives one pod's lifecycle. Triggers only ring its doorbell
 // (a channel with a buffer of one), so bursts collapse; the worker reads
@@ -25,26 +19,28 @@ type ContainerStopper interface {
 // flight for the older one.
 type podWorker struct {
 	m    *Manager
-	id   PodID
+	id   reconcile.PodID
 	log  hclog.Logger
 	bell chan struct{}
 
 	mu       sync.Mutex
-	desired  *DesiredPod // nil: the pod is not wanted
-	retain   bool        // leave the pod as it runs (a rollout holds it)
+	desired  *reconcile.DesiredPod // nil: the pod is not wanted
+	retain   bool                  // leave the pod as it runs (a rollout holds it)
+	held     bool                  // a rollout holds the pod on desired, its old spec
 	cancel   context.CancelFunc
 	inflight string // hash of the spec being worked on
-	status   PodStatus
+	status   reconcile.PodStatus
 	hasState bool
-	seenPod  *ObservedPod // the manager's last observation of the pod
-	seenAt   time.Time    // when it was listed; zero: none
+	seenPod  *reconcile.ObservedPod // the manager's last observation of the pod
+	seenAt   time.Time              // when it was listed; zero: none
 
 	// Owned by the worker goroutine.
-	rec        *PodRecord
+	rec        *reconcile.PodRecord
 	recDirty   bool
 	lastAction time.Time // when the worker last changed the pod
 	probes     map[string]*containerProbes
 	execWarn   sync.Once
+	panicked   string // specKey of a spec whose sync panicked
 }
 
 func (w *podWorker) ring() {
@@ -56,9 +52,9 @@ func (w *podWorker) ring() {
 
 // update hands the worker a new desired spec (nil: remove the pod) and
 // rings it; work in flight for another spec is cancelled.
-func (w *podWorker) update(d *DesiredPod, retain bool) {
+func (w *podWorker) update(d *reconcile.DesiredPod, retain, held bool) {
 	w.mu.Lock()
-	w.desired, w.retain = d, retain
+	w.desired, w.retain, w.held = d, retain, held
 	if w.cancel != nil && w.inflight != specKey(d, retain) {
 		w.cancel()
 	}
@@ -66,7 +62,7 @@ func (w *podWorker) update(d *DesiredPod, retain bool) {
 	w.ring()
 }
 
-func specKey(d *DesiredPod, retain bool) string {
+func specKey(d *reconcile.DesiredPod, retain bool) string {
 	switch {
 	case retain:
 		return "retain"
@@ -77,7 +73,7 @@ func specKey(d *DesiredPod, retain bool) string {
 }
 
 // Status returns the worker's latest view of its pod.
-func (w *podWorker) Status() (PodStatus, bool) {
+func (w *podWorker) Status() (reconcile.PodStatus, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.status, w.hasState
@@ -100,7 +96,14 @@ func (w *podWorker) run(ctx context.Context) {
 		w.mu.Unlock()
 
 		began := time.Now()
-		next, gone, err := w.sync(pctx, d, retain)
+		key := specKey(d, retain)
+		var next time.Time
+		var gone bool
+		var err error
+		if w.panicked == "" || w.panicked != key {
+			w.panicked = ""
+			next, gone, err = w.safeSync(pctx, d, retain, key)
+		}
 		cancel()
 		if !w.lastAction.Before(began) {
 			// Observations listed while this sync changed the pod are stale.
@@ -122,18 +125,53 @@ func (w *podWorker) run(ctx context.Context) {
 	}
 }
 
+// safeSync is sync that survives a panic: the stack is logged, the pod is
+// marked failed, and the worker waits for a new spec while every other
+// pod goes on.
+func (w *podWorker) safeSync(ctx context.Context, d *reconcile.DesiredPod, retain bool, key string) (next time.Time, gone bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("pod worker panicked; the pod is marked failed until its spec changes",
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			w.panicked = key
+			w.mu.Lock()
+			st := w.status
+			if st.ID == (reconcile.PodID{}) {
+				st = reconcile.PodStatus{ID: w.id, Containers: []reconcile.ContainerStatus{}}
+				if d != nil {
+					st.Owner, st.Hash, st.Revision = d.Owner, d.Hash, d.Revision
+				}
+			}
+			st.Phase, st.Reason, st.Ready = reconcile.PodFailed, reconcile.ReasonWorkerPanic, false
+			w.status, w.hasState = st, true
+			w.mu.Unlock()
+			w.m.ringController()
+			next, gone, err = time.Time{}, false, nil
+		}
+	}()
+	return w.sync(ctx, d, retain)
+}
+
+// emit reports a change the worker carried out (or failed to) to the
+// manager's Events.
+func (w *podWorker) emit(a reconcile.Action, owner, reason string, began time.Time, err error) {
+	if f := w.m.opts.Events; f != nil {
+		f(Event{Pod: w.id, Owner: owner, Action: a, Reason: reason, Err: err, Duration: time.Since(began)})
+	}
+}
+
 // acted notes that the worker changed its pod in the runtime, so an
 // observation made before now is stale.
 func (w *podWorker) acted() { w.lastAction = time.Now() }
 
 // seen hands the worker an observation of its pod (nil: not found) that
 // the manager's pass listed at at.
-func (w *podWorker) seen(o *ObservedPod, at time.Time) {
+func (w *podWorker) seen(o *reconcile.ObservedPod, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if o != nil {
 		c := *o
-		c.Containers = append([]ObservedContainer(nil), o.Containers...)
+		c.Containers = append([]reconcile.ObservedContainer(nil), o.Containers...)
 		o = &c
 	}
 	w.seenPod, w.seenAt = o, at
@@ -142,7 +180,7 @@ func (w *podWorker) seen(o *ObservedPod, at time.Time) {
 // current returns the latest observation of the pod: the manager's, when
 // it was listed after the worker last acted, else a fresh List. One List
 // per pass serves every worker.
-func (w *podWorker) current(ctx context.Context) (*ObservedPod, error) {
+func (w *podWorker) current(ctx context.Context) (*reconcile.ObservedPod, error) {
 	w.mu.Lock()
 	o, at := w.seenPod, w.seenAt
 	w.seenPod, w.seenAt = nil, time.Time{}
@@ -154,7 +192,7 @@ func (w *podWorker) current(ctx context.Context) (*ObservedPod, error) {
 }
 
 // observe lists the pod in the runtime; nil when it does not exist.
-func (w *podWorker) observe(ctx context.Context) (*ObservedPod, error) {
+func (w *podWorker) observe(ctx context.Context) (*reconcile.ObservedPod, error) {
 	pods, err := w.m.rt.List(ctx)
 	if err != nil {
 		return nil, err
@@ -169,7 +207,7 @@ func (w *podWorker) observe(ctx context.Context) (*ObservedPod, error) {
 
 // record returns the pod record for hash, loading it on first use; a
 // record of another hash starts afresh.
-func (w *podWorker) record(hash string) *PodRecord {
+func (w *podWorker) record(hash string) *reconcile.PodRecord {
 	if w.rec == nil {
 		r, err := w.m.store.Pod(w.id)
 		if err != nil {
@@ -178,10 +216,10 @@ func (w *podWorker) record(hash string) *PodRecord {
 		w.rec = r
 	}
 	if w.rec == nil || w.rec.Hash != hash {
-		w.rec = &PodRecord{Hash: hash, Containers: map[string]*ContainerRecord{}}
+		w.rec = &reconcile.PodRecord{Hash: hash, Containers: map[string]*reconcile.ContainerRecord{}}
 	}
 	if w.rec.Containers == nil {
-		w.rec.Containers = map[string]*ContainerRecord{}
+		w.rec.Containers = map[string]*reconcile.ContainerRecord{}
 	}
 	return w.rec
 }
@@ -192,20 +230,10 @@ func (w *podWorker) saveRecord() {
 	}
 }
 
-func (r *PodRecord) container(kind ContainerKind, name string) *ContainerRecord {
-	k := string(kind) + "/" + name
-	c := r.Containers[k]
-	if c == nil {
-		c = &ContainerRecord{}
-		r.Containers[k] = c
-	}
-	return c
-}
-
 // sync moves the pod one step toward its desired state and says when to
 // look again (zero: when something rings) and whether the pod is gone for
 // good.
-func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next time.Time, gone bool, err error) {
+func (w *podWorker) sync(ctx context.Context, d *reconcile.DesiredPod, retain bool) (next time.Time, gone bool, err error) {
 	m := w.m
 	now := m.clock.Now()
 	began := time.Now()
@@ -227,8 +255,13 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 		if obs != nil {
 			w.log.Info("removing pod", "reason", "no longer desired")
 			w.acted()
-			if err := m.rt.RemovePod(ctx, w.id, obs.GracePeriod); err != nil {
-				return time.Time{}, false, fmt.Errorf("remove pod: %w", err)
+			err := m.rt.RemovePod(ctx, w.id, obs.GracePeriod)
+			if err != nil {
+				err = fmt.Errorf("remove pod: %w", err)
+			}
+			w.emit(reconcile.ActionDelete, obs.Owner, "no longer desired", began, err)
+			if err != nil {
+				return time.Time{}, false, err
 			}
 		}
 		if err := m.store.RemovePod(w.id); err != nil {
@@ -253,23 +286,33 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 		return time.Time{}, false, nil
 	}
 
+	w.mu.Lock()
+	held := w.held
+	w.mu.Unlock()
+	if held && obs == nil {
+		// A pod its rollout holds on an old spec is gone (deleted by
+		// hand, OnDelete): what comes next is the controller's to decide.
+		w.publish(nil, nil, nil)
+		m.ringController()
+		return time.Time{}, false, nil
+	}
 	rec := w.record(d.Hash)
 	if rec.Phase != "" {
 		// Succeeded or Failed: nothing runs again.
 		w.stopProbes()
 		if obs != nil && obs.Hash == d.Hash {
-			w.stopRunning(ctx, d, obs, AppContainer, InitContainer)
+			w.stopRunning(ctx, d, obs, reconcile.AppContainer, reconcile.InitContainer)
 		}
 		w.publish(obs, rec, d)
 		return time.Time{}, false, nil
 	}
 	if obs == nil || obs.Hash != d.Hash || !obs.SandboxReady {
-		if d.Spec.RestartPolicy == RestartNever && rec.anyStarted() {
+		if d.Spec.RestartPolicy == reconcile.RestartNever && rec.AnyStarted() {
 			// The pod ran and lost its sandbox (a reboot, a removal
 			// outside berth): with restartPolicy Never nothing runs twice.
-			rec.Phase, rec.Reason = PodFailed, ReasonSandboxChanged
+			rec.Phase, rec.Reason = reconcile.PodFailed, reconcile.ReasonSandboxChanged
 			w.saveRecord()
-			w.log.Info("pod failed", "reason", ReasonSandboxChanged)
+			w.log.Info("pod failed", "reason", reconcile.ReasonSandboxChanged)
 			w.publish(obs, rec, d)
 			return time.Time{}, false, nil
 		}
@@ -279,9 +322,17 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 			w.publish(obs, rec, d)
 			return until, false, err
 		}
+		action, why := reconcile.ActionCreate, "not running on this host"
+		if obs != nil {
+			action, why = reconcile.ActionReplace, "spec changed"
+		}
+		defer func() {
+			if err == nil || !errors.Is(err, context.Canceled) {
+				w.emit(action, d.Owner, why, began, err)
+			}
+		}()
 		if obs != nil {
 			w.stopProbes()
-			why := "spec changed"
 			if obs.Hash == d.Hash {
 				why = "sandbox is gone or incomplete"
 			}
@@ -317,19 +368,19 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 	if ads := d.Spec.ActiveDeadlineSeconds; ads != nil {
 		deadline := rec.StartTime.Add(time.Duration(*ads) * time.Second)
 		if !now.Before(deadline) {
-			w.log.Info("pod failed", "reason", ReasonDeadlineExceeded)
-			rec.Phase, rec.Reason = PodFailed, ReasonDeadlineExceeded
+			w.log.Info("pod failed", "reason", reconcile.ReasonDeadlineExceeded)
+			rec.Phase, rec.Reason = reconcile.PodFailed, reconcile.ReasonDeadlineExceeded
 			w.saveRecord()
 			w.stopProbes()
-			w.stopRunning(ctx, d, obs, AppContainer, InitContainer)
+			w.stopRunning(ctx, d, obs, reconcile.AppContainer, reconcile.InitContainer)
 			w.publish(obs, rec, d)
 			return time.Time{}, false, nil
 		}
-		next = earliest(next, deadline)
+		next = reconcile.Earliest(next, deadline)
 	}
 
 	n, err := w.syncContainers(ctx, d, obs, rec, now)
-	next = earliest(next, n)
+	next = reconcile.Earliest(next, n)
 	if !w.lastAction.Before(began) {
 		if obs2, err2 := w.observe(ctx); err2 == nil && obs2 != nil {
 			obs = obs2
@@ -338,52 +389,40 @@ func (w *podWorker) sync(ctx context.Context, d *DesiredPod, retain bool) (next 
 	w.syncProbes(ctx, d, obs)
 	w.publish(obs, rec, d)
 	if rec.Phase == "" {
-		next = earliest(next, w.probeWake())
+		next = reconcile.Earliest(next, w.probeWake())
 	}
 	return next, false, err
-}
-
-func earliest(a, b time.Time) time.Time {
-	switch {
-	case a.IsZero():
-		return b
-	case b.IsZero():
-		return a
-	case b.Before(a):
-		return b
-	}
-	return a
 }
 
 // ensureImages makes every image of the pod available; a failure puts
 // the containers in ErrImagePull, then ImagePullBackOff, with the restart
 // backoff curve. It returns when to try again.
-func (w *podWorker) ensureImages(ctx context.Context, d *DesiredPod, now time.Time) (time.Time, error) {
+func (w *podWorker) ensureImages(ctx context.Context, d *reconcile.DesiredPod, now time.Time) (time.Time, error) {
 	rec := w.rec
-	pull := rec.container("image", "pull")
+	pull := rec.Container("image", "pull")
 	if pull.Waiting != "" && now.Before(pull.Until) {
 		return pull.Until, nil
 	}
-	for _, c := range podImages(d) {
-		if err := EnsurePodImage(ctx, w.m.rt, d, c.Image, c.ImagePullPolicy); err != nil {
+	for _, c := range reconcile.PodImages(d) {
+		if err := reconcile.EnsurePodImage(ctx, w.m.rt, d, c.Image, c.ImagePullPolicy); err != nil {
 			if ctx.Err() != nil {
 				return time.Time{}, ctx.Err()
 			}
-			reason := ReasonImagePullBackOff
+			reason := reconcile.ReasonImagePullBackOff
 			if pull.Waiting == "" {
-				reason = ReasonErrImagePull
+				reason = reconcile.ReasonErrImagePull
 			}
 			w.m.backoff(pull, now)
 			pull.Waiting, pull.Until = reason, now.Add(pull.Backoff)
 			for _, cc := range d.Spec.InitContainers {
 				if cc.Image == c.Image {
-					cr := rec.container(InitContainer, cc.Name)
+					cr := rec.Container(reconcile.InitContainer, cc.Name)
 					cr.Waiting, cr.Until = reason, pull.Until
 				}
 			}
 			for _, cc := range d.Spec.Containers {
 				if cc.Image == c.Image {
-					cr := rec.container(AppContainer, cc.Name)
+					cr := rec.Container(reconcile.AppContainer, cc.Name)
 					cr.Waiting, cr.Until = reason, pull.Until
 				}
 			}
@@ -395,7 +434,7 @@ func (w *podWorker) ensureImages(ctx context.Context, d *DesiredPod, now time.Ti
 	if pull.Waiting != "" || pull.Backoff != 0 {
 		delete(rec.Containers, "image/pull")
 		for _, cr := range rec.Containers {
-			if cr.Waiting == ReasonErrImagePull || cr.Waiting == ReasonImagePullBackOff {
+			if cr.Waiting == reconcile.ReasonErrImagePull || cr.Waiting == reconcile.ReasonImagePullBackOff {
 				cr.Waiting, cr.Until = "", time.Time{}
 			}
 		}
@@ -408,7 +447,7 @@ func (w *podWorker) ensureImages(ctx context.Context, d *DesiredPod, now time.Ti
 // kubelet does: the first delay is InitialBackoff, each next one double
 // the last up to MaxBackoff, back to the start after BackoffReset without
 // a death.
-func (m *Manager) backoff(c *ContainerRecord, t time.Time) {
+func (m *Manager) backoff(c *reconcile.ContainerRecord, t time.Time) {
 	if c.Backoff == 0 || t.Sub(c.LastDeath) > m.opts.BackoffReset {
 		c.Backoff = m.opts.InitialBackoff
 	} else {
@@ -419,7 +458,7 @@ func (m *Manager) backoff(c *ContainerRecord, t time.Time) {
 
 // inBackoff says until when a container that died at t must wait before
 // it starts again; zero when it may start now.
-func (m *Manager) inBackoff(c *ContainerRecord, t, now time.Time) time.Time {
+func (m *Manager) inBackoff(c *reconcile.ContainerRecord, t, now time.Time) time.Time {
 	if c.Backoff == 0 || now.Sub(c.LastDeath) > m.opts.BackoffReset {
 		return time.Time{}
 	}
@@ -429,25 +468,13 @@ func (m *Manager) inBackoff(c *ContainerRecord, t, now time.Time) time.Time {
 	return time.Time{}
 }
 
-// shouldRestart applies the restart policy to a container that exited
-// with code.
-func shouldRestart(policy string, code int) bool {
-	switch policy {
-	case RestartNever:
-		return false
-	case RestartOnFailure:
-		return code != 0
-	}
-	return true
-}
-
 // restart starts a container again after its death at t, unless it is in
 // CrashLoopBackOff; it returns when to look again.
-func (w *podWorker) restart(ctx context.Context, d *DesiredPod, kind ContainerKind, name string, died, now time.Time, exitCode int, reason string) (time.Time, error) {
-	cr := w.rec.container(kind, name)
+func (w *podWorker) restart(ctx context.Context, d *reconcile.DesiredPod, kind reconcile.ContainerKind, name string, died, now time.Time, exitCode int, reason string) (time.Time, error) {
+	cr := w.rec.Container(kind, name)
 	if until := w.m.inBackoff(cr, died, now); !until.IsZero() && !died.IsZero() {
-		if cr.Waiting != ReasonCrashLoopBackOff || !cr.Until.Equal(until) {
-			cr.Waiting, cr.Until = ReasonCrashLoopBackOff, until
+		if cr.Waiting != reconcile.ReasonCrashLoopBackOff || !cr.Until.Equal(until) {
+			cr.Waiting, cr.Until = reconcile.ReasonCrashLoopBackOff, until
 			w.saveRecord()
 		}
 		return until, nil
@@ -470,8 +497,8 @@ func (w *podWorker) restart(ctx context.Context, d *DesiredPod, kind ContainerKi
 
 // start starts a container for the first time in this pod (or again, when
 // it vanished: then it counts as a restart).
-func (w *podWorker) start(ctx context.Context, d *DesiredPod, kind ContainerKind, name string, now time.Time) (time.Time, error) {
-	cr := w.rec.container(kind, name)
+func (w *podWorker) start(ctx context.Context, d *reconcile.DesiredPod, kind reconcile.ContainerKind, name string, now time.Time) (time.Time, error) {
+	cr := w.rec.Container(kind, name)
 	if cr.Started {
 		return w.restart(ctx, d, kind, name, time.Time{}, now, 0, "")
 	}
@@ -486,7 +513,7 @@ func (w *podWorker) start(ctx context.Context, d *DesiredPod, kind ContainerKind
 }
 
 // deathTime is when an exited container died, as well as berth can tell.
-func deathTime(oc *ObservedContainer, now time.Time) time.Time {
+func deathTime(oc *reconcile.ObservedContainer, now time.Time) time.Time {
 	if !oc.FinishedAt.IsZero() {
 		return oc.FinishedAt
 	}
@@ -496,47 +523,47 @@ func deathTime(oc *ObservedContainer, now time.Time) time.Time {
 // syncContainers runs init containers in order, each to success (sidecars,
 // restartPolicy Always, started in order and kept running), then the app
 // containers under the restart policy; it sets the pod's terminal phase.
-func (w *podWorker) syncContainers(ctx context.Context, d *DesiredPod, obs *ObservedPod, rec *PodRecord, now time.Time) (time.Time, error) {
+func (w *podWorker) syncContainers(ctx context.Context, d *reconcile.DesiredPod, obs *reconcile.ObservedPod, rec *reconcile.PodRecord, now time.Time) (time.Time, error) {
 	policy := d.Spec.RestartPolicy
 	// Init containers are done once an app container ran in this sandbox;
 	// a new sandbox (after a reboot) runs them again, as kubelet does.
 	appStarted := false
 	for _, c := range d.Spec.Containers {
-		if oc := obs.Container(AppContainer, c.Name); oc != nil && oc.State != StateCreated {
+		if oc := obs.Container(reconcile.AppContainer, c.Name); oc != nil && oc.State != reconcile.StateCreated {
 			appStarted = true
 		}
 	}
 	var next time.Time
 	for _, c := range d.Spec.InitContainers {
-		sidecar := c.RestartPolicy == RestartAlways
-		oc := obs.Container(InitContainer, c.Name)
+		sidecar := c.RestartPolicy == reconcile.RestartAlways
+		oc := obs.Container(reconcile.InitContainer, c.Name)
 		if appStarted && !sidecar {
 			continue
 		}
 		switch {
-		case oc == nil || oc.State == StateCreated:
-			n, err := w.start(ctx, d, InitContainer, c.Name, now)
+		case oc == nil || oc.State == reconcile.StateCreated:
+			n, err := w.start(ctx, d, reconcile.InitContainer, c.Name, now)
 			if err != nil || !n.IsZero() || !sidecar {
 				return n, err
 			}
-		case oc.State == StateRunning:
+		case oc.State == reconcile.StateRunning:
 			if !sidecar {
 				return time.Time{}, nil // wait for it to finish
 			}
 			if !w.started(c.Name, oc) {
 				return time.Time{}, nil // a sidecar must start before the next
 			}
-		case oc.State == StateExited && oc.ExitCode == 0 && !sidecar:
+		case oc.State == reconcile.StateExited && oc.ExitCode == 0 && !sidecar:
 			continue
-		case oc.State == StateExited:
-			if !sidecar && policy == RestartNever {
-				rec.Phase, rec.Reason = PodFailed, ""
-				rec.container(InitContainer, c.Name).LastExitCode = oc.ExitCode
+		case oc.State == reconcile.StateExited:
+			if !sidecar && policy == reconcile.RestartNever {
+				rec.Phase, rec.Reason = reconcile.PodFailed, ""
+				rec.Container(reconcile.InitContainer, c.Name).LastExitCode = oc.ExitCode
 				w.saveRecord()
 				w.log.Info("pod failed", "reason", "init container failed", "container", c.Name, "exit_code", oc.ExitCode)
 				return time.Time{}, nil
 			}
-			n, err := w.restart(ctx, d, InitContainer, c.Name, deathTime(oc, now), now, oc.ExitCode, terminatedReason(oc))
+			n, err := w.restart(ctx, d, reconcile.InitContainer, c.Name, deathTime(oc, now), now, oc.ExitCode, reconcile.TerminatedReason(oc))
 			if err != nil || !n.IsZero() || !sidecar {
 				return n, err
 			}
@@ -546,26 +573,26 @@ func (w *podWorker) syncContainers(ctx context.Context, d *DesiredPod, obs *Obse
 	}
 	terminated, failed := 0, 0
 	for _, c := range d.Spec.Containers {
-		oc := obs.Container(AppContainer, c.Name)
+		oc := obs.Container(reconcile.AppContainer, c.Name)
 		switch {
-		case oc == nil && policy == RestartNever && rec.container(AppContainer, c.Name).Started:
+		case oc == nil && policy == reconcile.RestartNever && rec.Container(reconcile.AppContainer, c.Name).Started:
 			// Removed outside berth after it ran: it does not run twice.
 			terminated++
 			failed++
-		case oc == nil || oc.State == StateCreated:
-			n, err := w.start(ctx, d, AppContainer, c.Name, now)
+		case oc == nil || oc.State == reconcile.StateCreated:
+			n, err := w.start(ctx, d, reconcile.AppContainer, c.Name, now)
 			if err != nil {
 				return next, err
 			}
-			next = earliest(next, n)
-		case oc.State == StateRunning:
-		case oc.State == StateExited:
-			if shouldRestart(policy, oc.ExitCode) {
-				n, err := w.restart(ctx, d, AppContainer, c.Name, deathTime(oc, now), now, oc.ExitCode, terminatedReason(oc))
+			next = reconcile.Earliest(next, n)
+		case oc.State == reconcile.StateRunning:
+		case oc.State == reconcile.StateExited:
+			if reconcile.ShouldRestart(policy, oc.ExitCode) {
+				n, err := w.restart(ctx, d, reconcile.AppContainer, c.Name, deathTime(oc, now), now, oc.ExitCode, reconcile.TerminatedReason(oc))
 				if err != nil {
 					return next, err
 				}
-				next = earliest(next, n)
+				next = reconcile.Earliest(next, n)
 				continue
 			}
 			terminated++
@@ -575,14 +602,14 @@ func (w *podWorker) syncContainers(ctx context.Context, d *DesiredPod, obs *Obse
 		}
 	}
 	if terminated == len(d.Spec.Containers) && terminated > 0 {
-		rec.Phase = PodSucceeded
+		rec.Phase = reconcile.PodSucceeded
 		if failed > 0 {
-			rec.Phase = PodFailed
+			rec.Phase = reconcile.PodFailed
 		}
 		w.saveRecord()
 		w.log.Info("pod finished", "phase", string(rec.Phase))
 		w.stopProbes()
-		w.stopRunning(ctx, d, obs, InitContainer)
+		w.stopRunning(ctx, d, obs, reconcile.InitContainer)
 	}
 	return next, nil
 }
@@ -590,10 +617,10 @@ func (w *podWorker) syncContainers(ctx context.Context, d *DesiredPod, obs *Obse
 // stopRunning stops the running containers of the given kinds, when the
 // runtime can stop single containers; otherwise, for app containers, the
 // whole pod is removed.
-func (w *podWorker) stopRunning(ctx context.Context, d *DesiredPod, obs *ObservedPod, kinds ...ContainerKind) {
-	stopper, ok := w.m.rt.(ContainerStopper)
+func (w *podWorker) stopRunning(ctx context.Context, d *reconcile.DesiredPod, obs *reconcile.ObservedPod, kinds ...reconcile.ContainerKind) {
+	stopper, ok := w.m.rt.(reconcile.ContainerStopper)
 	for _, c := range obs.Containers {
-		if c.State != StateRunning {
+		if c.State != reconcile.StateRunning {
 			continue
 		}
 		want := false
@@ -604,7 +631,7 @@ func (w *podWorker) stopRunning(ctx context.Context, d *DesiredPod, obs *Observe
 			continue
 		}
 		if !ok {
-			if c.Kind == AppContainer {
+			if c.Kind == reconcile.AppContainer {
 				w.acted()
 				if err := w.m.rt.RemovePod(ctx, w.id, d.GracePeriod()); err != nil {
 					w.log.Warn("remove pod", "error", err)
@@ -621,19 +648,19 @@ func (w *podWorker) stopRunning(ctx context.Context, d *DesiredPod, obs *Observe
 }
 
 // publish computes the pod's status and hands it to the manager.
-func (w *podWorker) publish(obs *ObservedPod, rec *PodRecord, d *DesiredPod) {
-	var st PodStatus
+func (w *podWorker) publish(obs *reconcile.ObservedPod, rec *reconcile.PodRecord, d *reconcile.DesiredPod) {
+	var st reconcile.PodStatus
 	has := obs != nil || d != nil
 	switch {
 	case obs != nil:
-		var spec *PodSpec
+		var spec *reconcile.PodSpec
 		if d != nil {
 			spec = &d.Spec
 		}
-		st = ObservePod(obs, rec, spec)
+		st = reconcile.ObservePod(obs, rec, spec)
 		w.overlayProbes(&st, obs)
 	case d != nil:
-		st = ObservePod(&ObservedPod{ID: d.ID, Hash: d.Hash, Revision: d.Revision, Owner: d.Owner}, rec, &d.Spec)
+		st = reconcile.ObservePod(&reconcile.ObservedPod{ID: d.ID, Hash: d.Hash, Revision: d.Revision, Owner: d.Owner}, rec, &d.Spec)
 	}
 	w.mu.Lock()
 	prev := w.status
@@ -651,14 +678,4 @@ func (w *podWorker) publish(obs *ObservedPod, rec *PodRecord, d *DesiredPod) {
 	if prev.Phase != st.Phase || prev.Ready != st.Ready || prev.Restarts() != st.Restarts() || prev.Hash != st.Hash {
 		w.m.ringController()
 	}
-}
-
-// anyStarted reports whether berth started any container of the pod.
-func (r *PodRecord) anyStarted() bool {
-	for _, c := range r.Containers {
-		if c.Started {
-			return true
-		}
-	}
-	return false
 }

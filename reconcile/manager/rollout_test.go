@@ -1,6 +1,8 @@
-package reconcile_test
+package manager_test
 
 import (
+	"berth.dev/berth/reconcile/manager"
+	fx "berth.dev/berth/reconcile/reconciletest"
 	"context"
 	"sync"
 	"testing"
@@ -17,7 +19,7 @@ type fakeTime struct {
 	t     *testing.T
 	rt    *fake.Runtime
 	clock *clocktest.Clock
-	m     *reconcile.Manager
+	m     *manager.Manager
 	// stop stops the manager (the pods keep running); calling it again
 	// does nothing.
 	stop func()
@@ -25,7 +27,7 @@ type fakeTime struct {
 
 func runFakeTime(t *testing.T, dir string) *fakeTime {
 	t.Helper()
-	rt, clock := fake.New(img), clocktest.New(t0)
+	rt, clock := fake.New(fx.Img), clocktest.New(t0)
 	rt.Now = clock.Now
 	return runFakeTimeOn(t, dir, rt, clock)
 }
@@ -35,7 +37,9 @@ func runFakeTime(t *testing.T, dir string) *fakeTime {
 func runFakeTimeOn(t *testing.T, dir string, rt *fake.Runtime, clock *clocktest.Clock) *fakeTime {
 	t.Helper()
 	f := &fakeTime{t: t, rt: rt, clock: clock}
-	f.m = reconcile.NewManager(f.rt, reconcile.ManagerOptions{StateDir: dir, Clock: f.clock, Node: node})
+	// A resync each fake second: these tests drive the controllers by
+	// the clock.
+	f.m = manager.New(f.rt, manager.Options{StateDir: dir, Clock: f.clock, Node: fx.Node, ResyncInterval: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -114,7 +118,7 @@ func TestRollingUpdateKeepsReadyReplicas(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := runFakeTime(t, t.TempDir())
 			d := func(arg string) reconcile.Object {
-				o := deployment("web", 4, arg)
+				o := fx.Deployment("web", 4, arg)
 				slowReady(&o.Deployment.Template)
 				o.Deployment.MinReadySeconds = 2
 				o.Deployment.Strategy.RollingUpdate = &reconcile.RollingUpdateDeployment{MaxSurge: &tc.surge, MaxUnavailable: &tc.unavail}
@@ -153,14 +157,14 @@ func TestRollingUpdateKeepsReadyReplicas(t *testing.T) {
 func TestRecreateAndProgressDeadline(t *testing.T) {
 	f := runFakeTime(t, t.TempDir())
 	d := func(arg, image string) reconcile.Object {
-		o := deployment("web", 2, arg)
+		o := fx.Deployment("web", 2, arg)
 		o.Deployment.Strategy.Type = "Recreate"
-		o.Deployment.ProgressDeadlineSeconds = ptr(int32(30))
+		o.Deployment.ProgressDeadlineSeconds = fx.Ptr(int32(30))
 		o.Deployment.Template.Spec.Containers[0].Image = image
 		return o
 	}
 	key := "Deployment/default/web"
-	f.sync("r1", d("1d", img))
+	f.sync("r1", d("1d", fx.Img))
 	f.until("first rollout", 30, func() bool { return f.workload(key).Available == 2 }, nil)
 	// The new template's image cannot be had: old pods are gone, new ones
 	// never become ready, and the rollout is marked failed.
@@ -182,10 +186,10 @@ func TestRecreateAndProgressDeadline(t *testing.T) {
 func TestStatefulSetOrderedReady(t *testing.T) {
 	f := runFakeTime(t, t.TempDir())
 	sts := func(replicas int32, arg string, partition int32) reconcile.Object {
-		o := workload("StatefulSet", "db")
-		o.StatefulSet = &reconcile.StatefulSetSpec{Replicas: ptr(replicas), Template: template("db", arg)}
+		o := fx.Workload("StatefulSet", "db")
+		o.StatefulSet = &reconcile.StatefulSetSpec{Replicas: fx.Ptr(replicas), Template: fx.Template("db", arg)}
 		slowReady(&o.StatefulSet.Template)
-		o.StatefulSet.UpdateStrategy.RollingUpdate = &reconcile.RollingUpdateStatefulSetStrategy{Partition: ptr(partition)}
+		o.StatefulSet.UpdateStrategy.RollingUpdate = &reconcile.RollingUpdateStatefulSetStrategy{Partition: fx.Ptr(partition)}
 		return o
 	}
 	created := func() []string {
@@ -238,8 +242,8 @@ func TestStatefulSetOrderedReady(t *testing.T) {
 func TestDaemonSetOnDelete(t *testing.T) {
 	f := runFakeTime(t, t.TempDir())
 	ds := func(arg string) reconcile.Object {
-		o := workload("DaemonSet", "agent")
-		o.DaemonSet = &reconcile.DaemonSetSpec{Template: template("agent", arg)}
+		o := fx.Workload("DaemonSet", "agent")
+		o.DaemonSet = &reconcile.DaemonSetSpec{Template: fx.Template("agent", arg)}
 		o.DaemonSet.UpdateStrategy.Type = "OnDelete"
 		return o
 	}
@@ -263,8 +267,8 @@ func TestDaemonSetOnDelete(t *testing.T) {
 func TestReplicaSetKeepsRunningPodsOnTemplateChange(t *testing.T) {
 	f := runFakeTime(t, t.TempDir())
 	rs := func(replicas int32, arg string) reconcile.Object {
-		o := workload("ReplicaSet", "rs")
-		o.ReplicaSet = &reconcile.ReplicaSetSpec{Replicas: ptr(replicas), Template: template("rs", arg)}
+		o := fx.Workload("ReplicaSet", "rs")
+		o.ReplicaSet = &reconcile.ReplicaSetSpec{Replicas: fx.Ptr(replicas), Template: fx.Template("rs", arg)}
 		return o
 	}
 	key := "ReplicaSet/default/rs"

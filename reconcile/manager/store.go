@@ -1,4 +1,4 @@
-package reconcile
+package manager
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"berth.dev/berth/internal/record"
+	"berth.dev/berth/reconcile"
 )
 
 // RecordStore keeps Records as JSON files under a directory (usually
@@ -28,13 +29,13 @@ func fileKey(key string) string { return strings.ReplaceAll(key, "/", "_") + ".j
 // Load reads the Job and CronJob records. A store that does not exist
 // holds no records. Records that cannot be decoded are left out and named
 // in an error that wraps ErrCorruptRecord, returned with the others.
-func (s *RecordStore) Load() (*Records, error) {
-	r := &Records{Jobs: map[string]*JobRecord{}, CronJobs: map[string]*CronJobRecord{}}
+func (s *RecordStore) Load() (*reconcile.Records, error) {
+	r := &reconcile.Records{Jobs: map[string]*reconcile.JobRecord{}, CronJobs: map[string]*reconcile.CronJobRecord{}}
 	if s == nil {
 		return r, nil
 	}
-	errJobs := loadAll(filepath.Join(s.Dir, "jobs"), func() any { return &JobRecord{} }, func(k string, v any) { r.Jobs[k] = v.(*JobRecord) })
-	errCron := loadAll(filepath.Join(s.Dir, "cronjobs"), func() any { return &CronJobRecord{} }, func(k string, v any) { r.CronJobs[k] = v.(*CronJobRecord) })
+	errJobs := loadAll(filepath.Join(s.Dir, "jobs"), func() any { return &reconcile.JobRecord{} }, func(k string, v any) { r.Jobs[k] = v.(*reconcile.JobRecord) })
+	errCron := loadAll(filepath.Join(s.Dir, "cronjobs"), func() any { return &reconcile.CronJobRecord{} }, func(k string, v any) { r.CronJobs[k] = v.(*reconcile.CronJobRecord) })
 	if err := errors.Join(errJobs, errCron); err != nil && !onlyCorrupt(err) {
 		return nil, err
 	} else if err != nil {
@@ -45,20 +46,20 @@ func (s *RecordStore) Load() (*Records, error) {
 }
 
 // Pods reads every pod record, by pod.
-func (s *RecordStore) Pods() (map[PodID]*PodRecord, error) {
-	out := map[PodID]*PodRecord{}
-	err := loadAll(filepath.Join(s.Dir, "pods"), func() any { return &PodRecord{} }, func(k string, v any) {
+func (s *RecordStore) Pods() (map[reconcile.PodID]*reconcile.PodRecord, error) {
+	out := map[reconcile.PodID]*reconcile.PodRecord{}
+	err := loadAll(filepath.Join(s.Dir, "pods"), func() any { return &reconcile.PodRecord{} }, func(k string, v any) {
 		ns, name, _ := strings.Cut(k, "/")
-		out[PodID{Namespace: ns, Name: name}] = v.(*PodRecord)
+		out[reconcile.PodID{Namespace: ns, Name: name}] = v.(*reconcile.PodRecord)
 	})
 	return out, err
 }
 
 // Deployments reads every Deployment rollout record, by namespace/name.
-func (s *RecordStore) Deployments() (map[string]*DeploymentRecord, error) {
-	out := map[string]*DeploymentRecord{}
-	err := loadAll(filepath.Join(s.Dir, "deployments"), func() any { return &DeploymentRecord{} }, func(k string, v any) {
-		out[k] = v.(*DeploymentRecord)
+func (s *RecordStore) Deployments() (map[string]*reconcile.DeploymentRecord, error) {
+	out := map[string]*reconcile.DeploymentRecord{}
+	err := loadAll(filepath.Join(s.Dir, "deployments"), func() any { return &reconcile.DeploymentRecord{} }, func(k string, v any) {
+		out[k] = v.(*reconcile.DeploymentRecord)
 	})
 	return out, err
 }
@@ -107,13 +108,15 @@ func (s *RecordStore) remove(kind, key string) error {
 }
 
 // WriteJob stores the record of Job key (namespace/name).
-func (s *RecordStore) WriteJob(key string, r *JobRecord) error { return s.write("jobs", key, r) }
+func (s *RecordStore) WriteJob(key string, r *reconcile.JobRecord) error {
+	return s.write("jobs", key, r)
+}
 
 // RemoveJob forgets Job key.
 func (s *RecordStore) RemoveJob(key string) error { return s.remove("jobs", key) }
 
 // WriteCronJob stores the record of CronJob key.
-func (s *RecordStore) WriteCronJob(key string, r *CronJobRecord) error {
+func (s *RecordStore) WriteCronJob(key string, r *reconcile.CronJobRecord) error {
 	return s.write("cronjobs", key, r)
 }
 
@@ -121,7 +124,7 @@ func (s *RecordStore) WriteCronJob(key string, r *CronJobRecord) error {
 func (s *RecordStore) RemoveCronJob(key string) error { return s.remove("cronjobs", key) }
 
 // WriteDeployment stores the rollout record of Deployment key.
-func (s *RecordStore) WriteDeployment(key string, r *DeploymentRecord) error {
+func (s *RecordStore) WriteDeployment(key string, r *reconcile.DeploymentRecord) error {
 	return s.write("deployments", key, r)
 }
 
@@ -129,8 +132,8 @@ func (s *RecordStore) WriteDeployment(key string, r *DeploymentRecord) error {
 func (s *RecordStore) RemoveDeployment(key string) error { return s.remove("deployments", key) }
 
 // Pod reads the record of pod id, or nil when there is none.
-func (s *RecordStore) Pod(id PodID) (*PodRecord, error) {
-	var r PodRecord
+func (s *RecordStore) Pod(id reconcile.PodID) (*reconcile.PodRecord, error) {
+	var r reconcile.PodRecord
 	ok, err := record.Read(filepath.Join(s.Dir, "pods"), fileKey(id.String()), &r)
 	if err != nil || !ok {
 		return nil, err
@@ -139,23 +142,25 @@ func (s *RecordStore) Pod(id PodID) (*PodRecord, error) {
 }
 
 // WritePod stores the record of pod id.
-func (s *RecordStore) WritePod(id PodID, r *PodRecord) error { return s.write("pods", id.String(), r) }
+func (s *RecordStore) WritePod(id reconcile.PodID, r *reconcile.PodRecord) error {
+	return s.write("pods", id.String(), r)
+}
 
 // RemovePod forgets pod id.
-func (s *RecordStore) RemovePod(id PodID) error { return s.remove("pods", id.String()) }
+func (s *RecordStore) RemovePod(id reconcile.PodID) error { return s.remove("pods", id.String()) }
 
 // workloadsFile is the record of the workloads' status the agent last
 // computed.
 const workloadsFile = "workloads.json"
 
 // WriteWorkloads stores the workloads' status for `berth status`.
-func (s *RecordStore) WriteWorkloads(ws []WorkloadStatus) error {
+func (s *RecordStore) WriteWorkloads(ws []reconcile.WorkloadStatus) error {
 	return record.Write(s.Dir, workloadsFile, ws)
 }
 
 // Workloads reads the workloads' status the agent last stored; ok is
 // false when there is none.
-func (s *RecordStore) Workloads() (ws []WorkloadStatus, ok bool, err error) {
+func (s *RecordStore) Workloads() (ws []reconcile.WorkloadStatus, ok bool, err error) {
 	ok, err = record.Read(s.Dir, workloadsFile, &ws)
 	return ws, ok, err
 }

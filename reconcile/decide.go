@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -12,25 +13,105 @@ const (
 	ConditionProgressDeadlineExceeded = "ProgressDeadlineExceeded"
 )
 
-// rollout decides, per pod, what the workers should do now: the expanded
-// pods, gated by each workload's update strategy. A pod in the result with
-// a spec is driven to it; a retained pod without one is left as it runs;
-// an observed pod missing from the result is removed.
-func (m *Manager) rollout(objs []Object, x *expansion, observed []ObservedPod, st map[PodID]*PodStatus, known map[PodID]*DesiredPod, now time.Time) (map[PodID]assignment, []WorkloadStatus, time.Time) {
+// Input is everything the engine decides from: a revision's objects and
+// the pods they expand to, what runs, and what berth remembers. Deciding
+// does no I/O and reads no clock but Now.
+type Input struct {
+	Revision string
+	Objects  []Object
+	// Pods are the revision's desired pods (Expand's result).
+	Pods []DesiredPod
+	// Observed are the pods that run.
+	Observed []ObservedPod
+	// Status is the status of observed pods (readiness, from probes), as
+	// the manager's workers know it; a pod missing from it is not ready.
+	// Nil (a one-shot plan, no workers) judges every pod from the runtime
+	// alone (ObservePod: a running container counts as ready).
+	Status map[PodID]*PodStatus
+	// Known is the spec each pod was last given, when berth knows it: a
+	// pod a rollout holds keeps it.
+	Known map[PodID]*DesiredPod
+	// Deployments are the Deployments' rollout records.
+	Deployments map[string]*DeploymentRecord
+	Node        Node
+	Now         time.Time
+}
+
+// Target is what the engine wants of one pod now.
+type Target struct {
+	// Spec is the spec the pod is driven to; nil with Retain.
+	Spec *DesiredPod
+	// Retain leaves the pod as it runs: a rollout holds it and berth does
+	// not know the spec it was given.
+	Retain bool
+	// Held says why an update strategy keeps the pod on its old template
+	// ("" when it is not held).
+	Held string
+	// Waits marks a hold the rollout lifts by itself once other pods are
+	// ready (a rolling update's next step); other holds last until the
+	// revision or the operator changes something (OnDelete, partition,
+	// paused).
+	Waits bool
+}
+
+// Decision is the engine's verdict for one moment: a Target for every pod
+// to keep or drive (an observed pod without one is removed), why each
+// desired pod that gets no Target yet waits, the workloads' status, and
+// the rollout records to keep.
+type Decision struct {
+	Targets map[PodID]Target
+	// Waiting are the desired pods a rollout does not start yet, with why.
+	Waiting map[PodID]string
+	// Removing says why an observed pod without a Target is removed.
+	Removing  map[PodID]string
+	Workloads []WorkloadStatus
+	// Deployments are the rollout records after this decision: changed
+	// ones are in Changed.
+	Deployments map[string]*DeploymentRecord
+	Changed     []string
+	// Forgotten are records of Deployments the revision no longer declares.
+	Forgotten []string
+	// Stuck names the Deployments that passed progressDeadlineSeconds in
+	// this decision.
+	Stuck []string
+	// Wake is when the same inputs would decide differently (a
+	// minReadySeconds or progress deadline), zero when never.
+	Wake time.Time
+}
+
+// Decide is the one rule of what to do with every pod: the desired pods,
+// gated by each workload's update strategy (RollingUpdate with maxSurge
+// and maxUnavailable, Recreate, OnDelete, partition, podManagementPolicy,
+// minReadySeconds). plan, apply, the agent, rollback and previews all go
+// through it.
+func Decide(in Input) Decision {
+	st := in.Status
+	if st == nil {
+		st = statusFromRuntime(in)
+	}
+	desiredByID := make(map[PodID]*DesiredPod, len(in.Pods))
+	for i := range in.Pods {
+		desiredByID[in.Pods[i].ID] = &in.Pods[i]
+	}
+	recs := map[string]*DeploymentRecord{}
+	for k, v := range in.Deployments {
+		recs[k] = v
+	}
 	r := &rolloutPass{
-		m: m, st: st, known: known, now: now, plan: map[PodID]assignment{},
+		node: in.Node, st: st, known: in.Known, now: in.Now, recs: recs,
+		plan: map[PodID]Target{}, waiting: map[PodID]string{},
 		desired: map[string][]*DesiredPod{}, observed: map[string][]*ObservedPod{},
 	}
-	for i := range x.pods {
-		p := &x.pods[i]
+	for i := range in.Pods {
+		p := &in.Pods[i]
 		r.desired[p.Owner] = append(r.desired[p.Owner], p)
 	}
-	for i := range observed {
-		o := &observed[i]
+	for i := range in.Observed {
+		o := &in.Observed[i]
 		r.observed[o.Owner] = append(r.observed[o.Owner], o)
 	}
-	for i := range objs {
-		o := &objs[i]
+	for i := range in.Objects {
+		o := &in.Objects[i]
 		switch o.Kind {
 		case "Deployment":
 			if o.Deployment != nil {
@@ -59,8 +140,76 @@ func (m *Manager) rollout(objs []Object, x *expansion, observed []ObservedPod, s
 			r.direct(owner)
 		}
 	}
-	r.m.forgetDeployments(objs)
-	return r.plan, r.workloads, r.wake
+	d := Decision{
+		Targets: r.plan, Waiting: r.waiting, Removing: map[PodID]string{},
+		Workloads: r.workloads, Deployments: recs, Changed: r.changed, Stuck: r.stuck, Wake: r.wake,
+	}
+	for _, p := range in.Pods {
+		if _, ok := d.Targets[p.ID]; ok {
+			delete(d.Waiting, p.ID)
+		} else if d.Waiting[p.ID] == "" {
+			d.Waiting[p.ID] = "waits for its workload's rollout"
+		}
+	}
+	for i := range in.Observed {
+		o := &in.Observed[i]
+		if _, ok := d.Targets[o.ID]; ok {
+			continue
+		}
+		why := r.removing[o.ID]
+		if why == "" {
+			why = "no longer in the revision"
+			if desiredByID[o.ID] != nil {
+				why = "replaced by its workload's rollout"
+			} else if len(r.desired[o.Owner]) > 0 || r.done[o.Owner] {
+				why = "its workload no longer wants it"
+			}
+		}
+		d.Removing[o.ID] = why
+	}
+	// Rollout records of Deployments the revision no longer declares.
+	declared := map[string]bool{}
+	for i := range in.Objects {
+		if in.Objects[i].Kind == "Deployment" {
+			declared[NamespaceOr(in.Objects[i].Metadata.Namespace)+"/"+in.Objects[i].Metadata.Name] = true
+		}
+	}
+	for key := range recs {
+		if !declared[key] {
+			d.Forgotten = append(d.Forgotten, key)
+			delete(recs, key)
+		}
+	}
+	sort.Strings(d.Forgotten)
+	sort.Strings(d.Changed)
+	sort.Strings(d.Stuck)
+	return d
+}
+
+// statusFromRuntime judges every observed pod of in from the runtime
+// alone, for a plan made without the workers' probe results: a running
+// container counts as ready, since it was created.
+func statusFromRuntime(in Input) map[PodID]*PodStatus {
+	specs := make(map[PodID]*DesiredPod, len(in.Pods))
+	for i := range in.Pods {
+		specs[in.Pods[i].ID] = &in.Pods[i]
+	}
+	st := make(map[PodID]*PodStatus, len(in.Observed))
+	for i := range in.Observed {
+		o := &in.Observed[i]
+		var spec *PodSpec
+		if d := specs[o.ID]; d != nil && d.Hash == o.Hash {
+			spec = &d.Spec
+		} else if k := in.Known[o.ID]; k != nil && k.Hash == o.Hash {
+			spec = &k.Spec
+		}
+		s := ObservePod(o, nil, spec)
+		if s.Ready {
+			s.ReadySince = o.CreatedAt
+		}
+		st[o.ID] = &s
+	}
+	return st
 }
 
 // replicaSet keeps replicas pods of a ReplicaSet. As in Kubernetes, a
@@ -96,34 +245,48 @@ func (r *rolloutPass) replicaSet(o *Object) {
 		if total < replicas {
 			d := *tmpl // the same template: the same spec hash
 			d.ID = p.ID
-			r.plan[p.ID] = assignment{d: &d}
+			r.plan[p.ID] = Target{Spec: &d}
 			total++
 		}
 	}
 	for _, p := range old {
 		if total < replicas {
-			r.keep(p.ID)
+			r.keep(p.ID, "a ReplicaSet keeps its running pods when its template changes")
 			total++
 		}
 	}
 	for _, p := range want {
-		if !obsSet[p.ID] && total < replicas {
-			r.plan[p.ID] = assignment{d: p}
+		if obsSet[p.ID] {
+			continue
+		}
+		if total < replicas {
+			r.plan[p.ID] = Target{Spec: p}
 			total++
+		} else {
+			r.waiting[p.ID] = reasonUnneeded
 		}
 	}
 	r.status(o, replicas, o.ReplicaSet.MinReadySeconds, "")
 }
 
+// reasonPaused: a paused Deployment's rollout does not go on.
+const reasonPaused = "the Deployment is paused"
+
+// rolloutPass is the state of one Decide.
 type rolloutPass struct {
-	m         *Manager
+	node      Node
 	st        map[PodID]*PodStatus
 	known     map[PodID]*DesiredPod
 	now       time.Time
-	plan      map[PodID]assignment
+	recs      map[string]*DeploymentRecord
+	plan      map[PodID]Target
+	waiting   map[PodID]string
+	removing  map[PodID]string
 	desired   map[string][]*DesiredPod
 	observed  map[string][]*ObservedPod
 	workloads []WorkloadStatus
+	changed   []string
+	stuck     []string
 	wake      time.Time
 	done      map[string]bool
 }
@@ -139,18 +302,34 @@ func (r *rolloutPass) mark(owner string) {
 func (r *rolloutPass) direct(owner string) {
 	r.mark(owner)
 	for _, p := range r.desired[owner] {
-		r.plan[p.ID] = assignment{d: p}
+		r.plan[p.ID] = Target{Spec: p}
 	}
 }
 
 // keep plans an observed pod to stay as it runs, with the spec it was
-// last given when berth knows it.
-func (r *rolloutPass) keep(id PodID) {
+// last given when berth knows it, for the reason why.
+func (r *rolloutPass) keep(id PodID, why string) {
 	if d := r.known[id]; d != nil {
-		r.plan[id] = assignment{d: d}
+		r.plan[id] = Target{Spec: d, Held: why}
 		return
 	}
-	r.plan[id] = assignment{retain: true}
+	r.plan[id] = Target{Retain: true, Held: why}
+}
+
+// wait is keep for a hold the rollout lifts by itself.
+func (r *rolloutPass) wait(id PodID, why string) {
+	r.keep(id, why)
+	t := r.plan[id]
+	t.Waits = true
+	r.plan[id] = t
+}
+
+// remove notes why an observed pod is left without a target.
+func (r *rolloutPass) remove(id PodID, why string) {
+	if r.removing == nil {
+		r.removing = map[PodID]string{}
+	}
+	r.removing[id] = why
 }
 
 func (r *rolloutPass) ready(id PodID) bool {
@@ -172,11 +351,11 @@ func (r *rolloutPass) available(id PodID, minReady int32) bool {
 	return true
 }
 
-func (r *rolloutPass) wakeAt(t time.Time) { r.wake = earliest(r.wake, t) }
+func (r *rolloutPass) wakeAt(t time.Time) { r.wake = Earliest(r.wake, t) }
 
 // status adds the workload's status row, from the pods planned for it.
 func (r *rolloutPass) status(o *Object, desired int, minReady int32, cond string) {
-	ns := namespaceOr(o.Metadata.Namespace)
+	ns := NamespaceOr(o.Metadata.Namespace)
 	w := WorkloadStatus{Kind: o.Kind, Namespace: ns, Name: o.Metadata.Name, Desired: desired, Condition: cond}
 	want := map[string]bool{}
 	for _, p := range r.desired[o.Key()] {
@@ -203,6 +382,27 @@ func sortedPods(ps []*DesiredPod) []*DesiredPod {
 	return out
 }
 
+// RollingUpdateBounds returns how many pods a Deployment of replicas may
+// run above replicas (maxSurge) and below it unavailable
+// (maxUnavailable), with Kubernetes' defaults (25% each) and rounding
+// (surge up, unavailability down; both zero means one unavailable).
+func RollingUpdateBounds(ru *RollingUpdateDeployment, replicas int) (surge, unavail int) {
+	quarter := FromString("25%")
+	ms, mu := &quarter, &quarter
+	if ru != nil && ru.MaxSurge != nil {
+		ms = ru.MaxSurge
+	}
+	if ru != nil && ru.MaxUnavailable != nil {
+		mu = ru.MaxUnavailable
+	}
+	surge, _ = ms.Scaled(replicas, true)
+	unavail, _ = mu.Scaled(replicas, false)
+	if surge == 0 && unavail == 0 {
+		unavail = 1
+	}
+	return surge, unavail
+}
+
 // deployment rolls a Deployment to its current template: Recreate removes
 // every old pod before the first new one starts; RollingUpdate keeps at
 // most replicas+maxSurge pods and at least replicas-maxUnavailable
@@ -214,7 +414,7 @@ func (r *rolloutPass) deployment(o *Object) {
 	r.mark(owner)
 	newPods := sortedPods(r.desired[owner])
 	replicas := len(newPods)
-	if ok, _ := r.m.opts.Node.Matches(&spec.Template.Spec); !ok {
+	if ok, _ := r.node.Matches(&spec.Template.Spec); !ok {
 		replicas = 0
 	}
 	newSet := map[PodID]bool{}
@@ -239,47 +439,40 @@ func (r *rolloutPass) deployment(o *Object) {
 			}
 		}
 	}
-	planNew := func(n int) {
+	planNew := func(n int, why string) {
 		for _, p := range newPods {
 			if obsSet[p.ID] {
-				r.plan[p.ID] = assignment{d: p}
+				r.plan[p.ID] = Target{Spec: p}
 			} else if n > 0 {
-				r.plan[p.ID] = assignment{d: p}
+				r.plan[p.ID] = Target{Spec: p}
 				n--
+			} else {
+				r.waiting[p.ID] = why
 			}
 		}
 	}
 	switch {
 	case spec.Paused:
 		for _, p := range old {
-			r.keep(p.ID)
+			r.keep(p.ID, reasonPaused)
 		}
-		planNew(0)
+		planNew(0, reasonPaused)
 	case spec.Strategy.Type == "Recreate":
 		if len(old) > 0 {
-			planNew(0) // old pods go first; their removal is the plan
+			// Old pods go first; their removal is the plan.
+			planNew(0, "Recreate: starts once every old pod is gone")
+			for _, p := range old {
+				r.remove(p.ID, "Recreate: every old pod goes before a new one starts")
+			}
 		} else {
-			planNew(replicas)
+			planNew(replicas, "")
 		}
 	default:
-		surge, unavail := 1, 0
-		ru := spec.Strategy.RollingUpdate
-		quarter := FromString("25%")
-		ms, mu := &quarter, &quarter
-		if ru != nil && ru.MaxSurge != nil {
-			ms = ru.MaxSurge
-		}
-		if ru != nil && ru.MaxUnavailable != nil {
-			mu = ru.MaxUnavailable
-		}
-		surge, _ = ms.Scaled(replicas, true)
-		unavail, _ = mu.Scaled(replicas, false)
-		if surge == 0 && unavail == 0 {
-			unavail = 1
-		}
+		surge, unavail := RollingUpdateBounds(spec.Strategy.RollingUpdate, replicas)
 		// Scale the new pods up within replicas+surge.
 		room := replicas + surge - len(old) - len(existingNew)
-		planNew(max(0, min(room, replicas-len(existingNew))))
+		planNew(max(0, min(room, replicas-len(existingNew))),
+			fmt.Sprintf("rolling update: waits for room (maxSurge %d) as old pods go", surge))
 		// Scale the old pods down while enough stay available.
 		minAvailable := replicas - unavail
 		all := len(old) + len(existingNew)
@@ -297,9 +490,10 @@ func (r *rolloutPass) deployment(o *Object) {
 		for _, p := range old {
 			if canRemove > 0 {
 				canRemove--
-				continue // not planned: removed
+				r.remove(p.ID, "rolling update: replaced by the new template")
+				continue
 			}
-			r.keep(p.ID)
+			r.wait(p.ID, fmt.Sprintf("rolling update: stays until new pods are available (maxUnavailable %d, minReadySeconds %d)", unavail, spec.MinReadySeconds))
 		}
 	}
 	r.progress(o, replicas, len(old), availNew)
@@ -310,17 +504,20 @@ func (r *rolloutPass) deployment(o *Object) {
 // passed progressDeadlineSeconds.
 func (r *rolloutPass) progress(o *Object, replicas, old, availNew int) {
 	spec := o.Deployment
-	key := namespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
+	key := NamespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
 	hash := ""
 	if ps := r.desired[o.Key()]; len(ps) > 0 {
 		hash = ps[0].Labels[LabelPodTemplateHash]
 	}
-	recs := r.m.deployments()
-	rec := recs[key]
+	prev := r.recs[key]
+	rec := prev
 	changed := false
 	if rec == nil || rec.Hash != hash {
 		rec = &DeploymentRecord{Hash: hash, Since: r.now, LastProgress: r.now}
 		changed = true
+	} else {
+		c := *rec
+		rec = &c
 	}
 	if availNew > rec.Available {
 		rec.Available, rec.LastProgress, changed = availNew, r.now, true
@@ -339,13 +536,14 @@ func (r *rolloutPass) progress(o *Object, replicas, old, availNew int) {
 	if !rec.Complete && !rec.Failed && !spec.Paused {
 		if at := rec.LastProgress.Add(deadline); !r.now.Before(at) {
 			rec.Failed, changed = true, true
-			r.m.log.Warn("rollout stuck", "deployment", key, "reason", ConditionProgressDeadlineExceeded)
+			r.stuck = append(r.stuck, key)
 		} else {
 			r.wakeAt(at)
 		}
 	}
 	if changed {
-		r.m.setDeployment(key, rec)
+		r.recs[key] = rec
+		r.changed = append(r.changed, key)
 	}
 	cond := ConditionProgressing
 	switch {
@@ -384,42 +582,47 @@ func (r *rolloutPass) statefulSet(o *Object) {
 			allReady = false
 		}
 	}
+	partition := statefulSetPartition(spec)
+	onDelete := spec.UpdateStrategy.Type == "OnDelete"
 	// Creation, in order.
-	blocked := false
+	blocked := ""
 	for _, p := range want {
 		ord := StatefulSetOrdinal(set, p.ID.Name)
 		o, exists := obs[ord]
 		if !exists {
-			if blocked {
+			if blocked != "" {
+				r.waiting[p.ID] = "OrderedReady: waits for " + blocked + " to be ready"
 				continue
 			}
-			r.plan[p.ID] = assignment{d: p}
+			r.plan[p.ID] = Target{Spec: p}
 			if ordered {
-				blocked = true
+				blocked = p.ID.Name
 			}
 			continue
 		}
 		switch {
 		case o.Hash == p.Hash:
-			r.plan[p.ID] = assignment{d: p}
+			r.plan[p.ID] = Target{Spec: p}
 		case !o.SandboxReady:
 			// A pod whose sandbox is gone (a reboot, a kill mid-way) is
 			// made again: below the partition from the template it had,
 			// when berth still knows it, else from the current one.
-			r.plan[p.ID] = assignment{d: p}
-			if old := r.known[p.ID]; old != nil && old.Hash == o.Hash && ord < statefulSetPartition(spec) {
-				r.plan[p.ID] = assignment{d: old}
+			r.plan[p.ID] = Target{Spec: p}
+			if old := r.known[p.ID]; old != nil && old.Hash == o.Hash && ord < partition {
+				r.plan[p.ID] = Target{Spec: old}
 			}
+		case onDelete:
+			r.keep(p.ID, "OnDelete: keeps its old template until deleted")
+		case ord < partition:
+			r.keep(p.ID, fmt.Sprintf("below partition %d: keeps its old template", partition))
 		default:
-			r.keep(p.ID) // decided below
+			r.wait(p.ID, "rolling update: highest ordinal first, one at a time, once every pod is ready") // decided below
 		}
-		if ordered && !r.ready(p.ID) {
-			blocked = true
+		if ordered && !r.ready(p.ID) && blocked == "" {
+			blocked = p.ID.Name
 		}
 	}
 	// Updates.
-	partition := statefulSetPartition(spec)
-	onDelete := spec.UpdateStrategy.Type == "OnDelete"
 	if !onDelete {
 		for i := len(want) - 1; i >= 0; i-- {
 			p := want[i]
@@ -430,7 +633,7 @@ func (r *rolloutPass) statefulSet(o *Object) {
 			}
 			// One pod at a time, once every pod is ready.
 			if allReady {
-				r.plan[p.ID] = assignment{d: p}
+				r.plan[p.ID] = Target{Spec: p}
 			}
 			break
 		}
@@ -445,7 +648,9 @@ func (r *rolloutPass) statefulSet(o *Object) {
 	sort.Sort(sort.Reverse(sort.IntSlice(condemned)))
 	for i, ord := range condemned {
 		if ordered && (i > 0 || !allReady) {
-			r.keep(obs[ord].ID)
+			r.wait(obs[ord].ID, "OrderedReady: scaled down from the highest ordinal, one at a time, once every pod is ready")
+		} else {
+			r.remove(obs[ord].ID, "scaled down")
 		}
 	}
 	r.status(o, len(want), spec.MinReadySeconds, "")
@@ -471,10 +676,10 @@ func (r *rolloutPass) daemonSet(o *Object) {
 	}
 	for _, p := range r.desired[owner] {
 		if cur, ok := obs[p.ID]; ok && cur.Hash != p.Hash && cur.SandboxReady && spec.UpdateStrategy.Type == "OnDelete" {
-			r.keep(p.ID)
+			r.keep(p.ID, "OnDelete: keeps its old template until deleted")
 			continue
 		}
-		r.plan[p.ID] = assignment{d: p}
+		r.plan[p.ID] = Target{Spec: p}
 	}
 	r.status(o, len(r.desired[owner]), spec.MinReadySeconds, "")
 }
@@ -484,4 +689,17 @@ func statefulSetPartition(s *StatefulSetSpec) int {
 		return int(*ru.Partition)
 	}
 	return 0
+}
+
+// Blocking returns the desired pods that wait for their rollout and keep
+// the host from matching the revision: not those a ReplicaSet's running
+// pods stand in for, nor those of a paused Deployment.
+func (d Decision) Blocking() map[PodID]string {
+	out := map[PodID]string{}
+	for id, why := range d.Waiting {
+		if why != reasonUnneeded && why != reasonPaused {
+			out[id] = why
+		}
+	}
+	return out
 }

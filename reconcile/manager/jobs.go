@@ -1,11 +1,10 @@
-package reconcile
+package manager
 
 import (
-	"fmt"
 	"sort"
 	"time"
 
-	"github.com/robfig/cron/v3"
+	"berth.dev/berth/reconcile"
 )
 
 // Kubernetes' defaults for Jobs and CronJobs.
@@ -29,36 +28,36 @@ const (
 // when the Job is complete or failed (backoffLimit, activeDeadlineSeconds)
 // and writes the records before anything else acts on them. It reports
 // whether a record changed and when to look again.
-func (m *Manager) syncJobs(x *expansion, recs *Records, st map[PodID]*PodStatus, observed []ObservedPod, now time.Time) (bool, time.Time) {
+func (m *Manager) syncJobs(x *reconcile.Expansion, recs *reconcile.Records, st map[reconcile.PodID]*reconcile.PodStatus, observed []reconcile.ObservedPod, now time.Time) (bool, time.Time) {
 	changed := false
 	var next time.Time
-	keys := make([]string, 0, len(x.jobs))
-	for k := range x.jobs {
+	keys := make([]string, 0, len(x.Jobs))
+	for k := range x.Jobs {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var statuses []WorkloadStatus
+	var statuses []reconcile.WorkloadStatus
 	for _, key := range keys {
-		info := x.jobs[key]
+		info := x.Jobs[key]
 		rec := info.Record
 		dirty := false
 		if rec == nil {
-			rec = &JobRecord{Hash: info.Hash, StartTime: now}
+			rec = &reconcile.JobRecord{Hash: info.Hash, StartTime: now}
 			dirty = true
 		}
-		if !rec.finished() {
+		if !rec.Finished() {
 			dirty = m.jobProgress(info, rec, st, now) || dirty
-			if ads := info.Spec.ActiveDeadlineSeconds; ads != nil && !rec.finished() {
+			if ads := info.Spec.ActiveDeadlineSeconds; ads != nil && !rec.Finished() {
 				at := rec.StartTime.Add(time.Duration(*ads) * time.Second)
 				if !now.Before(at) {
-					rec.Condition, rec.Reason, rec.CompletionTime, dirty = JobFailed, ReasonDeadlineExceeded, now, true
+					rec.Condition, rec.Reason, rec.CompletionTime, dirty = reconcile.JobFailed, reconcile.ReasonDeadlineExceeded, now, true
 				} else {
-					next = earliest(next, at)
+					next = reconcile.Earliest(next, at)
 				}
 			}
 		}
 		if dirty {
-			if rec.finished() {
+			if rec.Finished() {
 				m.log.Info("job finished", "job", key, "condition", rec.Condition, "reason", rec.Reason)
 			}
 			if err := m.store.WriteJob(key, rec); err != nil {
@@ -66,7 +65,7 @@ func (m *Manager) syncJobs(x *expansion, recs *Records, st map[PodID]*PodStatus,
 				continue
 			}
 			if recs.Jobs == nil {
-				recs.Jobs = map[string]*JobRecord{}
+				recs.Jobs = map[string]*reconcile.JobRecord{}
 			}
 			recs.Jobs[key] = rec
 			changed = true
@@ -78,7 +77,7 @@ func (m *Manager) syncJobs(x *expansion, recs *Records, st map[PodID]*PodStatus,
 	// Forget the Jobs the revision no longer declares, so declaring one
 	// again runs it again, as deleting and re-creating it would.
 	for key := range recs.Jobs {
-		if _, ok := x.jobs[key]; !ok {
+		if _, ok := x.Jobs[key]; !ok {
 			if err := m.store.RemoveJob(key); err != nil {
 				m.log.Warn("remove job record", "job", key, "error", err)
 				continue
@@ -93,7 +92,7 @@ func (m *Manager) syncJobs(x *expansion, recs *Records, st map[PodID]*PodStatus,
 }
 
 // jobProgress folds the state of a Job's active pods into its record.
-func (m *Manager) jobProgress(info *jobInfo, rec *JobRecord, st map[PodID]*PodStatus, now time.Time) bool {
+func (m *Manager) jobProgress(info *reconcile.JobInfo, rec *reconcile.JobRecord, st map[reconcile.PodID]*reconcile.PodStatus, now time.Time) bool {
 	dirty := false
 	ns, _, _ := cutKey(info.Key)
 	names := make([]string, 0, len(info.Active))
@@ -101,26 +100,26 @@ func (m *Manager) jobProgress(info *jobInfo, rec *JobRecord, st map[PodID]*PodSt
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	onFailure := info.Spec.Template.Spec.RestartPolicy == RestartOnFailure
+	onFailure := info.Spec.Template.Spec.RestartPolicy == reconcile.RestartOnFailure
 	for _, name := range names {
-		s := st[PodID{Namespace: ns, Name: name}]
+		s := st[reconcile.PodID{Namespace: ns, Name: name}]
 		if s == nil {
 			continue
 		}
 		if onFailure {
-			if r := s.Restarts(); r > rec.podRestarts(name) {
+			if r := s.Restarts(); r > rec.PodRestarts(name) {
 				if rec.Restarts == nil {
 					rec.Restarts = map[string]int{}
 				}
-				rec.Failed += r - rec.podRestarts(name)
+				rec.Failed += r - rec.PodRestarts(name)
 				rec.Restarts[name], rec.LastFailure, dirty = r, now, true
 			}
 		}
-		if s.Phase != PodSucceeded && s.Phase != PodFailed {
+		if s.Phase != reconcile.PodSucceeded && s.Phase != reconcile.PodFailed {
 			continue
 		}
-		rec.Pods = append(rec.Pods, JobPod{Name: name, Slot: info.Active[name], Phase: s.Phase, Finished: now})
-		if s.Phase == PodFailed {
+		rec.Pods = append(rec.Pods, reconcile.JobPod{Name: name, Slot: info.Active[name], Phase: s.Phase, Finished: now})
+		if s.Phase == reconcile.PodFailed {
 			rec.Failed++
 			rec.LastFailure = now
 		}
@@ -132,9 +131,9 @@ func (m *Manager) jobProgress(info *jobInfo, rec *JobRecord, st map[PodID]*PodSt
 	}
 	switch {
 	case rec.Succeeded() >= info.Completions:
-		rec.Condition, rec.CompletionTime, dirty = JobComplete, now, true
+		rec.Condition, rec.CompletionTime, dirty = reconcile.JobComplete, now, true
 	case rec.Failed > limit:
-		rec.Condition, rec.Reason, rec.CompletionTime, dirty = JobFailed, ReasonBackoffLimitExceeded, now, true
+		rec.Condition, rec.Reason, rec.CompletionTime, dirty = reconcile.JobFailed, ReasonBackoffLimitExceeded, now, true
 	}
 	return dirty
 }
@@ -148,20 +147,18 @@ func indexAfterSlash(s string) int {
 	return 0
 }
 
-func (r *JobRecord) podRestarts(name string) int { return r.Restarts[name] }
-
-func jobStatus(info *jobInfo, rec *JobRecord, st map[PodID]*PodStatus) WorkloadStatus {
-	kind, _, name := SplitOwner(info.Owner)
+func jobStatus(info *reconcile.JobInfo, rec *reconcile.JobRecord, st map[reconcile.PodID]*reconcile.PodStatus) reconcile.WorkloadStatus {
+	kind, _, name := reconcile.SplitOwner(info.Owner)
 	ns, _, _ := cutKey(info.Key)
-	w := WorkloadStatus{Kind: kind, Namespace: ns, Name: name, Desired: info.Completions, Condition: rec.Condition}
+	w := reconcile.WorkloadStatus{Kind: kind, Namespace: ns, Name: name, Desired: info.Completions, Condition: rec.Condition}
 	w.Succeeded = rec.Succeeded()
 	for _, p := range rec.Pods {
-		if p.Phase == PodFailed {
+		if p.Phase == reconcile.PodFailed {
 			w.Failed++
 		}
 	}
 	for pod := range info.Active {
-		if s := st[PodID{Namespace: ns, Name: pod}]; s != nil {
+		if s := st[reconcile.PodID{Namespace: ns, Name: pod}]; s != nil {
 			w.Current++
 			if s.Ready {
 				w.Ready++
@@ -172,30 +169,6 @@ func jobStatus(info *jobInfo, rec *JobRecord, st map[PodID]*PodStatus) WorkloadS
 	return w
 }
 
-// cronParser parses standard five-field cron expressions and the macros
-// (@yearly, @monthly, @weekly, @daily, @midnight, @hourly), with an
-// optional CRON_TZ= or TZ= prefix, as Kubernetes does.
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// ParseSchedule parses a CronJob's schedule in its time zone (nil: the
-// host's local time).
-func ParseSchedule(schedule string, timeZone *string) (cron.Schedule, error) {
-	sched, err := cronParser.Parse(schedule)
-	if err != nil {
-		return nil, fmt.Errorf("schedule %q: %w", schedule, err)
-	}
-	if timeZone != nil && *timeZone != "" {
-		loc, err := time.LoadLocation(*timeZone)
-		if err != nil {
-			return nil, fmt.Errorf("timeZone %q: %w", *timeZone, err)
-		}
-		if s, ok := sched.(*cron.SpecSchedule); ok {
-			s.Location = loc
-		}
-	}
-	return sched, nil
-}
-
 // syncCronJobs is the CronJob controller. For each CronJob it prunes
 // finished Jobs beyond the history limits, and when a scheduled time has
 // come (the most recent one, when several were missed while berth was
@@ -203,12 +176,12 @@ func ParseSchedule(schedule string, timeZone *string) (cron.Schedule, error) {
 // suspended or, with Forbid, a Job still runs; Replace removes the
 // running Job first. The schedule it acted on is recorded before the Job
 // exists, so a restart neither loses nor repeats a run.
-func (m *Manager) syncCronJobs(objs []Object, recs *Records, st map[PodID]*PodStatus, now time.Time) time.Time {
+func (m *Manager) syncCronJobs(objs []reconcile.Object, recs *reconcile.Records, st map[reconcile.PodID]*reconcile.PodStatus, now time.Time) time.Time {
 	var next time.Time
 	seen := map[string]bool{}
-	var statuses []WorkloadStatus
+	var statuses []reconcile.WorkloadStatus
 	if recs.CronJobs == nil {
-		recs.CronJobs = map[string]*CronJobRecord{}
+		recs.CronJobs = map[string]*reconcile.CronJobRecord{}
 	}
 	for i := range objs {
 		o := &objs[i]
@@ -218,10 +191,10 @@ func (m *Manager) syncCronJobs(objs []Object, recs *Records, st map[PodID]*PodSt
 		if ok, _ := m.opts.Node.Matches(&o.CronJob.JobTemplate.Spec.Template.Spec); !ok {
 			continue
 		}
-		key := namespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
+		key := reconcile.NamespaceOr(o.Metadata.Namespace) + "/" + o.Metadata.Name
 		seen[key] = true
 		n, ws := m.cronJob(o, key, recs, now)
-		next = earliest(next, n)
+		next = reconcile.Earliest(next, n)
 		statuses = append(statuses, ws)
 	}
 	for key, rec := range recs.CronJobs {
@@ -252,21 +225,21 @@ func cutKey(key string) (ns, name string, ok bool) {
 	return key[:i-1], key[i:], true
 }
 
-func (m *Manager) forgetJob(key string, recs *Records) {
+func (m *Manager) forgetJob(key string, recs *reconcile.Records) {
 	if err := m.store.RemoveJob(key); err != nil {
 		m.log.Warn("remove job record", "job", key, "error", err)
 	}
 	delete(recs.Jobs, key)
 }
 
-func (m *Manager) cronJob(o *Object, key string, recs *Records, now time.Time) (time.Time, WorkloadStatus) {
+func (m *Manager) cronJob(o *reconcile.Object, key string, recs *reconcile.Records, now time.Time) (time.Time, reconcile.WorkloadStatus) {
 	spec := o.CronJob
-	ns := namespaceOr(o.Metadata.Namespace)
-	ws := WorkloadStatus{Kind: "CronJob", Namespace: ns, Name: o.Metadata.Name}
+	ns := reconcile.NamespaceOr(o.Metadata.Namespace)
+	ws := reconcile.WorkloadStatus{Kind: "CronJob", Namespace: ns, Name: o.Metadata.Name}
 	rec := recs.CronJobs[key]
 	dirty := false
 	if rec == nil {
-		rec = &CronJobRecord{FirstSeen: now}
+		rec = &reconcile.CronJobRecord{FirstSeen: now}
 		recs.CronJobs[key] = rec
 		dirty = true
 	}
@@ -290,14 +263,14 @@ func (m *Manager) cronJob(o *Object, key string, recs *Records, now time.Time) (
 	if spec.FailedJobsHistoryLimit != nil {
 		failLimit = int(*spec.FailedJobsHistoryLimit)
 	}
-	var active []CronRun
-	var kept []CronRun
+	var active []reconcile.CronRun
+	var kept []reconcile.CronRun
 	succ, fail := 0, 0
 	for i := len(rec.Runs) - 1; i >= 0; i-- {
 		run := rec.Runs[i]
 		jr := recs.Jobs[ns+"/"+run.Name]
 		switch {
-		case jr != nil && jr.Condition == JobComplete:
+		case jr != nil && jr.Condition == reconcile.JobComplete:
 			if jr.CompletionTime.After(rec.LastSuccessfulTime) {
 				rec.LastSuccessfulTime, dirty = jr.CompletionTime, true
 			}
@@ -306,7 +279,7 @@ func (m *Manager) cronJob(o *Object, key string, recs *Records, now time.Time) (
 				dirty = true
 				continue
 			}
-		case jr != nil && jr.Condition == JobFailed:
+		case jr != nil && jr.Condition == reconcile.JobFailed:
 			if fail++; fail > failLimit {
 				m.forgetJob(ns+"/"+run.Name, recs)
 				dirty = true
@@ -315,13 +288,13 @@ func (m *Manager) cronJob(o *Object, key string, recs *Records, now time.Time) (
 		default:
 			active = append(active, run)
 		}
-		kept = append([]CronRun{run}, kept...)
+		kept = append([]reconcile.CronRun{run}, kept...)
 	}
 	rec.Runs = kept
 	ws.Current = len(active)
 	ws.Desired = len(active)
 
-	sched, err := ParseSchedule(spec.Schedule, spec.TimeZone)
+	sched, err := reconcile.ParseSchedule(spec.Schedule, spec.TimeZone)
 	if err != nil {
 		m.log.Error("cronjob schedule", "cronjob", key, "error", err)
 		ws.Condition = "InvalidSchedule"
@@ -379,8 +352,8 @@ func (m *Manager) cronJob(o *Object, key string, recs *Records, now time.Time) (
 		}
 		ws.Current, ws.Desired = 0, 0
 	}
-	name := CronJobRunName(o.Metadata.Name, due)
-	rec.Runs = append(rec.Runs, CronRun{Name: name, ScheduledTime: due})
+	name := reconcile.CronJobRunName(o.Metadata.Name, due)
+	rec.Runs = append(rec.Runs, reconcile.CronRun{Name: name, ScheduledTime: due})
 	rec.LastScheduleTime, dirty = due, true
 	ws.Current++
 	ws.Desired++

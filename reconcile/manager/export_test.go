@@ -1,6 +1,7 @@
-package reconcile
+package manager
 
 import (
+	"berth.dev/berth/reconcile"
 	"context"
 	"time"
 )
@@ -8,10 +9,10 @@ import (
 // StepPod runs one sync of the pod's worker synchronously, without its
 // goroutine, so tests can drive the lifecycle step by step with a manual
 // clock. The worker is kept between calls, as the manager keeps it.
-func (m *Manager) StepPod(ctx context.Context, d *DesiredPod) (next time.Time, gone bool, err error) {
+func (m *Manager) StepPod(ctx context.Context, d *reconcile.DesiredPod) (next time.Time, gone bool, err error) {
 	m.mu.Lock()
 	if m.testWorkers == nil {
-		m.testWorkers = map[PodID]*podWorker{}
+		m.testWorkers = map[reconcile.PodID]*podWorker{}
 	}
 	w := m.testWorkers[d.ID]
 	if w == nil {
@@ -23,7 +24,7 @@ func (m *Manager) StepPod(ctx context.Context, d *DesiredPod) (next time.Time, g
 }
 
 // StepStatus is the status the stepped worker of id last published.
-func (m *Manager) StepStatus(id PodID) PodStatus {
+func (m *Manager) StepStatus(id reconcile.PodID) reconcile.PodStatus {
 	m.mu.Lock()
 	w := m.testWorkers[id]
 	m.mu.Unlock()
