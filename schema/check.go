@@ -212,7 +212,7 @@ func checkPodSpec(x *validator, ctx podContext, spec *reconcile.PodSpec) {
 	}
 
 	for _, f := range []string{"serviceAccountName", "serviceAccount"} {
-		if x.root.LookupPath(cue.MakePath(at(pp, f)...)).Exists() {
+		if x.plain.LookupPath(cue.MakePath(at(pp, f)...)).Exists() {
 			x.warnAt(at(pp, f), "no service account token is mounted: berth has no API server for the pod to talk to")
 		}
 	}

@@ -803,6 +803,7 @@ func (l *loader) validateObject(c candidate, f *facts) (obj reconcile.Object, ok
 			data = plain
 		}
 	}
+	x.plain = data
 	u := def.Unify(data)
 	if err := u.Validate(cue.Concrete(true)); err != nil {
 		if c.fromCUE {

@@ -29,6 +29,9 @@ type validator struct {
 	object string
 	// root is the user's value of the object.
 	root cue.Value
+	// plain is the object's plain data when it comes from a CUE package
+	// (cheaper to look up than root), else root.
+	plain cue.Value
 	// start is where the object starts, the fallback position.
 	start reconcile.Position
 	diags []Diagnostic
