@@ -361,10 +361,13 @@ func TestUnhealthyRevisionRolledBackAndNotRetried(t *testing.T) {
 	// bbbb replaces web with a container that crashes at once.
 	r.commit("bbbb", map[string]string{"web": "exit 3", "db": sleep})
 	h.pass(TriggerWebhook)
+	// The pod manager carries the rollback out while the agent records it.
+	st := h.eventually("the rollback recorded", func(st Status) bool {
+		return len(st.BadRevisions) == 1 && st.Applied != nil && st.Applied.Commit == "aaaa"
+	})
 	if got := h.running()["web"]; got != "aaaa" {
 		t.Fatalf("web runs revision %q after the health check, want a rollback to aaaa", got)
 	}
-	st := h.a.Status()
 	if len(st.BadRevisions) != 1 || st.BadRevisions[0].Commit != "bbbb" || st.LastGood.Commit != "aaaa" || st.Applied.Commit != "aaaa" {
 		t.Fatalf("status: bad %+v good %+v applied %+v", st.BadRevisions, st.LastGood, st.Applied)
 	}
