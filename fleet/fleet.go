@@ -59,6 +59,12 @@ type Report struct {
 	// Groups are the devices grouped by identical effect: failures
 	// first, then changes by number of devices, then the unchanged.
 	Groups []Group `json:"groups"`
+	// Waves are the devices by wave of the head revision's rollout
+	// policy, in rollout order; none without a policy.
+	Waves []Wave `json:"waves,omitempty"`
+	// PolicyProblems are the head's rollout policy's problems, one per
+	// line as ./berth-rollout.yaml:line:col: field: message.
+	PolicyProblems []string `json:"policyProblems,omitempty"`
 	// Secrets say which devices can read each SOPS-encrypted Secret of
 	// the head, and what waits for it on the others.
 	Secrets []SecretReaders `json:"secrets,omitempty"`
@@ -87,7 +93,7 @@ func (r *Report) HasChanges() bool { return r.Affected > 0 }
 // 2 when it changes any, 0 otherwise.
 func (r *Report) ExitCode() int {
 	switch {
-	case r.Failed > 0:
+	case r.Failed > 0 || len(r.PolicyProblems) > 0:
 		return 1
 	case r.Affected > 0:
 		return 2
@@ -216,6 +222,11 @@ feed:
 			g.Labels = nil
 		}
 		r.Groups = append(r.Groups, *g)
+	}
+	pol, problems := policyProblems(head)
+	r.PolicyProblems = problems
+	if pol != nil {
+		r.Waves = waves(pol, inv, results, groups)
 	}
 	sort.SliceStable(r.Groups, func(i, j int) bool {
 		a, b := &r.Groups[i], &r.Groups[j]

@@ -123,6 +123,15 @@ func WriteText(w io.Writer, r *Report, opts preview.TextOptions) error {
 	paint := preview.Painter(opts.Color)
 	fmt.Fprintf(&b, "plan %s → %s on %s\n", r.Base, r.Head, devices(r.Devices))
 	fmt.Fprintf(&b, "%s\n", r.Headline())
+	for _, p := range r.PolicyProblems {
+		fmt.Fprintf(&b, "rollout policy: %s\n", p)
+	}
+	if len(r.Waves) > 0 {
+		b.WriteString("\nwaves:\n")
+		for i := range r.Waves {
+			fmt.Fprintf(&b, "  %s\n", r.Waves[i].Line())
+		}
+	}
 	for i := range r.Groups {
 		g := &r.Groups[i]
 		fmt.Fprintf(&b, "\n%s: %s\n", g.Title(i+1), g.Effect())
@@ -177,6 +186,20 @@ func WriteMarkdown(w io.Writer, r *Report, opts preview.MarkdownOptions) error {
 		}
 		b.WriteString(":\n\n")
 		preview.MarkdownProblems(&b, r.Head, g.Plan.Diagnostics, g.Plan.Error)
+	}
+	if len(r.PolicyProblems) > 0 {
+		b.WriteString("The rollout policy is invalid:\n\n")
+		for _, p := range r.PolicyProblems {
+			fmt.Fprintf(&b, "- %s\n", preview.Code(p))
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Waves) > 0 {
+		b.WriteString("Rollout in waves:\n\n")
+		for i := range r.Waves {
+			fmt.Fprintf(&b, "%d. %s\n", i+1, preview.Escape(r.Waves[i].Line()))
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString("| group | devices | labels | effect | create | replace | delete |\n|---:|---:|---|---|---:|---:|---:|\n")
 	for i := range r.Groups {

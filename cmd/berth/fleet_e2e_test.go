@@ -49,7 +49,7 @@ func TestFleetRolloutE2E(t *testing.T) {
 			d.h = newHost(t)
 		}
 		d.args = []string{"--repo", srv.URL + "/repo.git", "--git-username-file", user, "--git-password-file", pw,
-			"--interval", "1s", "--jitter", "0.01", "--apply-once", "--health-settle", "1s", "--health-deadline", "30s",
+			"--interval", "1s", "--jitter", "0.01", "--crash-restarts", "1", "--health-settle", "1s", "--health-deadline", "30s",
 			"--node-name", d.name, "--mqtt", broker.URL, "--fleet", "e2e"}
 		if d.name == "can-1" {
 			d.args = append(d.args, "--node-label", "ring=canary")

@@ -129,7 +129,7 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 func (o *Options) client(will func(*paho.ClientOptions), onConnect func(paho.Client)) (paho.Client, error) {
 	co := paho.NewClientOptions().AddBroker(o.URL).SetClientID(o.ClientID).
 		SetConnectTimeout(o.ConnectTimeout).SetAutoReconnect(true).SetMaxReconnectInterval(o.MaxReconnectInterval).
-		SetKeepAlive(30 * time.Second).SetCleanSession(true)
+		SetKeepAlive(30 * time.Second).SetCleanSession(true).SetProtocolVersion(4)
 	if o.Username != "" {
 		co.SetUsername(o.Username)
 	}
