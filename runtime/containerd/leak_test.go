@@ -453,3 +453,38 @@ func TestZombieTaskIsDeleted(t *testing.T) {
 		t.Errorf("the zombie's bundle is left")
 	}
 }
+
+// TestNetworkGarbageCollection: an address berth's network still holds
+// for a sandbox of this namespace that is gone (its CNI DEL kept failing
+// when it was removed) is released at the next start; addresses of live
+// sandboxes and of another berth's namespace on the same network are
+// kept.
+func TestNetworkGarbageCollection(t *testing.T) {
+	rt, e := newRuntime(t)
+	pod := runtimetest.NewPod("alive", runtimetest.Sleeper("app", testImage))
+	runtimetest.Up(t, rt, pod)
+	store := filepath.Join(containerd.IPAMDir, e.net.Name)
+	prefix := strings.TrimSuffix(e.net.Subnet, "0/24")
+	ghost := filepath.Join(store, prefix+"200")
+	foreign := filepath.Join(store, prefix+"201")
+	// As host-local writes them: the CNI ID, then the interface (eth1:
+	// berth's network comes after the loopback one).
+	for path, id := range map[string]string{ghost: e.ns + "_default_gone-0123456789ab", foreign: "other-ns_default_web-0123456789ab"} {
+		if err := os.WriteFile(path, []byte(id+"\r\neth1"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { os.Remove(foreign) })
+	before := snapshotHost(t, rt, e).ipam
+	newRuntime(t) // a new start collects
+	after := snapshotHost(t, rt, e).ipam
+	if slices.Contains(after, prefix+"200") {
+		t.Errorf("the gone sandbox's address is still allocated: %v", after)
+	}
+	if !slices.Contains(after, prefix+"201") {
+		t.Errorf("another namespace's address was released: %v", after)
+	}
+	if len(after) != len(before)-1 {
+		t.Errorf("allocations before %v, after %v: want only the gone sandbox's released", before, after)
+	}
+}

@@ -84,8 +84,14 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 		if perr != nil {
 			log.Warn("host port mappings unreadable, removing the pod without them", "error", perr)
 		}
-		if err := r.cniDel(ctx, id, cniID(id, rec.Labels), p.NetNS, ports); err != nil {
-			return fmt.Errorf("remove pod %s: %w", id, err)
+		cid := cniID(id, rec.Labels)
+		if err := r.cniDelRetry(ctx, id, cid, p.NetNS, ports); err != nil {
+			if !ownCNIID(r.ns, cid) {
+				return fmt.Errorf("remove pod %s: %w", id, err)
+			}
+			// The pod goes anyway, so its replacement is not blocked;
+			// the next start of berth releases the attachment.
+			log.Warn("cni del keeps failing; removing the pod and leaving its network to garbage collection", "error", err)
 		}
 		log.Debug("network detached")
 	}
