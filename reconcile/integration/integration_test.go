@@ -349,7 +349,9 @@ func TestProbesOnRealPod(t *testing.T) {
 	h := newHost(t)
 	rt := h.runtime()
 	m, _ := h.manager(rt, manager.Options{InitialBackoff: time.Second})
-	c := sh("web", "mkdir -p /www && echo ok > /www/index.html && (sleep 4; rm /www/index.html) & exec httpd -f -p 8080 -h /www")
+	// The page exists before httpd starts; only its removal runs in the
+	// background (with "a && b && c &" the whole list would, racing httpd).
+	c := sh("web", "mkdir -p /www; echo ok > /www/index.html; (sleep 4; rm /www/index.html) & exec httpd -f -p 8080 -h /www")
 	c.ReadinessProbe = &reconcile.Probe{
 		ProbeHandler:  reconcile.ProbeHandler{HTTPGet: &reconcile.HTTPGetAction{Path: "/index.html", Port: reconcile.FromInt(8080)}},
 		PeriodSeconds: 1, FailureThreshold: 1,

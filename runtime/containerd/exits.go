@@ -40,7 +40,9 @@ func (r *Runtime) WatchExits(ctx context.Context, exited func(reconcile.PodID)) 
 				continue
 			}
 			te, ok := v.(*apievents.TaskExit)
-			if !ok {
+			// Exits of exec processes (probes, hooks, berth exec) carry
+			// their own ID; only a container's own process counts.
+			if !ok || te.ID != te.ContainerID {
 				continue
 			}
 			if id, ok := r.podOfContainer(ctx, te.ContainerID); ok {
