@@ -31,7 +31,13 @@
 // apiVersions name the one to use. Rules that relate fields to each other
 // (unique container names, mounts naming declared volumes, one source per
 // volume, value or valueFrom, selectors matching their template) are checked
-// in Go after the schema, where the message can name both places. Valid
+// in Go after the schema, where the message can name both places, as are
+// the rules apply would otherwise meet first: cron schedules and time zones
+// (reconcile.ParseSchedule), quantities and label selectors
+// (k8s.io/apimachinery), resources berth cannot enforce. Rules across the
+// objects of a revision run once every object is loaded: references to
+// ConfigMaps and Secrets the revision lacks, and host ports bound twice on
+// this node, each reported at the referring field. Valid
 // objects are decoded into reconcile.Object with Source and the kind's spec
 // filled in and metadata.namespace defaulted to "default"; a Secret's data is
 // decoded from base64 with stringData merged in.
