@@ -59,7 +59,10 @@ bench-vet: build ## measure berth vet on 1000 objects in YAML and in CUE (no con
 bench-agent: deps build ## berth agent: push to pod replaced (webhook, local directory) and the idle footprint with 50 pods
 	$(SUDO) bench/agent.sh
 
+bench-fleet: deps build ## a three-wave rollout on 500 agents with the simulated runtime, one git daemon and one mosquitto on loopback (no containerd)
+	bench/fleet.sh
+
 clean: ## remove build output
 	rm -rf bin
 
-.PHONY: help build deps demo demo-clean test test-faults test-unit vet bench bench-compare bench-plan bench-vet clean bench-agent
+.PHONY: help build deps demo demo-clean test test-faults test-unit vet bench bench-compare bench-plan bench-vet clean bench-agent bench-fleet

@@ -105,7 +105,7 @@ func agentFlags(fs *flag.FlagSet, c *cli, o *agentOptions) {
 	fs.Var(&o.mirrors, "mirror", "fallback URL of the repository, tried in order when --repo cannot be reached (repeatable)")
 	fs.BoolVar(&o.shallow, "shallow", false, "fetch only the followed branch, one commit deep (small devices)")
 	fs.IntVar(&o.crashRestarts, "crash-restarts", agent.DefaultCrashRestarts, "crashes of a container of a new pod that make its revision unhealthy")
-	c.mqtt.register(fs)
+	c.mqtt.registerAgent(fs)
 }
 
 // applyConfigFile sets, from the YAML file, every flag not given on the
@@ -213,7 +213,7 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 			return fmt.Errorf("webhook secret: %s is empty", o.webhookSecret)
 		}
 	}
-	rt, err := c.runtime(ctx)
+	rt, err := c.agentRuntime(ctx)
 	if err != nil {
 		return err
 	}

@@ -18,12 +18,14 @@ import (
 	"berth.dev/berth/fleet/mqtt"
 	"berth.dev/berth/fleet/rollout"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/runtime/sim"
 	"berth.dev/berth/source"
 )
 
 // mqttFlags say how to reach the fleet's MQTT broker (berth agent and
-// berth fleet status).
+// berth fleet status), and which runtime the agent drives.
 type mqttFlags struct {
+	runtime      string
 	url          string
 	fleet        string
 	ca           string
@@ -40,6 +42,36 @@ func (m *mqttFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.key, "mqtt-key", "", "key (PEM) of the client certificate")
 	fs.StringVar(&m.username, "mqtt-username", "", "username for the broker")
 	fs.StringVar(&m.passwordFile, "mqtt-password-file", "", "file holding the broker password (else BERTH_MQTT_PASSWORD)")
+}
+
+// registerAgent adds berth agent's fleet flags: the broker's, and the
+// simulated runtime for benchmarks.
+func (m *mqttFlags) registerAgent(fs *flag.FlagSet) {
+	m.register(fs)
+	fs.StringVar(&m.runtime, "runtime", "containerd", "containerd, or sim: a simulated runtime that runs nothing, for fleet benchmarks (bench/fleet.sh)")
+}
+
+// agentRuntime is what berth agent drives: containerd, or with
+// --runtime sim the simulated runtime of bench/fleet.sh.
+type agentRuntime interface {
+	reconcile.Runtime
+	Check(ctx context.Context) error
+	Close() error
+}
+
+func (c *cli) agentRuntime(ctx context.Context) (agentRuntime, error) {
+	switch c.mqtt.runtime {
+	case "", "containerd":
+		rt, err := c.runtime(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return rt, nil
+	case "sim":
+		c.log.Warn("simulated runtime: no container runs (benchmarks only)")
+		return sim.New(), nil
+	}
+	return nil, fmt.Errorf("--runtime %q: want containerd or sim", c.mqtt.runtime)
 }
 
 // options are the broker options; the password is read from its file or
