@@ -40,6 +40,8 @@ func Namespace(tb testing.TB, c *Containerd) string {
 		if err := cleanNamespace(c.Address(), ns); err != nil {
 			tb.Errorf("testenv: namespace %s: %v", ns, err)
 		}
+		// runc's state directory of the namespace, empty by now.
+		_ = os.Remove(filepath.Join("/run/containerd/runc", ns))
 	})
 	return ns
 }

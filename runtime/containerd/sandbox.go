@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -159,11 +160,21 @@ func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.Desire
 	labels[LabelPorts] = encodePorts(PortMappings(pod))
 	created := maps.Clone(labels)
 	created[LabelCNIID] = newCNIID(r.ns, pod.ID)
-	_, err := r.client.NewContainer(ctx, id,
+	// Under a lease of berth's own: without one, containerd's client
+	// makes a temporary lease that a berth killed meanwhile leaves for a
+	// day; this one New deletes once this process is gone.
+	lease := shortID(id + ".record")
+	if err := r.createLease(ctx, lease, id); err != nil {
+		return containers.Container{}, fmt.Errorf("create lease: %w", err)
+	}
+	_, err := r.client.NewContainer(leases.WithLease(ctx, lease), id,
 		client.WithContainerLabels(created),
 		client.WithRuntime(runtimeName, nil),
 		client.WithSpec(&oci.Spec{Version: specs.Version}),
 	)
+	if derr := r.client.LeasesService().Delete(ctx, leases.Lease{ID: lease}); derr != nil && !errdefs.IsNotFound(derr) {
+		r.log.Warn("delete lease", "lease", lease, "error", derr)
+	}
 	if err != nil && !errdefs.IsAlreadyExists(err) {
 		return containers.Container{}, fmt.Errorf("create sandbox record: %w", err)
 	}
