@@ -454,9 +454,7 @@ func formatSize(n int64) string {
 // one object. KYAML, being YAML, needs nothing special.
 func (l *loader) loadYAML(p string, data []byte) {
 	defer l.guard(p)
-	if len(bytes.TrimSpace(data)) == 0 {
-		l.diags = append(l.diags, Diagnostic{Pos: reconcile.Position{File: fileName(p), Line: 1, Column: 1},
-			Severity: SeverityWarning, Message: "empty file: it declares no object"})
+	if l.emptyFile(p, data) {
 		return
 	}
 	data = normalizeBreaks(data)
@@ -483,6 +481,18 @@ func (l *loader) loadYAML(p string, data []byte) {
 		fixFloatLiterals(expr)
 		l.addDocument(p, expr)
 	}
+}
+
+// emptyFile reports, with a warning at 1:1, a YAML or JSON file that holds
+// nothing but white space: it declares no object, which is allowed but
+// likely a mistake.
+func (l *loader) emptyFile(p string, data []byte) bool {
+	if len(bytes.TrimSpace(data)) > 0 {
+		return false
+	}
+	l.diags = append(l.diags, Diagnostic{Pos: reconcile.Position{File: fileName(p), Line: 1, Column: 1},
+		Severity: SeverityWarning, Message: "empty file: it declares no object"})
+	return true
 }
 
 // duplicateKeys reports every key of a YAML mapping that repeats an
@@ -586,6 +596,9 @@ func firstColumn(data []byte, line int) int {
 // loadJSON reads a JSON file holding one object.
 func (l *loader) loadJSON(p string, data []byte) {
 	defer l.guard(p)
+	if l.emptyFile(p, data) {
+		return
+	}
 	expr, err := json.Extract(fileName(p), data)
 	if err != nil {
 		pos := reconcile.Position{File: fileName(p)}

@@ -111,7 +111,11 @@ func TestVetEmptyFile(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, "1 warning") {
 		t.Errorf("exit %d, want 0 with a warning: %s", code, errOut)
 	}
-	_, out, _ := vet(t, "-o", "json", dir)
+	code, out, errOut := vet(t, writeRepo(t, map[string]string{"empty.json": " \n"}))
+	if code != 0 || !strings.Contains(out+errOut, "./empty.json:1:1: warning: empty file") {
+		t.Errorf("exit %d, want 0 with a warning: %s", code, errOut)
+	}
+	_, out, _ = vet(t, "-o", "json", dir)
 	var rep vetReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Diagnostics) != 1 ||
 		rep.Diagnostics[0].File != "./empty.yaml" || rep.Diagnostics[0].Line != 1 || rep.Diagnostics[0].Column != 1 {
