@@ -127,7 +127,8 @@ type Manager struct {
 	// gen counts Syncs; decision is the latest pass's decision, made for
 	// generation decidedGen on the pods in decided.
 	gen, decidedGen int
-	keep            map[reconcile.PodID]bool // pods the revision may not remove
+	keep            map[reconcile.PodID]bool      // pods the revision may not remove
+	removed         map[reconcile.PodID]time.Time // when a worker last removed each pod
 	decision        *reconcile.Decision
 	decided         []reconcile.ObservedPod
 	passed          chan struct{} // closed after each pass, then replaced
@@ -345,6 +346,22 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
+// noteRemoved records that a worker removed pod id from the runtime.
+func (m *Manager) noteRemoved(id reconcile.PodID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.removed == nil {
+		m.removed = map[reconcile.PodID]time.Time{}
+	}
+	now := time.Now()
+	for k, t := range m.removed {
+		if now.Sub(t) > time.Hour {
+			delete(m.removed, k)
+		}
+	}
+	m.removed[id] = now
+}
+
 // watchExits wakes the worker of every pod whose container exits,
 // subscribing again, with backoff, when the stream breaks.
 func (m *Manager) watchExits(ctx context.Context, ew reconcile.ExitWatcher) {
@@ -378,6 +395,10 @@ func (m *Manager) worker(id reconcile.PodID) *podWorker {
 		return w
 	}
 	w := &podWorker{m: m, id: id, log: m.log.With("pod", id.String()), bell: make(chan struct{}, 1)}
+	// A pass that listed the pod before a worker removed it must not have
+	// a new worker remove it again: its observation is older than that.
+	w.lastAction = m.removed[id]
+	delete(m.removed, id)
 	m.workers[id] = w
 	ctx := m.runCtx
 	if ctx == nil {

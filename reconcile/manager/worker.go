@@ -263,6 +263,7 @@ func (w *podWorker) sync(ctx context.Context, d *reconcile.DesiredPod, retain bo
 			if err != nil {
 				return time.Time{}, false, err
 			}
+			m.noteRemoved(w.id)
 		}
 		if err := m.store.RemovePod(w.id); err != nil {
 			w.log.Warn("remove pod record", "error", err)
