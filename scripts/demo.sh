@@ -36,6 +36,16 @@ if [ "${1:-}" = clean ]; then
 		kill "$(cat "$run/containerd.pid")" 2>/dev/null || true
 		rm -f "$run/containerd.pid"
 	fi
+	# What a removal that failed may have left: the pods' pinned
+	# namespaces and volume mounts, deepest first.
+	awk -v d="$demo/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+		umount -l "$m" 2>/dev/null || true
+	done
+	for n in /var/run/netns/berth-demo-*; do
+		[ -e "$n" ] || continue
+		umount -l "$n" 2>/dev/null || true
+		rm -f "$n"
+	done
 	rm -rf "$demo" "$run"
 	echo "demo removed"
 	exit 0
