@@ -43,9 +43,16 @@ vet: ## gofmt check and go vet
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./internal/faults/
 
-bench: deps build ## apply wall time (bench/apply.sh), then berth against podman kube play on 10 and 50 pods (bench/compare.sh)
+bench: deps build ## cost as pods grow, 1 to 200, plotted to docs/growth.svg (bench/growth.sh; installs gnuplot-nox), berth against podman on 10 and 50 pods (bench/compare.sh), binary size (bench/binsize.sh)
+	$(SUDO) bench/growth.sh
+	$(SUDO) env -u SIZES bench/compare.sh
+	bench/binsize.sh
+
+bench-apply: deps build ## apply wall time only: from nothing, no change, remove all (bench/apply.sh)
 	$(SUDO) bench/apply.sh
-	$(SUDO) bench/compare.sh
+
+bench-size: ## size of bin/berth and what each linked module adds (bench/binsize.sh)
+	bench/binsize.sh
 
 bench-compare: deps build ## berth against podman kube play on the same 10- and 50-pod repositories, with ratios and PSS per pod
 	$(SUDO) bench/compare.sh
@@ -65,4 +72,4 @@ bench-fleet: deps build ## a three-wave rollout on 500 agents with the simulated
 clean: ## remove build output
 	rm -rf bin
 
-.PHONY: help build deps demo demo-clean test test-faults test-unit vet bench bench-compare bench-plan bench-vet clean bench-agent bench-fleet
+.PHONY: help build deps demo demo-clean test test-faults test-unit vet bench bench-apply bench-size bench-compare bench-plan bench-vet clean bench-agent bench-fleet

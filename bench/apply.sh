@@ -36,33 +36,13 @@ export BERTH_NETWORK=berth-bench BERTH_BRIDGE=berthbench0 BERTH_POD_SUBNET=10.25
 import_busybox "$work" example.local/busybox:1
 
 mkdir -p "$work/empty"
-gen() { # gen DIR N
-	mkdir -p "$1"
-	for i in $(seq "$2"); do
-		cat >"$1/pod-$i.yaml" <<YAML
-apiVersion: v1
-kind: Pod
-metadata:
-  name: pod-$i
-spec:
-  terminationGracePeriodSeconds: 5
-  containers:
-    - name: web
-      image: example.local/busybox:1
-      command: ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 & wait"]
-    - name: sleeper
-      image: example.local/busybox:1
-      command: ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
-YAML
-	done
-}
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
 stats() { sort -n | awk '{a[NR]=$1} END {printf "%d (%d–%d)", a[int((NR+1)/2)], a[1], a[NR]}'; }
 
 echo "berth $("$berth" version | cut -d' ' -f2), containerd $(containerd --version | awk '{print $3}'), $(nproc) CPUs, REPS=$REPS"
 printf '| pods | apply from nothing (ms) | no-change apply (ms) | remove all (ms) |\n|---|---|---|---|\n'
 for n in $SIZES; do
-	gen "$work/repo-$n" "$n"
+	gen_pods "$work/repo-$n" "$n"
 	create=() nochange=() remove=()
 	for _ in $(seq "$REPS"); do
 		create+=("$(ms "$berth" apply --repo "$work/repo-$n")")

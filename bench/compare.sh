@@ -99,24 +99,6 @@ now() { date +%s%N; }
 ms() { echo $((($(now) - $1) / 1000000)); }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 range() { sort -n | awk '{a[NR]=$1} END {printf "%d–%d", a[1], a[NR]}'; }
-pss() { # PIDs -> summed PSS in KiB
-	local s=0 p v
-	for p in "$@"; do
-		v=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
-		s=$((s + ${v:-0}))
-	done
-	echo "$s"
-}
-pids_matching() { # substring of the command line -> PIDs (not this script's own)
-	local p
-	for p in /proc/[0-9]*; do
-		[ "${p#/proc/}" = "$$" ] && continue
-		case "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" in
-		*grep*|*pids_matching*) ;;
-		*"$1"*) echo "${p#/proc/}" ;;
-		esac
-	done 2>/dev/null
-}
 podman_running() { podman ps --pod --filter status=running --format '{{.PodName}}' | grep -c '^cmp-p' || true; }
 
 declare -A R
@@ -131,8 +113,8 @@ for n in $SIZES; do
 		if [ "$rep" = 1 ]; then
 			sleep "$SETTLE_S"
 			# shims of berth's containerd namespace, and the log drivers they started
-			mapfile -t shims < <(pids_matching "-address $work/containerd.sock" | while read -r p; do tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "-namespace bench " && echo "$p"; done)
-			mapfile -t drivers < <(pids_matching "berth-log $work/berth/")
+			mapfile -t shims < <(berth_shims "$work")
+			mapfile -t drivers < <(berth_log_drivers "$work")
 			R[berth-pss-$n]=$(( ($(pss "${shims[@]}") + $(pss "${drivers[@]}")) / n ))
 			R[berth-pss-shim-$n]=$(( $(pss "${shims[@]}") / n ))
 			R[berth-procs-$n]="${#shims[@]} shims, ${#drivers[@]} log drivers"

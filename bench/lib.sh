@@ -28,3 +28,60 @@ import_busybox() {
 	scripts/make-image.sh "$1/busybox.tar" "$2" 2>/dev/null
 	ctr -a "$1/containerd.sock" -n bench images import "$1/busybox.tar" >/dev/null
 }
+
+# pss PID...: the summed PSS of those processes in KiB (smaps_rollup).
+pss() {
+	local s=0 p v
+	for p in "$@"; do
+		v=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+		s=$((s + ${v:-0}))
+	done
+	echo "$s"
+}
+
+# pids_matching TEXT: PIDs whose command line contains TEXT (not this
+# script's own).
+pids_matching() {
+	local p
+	for p in /proc/[0-9]*; do
+		[ "${p#/proc/}" = "$$" ] && continue
+		case "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" in
+		*grep*|*pids_matching*) ;;
+		*"$1"*) echo "${p#/proc/}" ;;
+		esac
+	done 2>/dev/null
+}
+
+# berth_shims WORK: PIDs of the shims of the bench namespace of the
+# containerd under WORK.
+berth_shims() {
+	pids_matching "-address $1/containerd.sock" | while read -r p; do
+		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "-namespace bench " && echo "$p"
+	done
+}
+
+# berth_log_drivers WORK: PIDs of the berth-log drivers those shims started.
+berth_log_drivers() { pids_matching "berth-log $1/berth/"; }
+
+# gen_pods DIR N: N two-container pods in DIR, one file each (web = httpd,
+# sleeper = sleep; the workload of ../shared/bench/anchors).
+gen_pods() {
+	mkdir -p "$1"
+	for i in $(seq "$2"); do
+		cat >"$1/pod-$i.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pod-$i
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: web
+      image: example.local/busybox:1
+      command: ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 & wait"]
+    - name: sleeper
+      image: example.local/busybox:1
+      command: ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+YAML
+	done
+}
