@@ -170,6 +170,9 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 	}
 	if isNew {
 		a.current, a.loaded = target, ld
+		a.mu.Lock()
+		a.status.NotForNode = ld.NotForNode
+		a.mu.Unlock()
 		a.recordApplied(target)
 		if outcome != "failed" {
 			outcome = "applied"

@@ -23,6 +23,9 @@ type Status struct {
 	// Checking is the revision whose pods are being watched before it
 	// becomes the last good one.
 	Checking *HealthCheck `json:"checking,omitempty"`
+	// NotForNode are the objects of the applied revision whose pods do
+	// not run on this node, and why.
+	NotForNode []reconcile.NotForNode `json:"notForNode,omitempty"`
 	// Rollout is this device's place in the rollout of the revision it
 	// wants, when that revision has a rollout policy: its wave, and what
 	// it waits for and why.

@@ -72,6 +72,8 @@ type Loaded struct {
 	Pods    []reconcile.DesiredPod
 	// Node is the node the pods were expanded for.
 	Node reconcile.Node
+	// NotForNode are the objects whose pods are not for Node, and why.
+	NotForNode []reconcile.NotForNode
 }
 
 // Loader turns a fetched revision into the pods it wants on this host:

@@ -330,7 +330,7 @@ func (c *cli) agentLoader() agent.Loader {
 		if err != nil {
 			return nil, fmt.Errorf("revision %s: %w", rev.ShortCommit(), err)
 		}
-		return &agent.Loaded{Objects: objs, Pods: pods, Node: c.node()}, nil
+		return &agent.Loaded{Objects: objs, Pods: pods, Node: c.node(), NotForNode: reconcile.NotForNodes(objs, c.node())}, nil
 	}
 }
 

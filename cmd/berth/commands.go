@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"berth.dev/berth/internal/record"
+	"berth.dev/berth/preview"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/reconcile/manager"
 	ctrd "berth.dev/berth/runtime/containerd"
@@ -187,6 +188,7 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 		Revision: rev.src.Commit, Objects: rev.objects, Pods: desired, Observed: observed,
 		Deployments: deploys, Node: node, Now: time.Now(),
 	})
+	skipped := reconcile.NotForNodes(rev.objects, node)
 	log := c.log.With("revision", rev.commit())
 	var events []manager.Event
 	var mu sync.Mutex
@@ -207,6 +209,7 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 		}
 		wr := c.waitingReport(rev.src.Commit, rev.waiting)
 		writeWaiting(c.stdout, &wr)
+		preview.WriteTextNotForNode(c.stdout, skipped, false)
 	}
 	if err := c.recordWaiting(rev.src.Commit, rev.waiting); err != nil {
 		return fmt.Errorf("record waiting objects: %w", err)
@@ -219,9 +222,10 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 		mu.Lock()
 		out := struct {
 			*reconcile.Plan
-			Done    []applied `json:"done"`
-			Pending []string  `json:"pending,omitempty"`
-		}{Plan: p, Done: appliedOf(events)}
+			Done       []applied              `json:"done"`
+			Pending    []string               `json:"pending,omitempty"`
+			NotForNode []reconcile.NotForNode `json:"notForNode,omitempty"`
+		}{Plan: p, Done: appliedOf(events), NotForNode: skipped}
 		mu.Unlock()
 		var pe *manager.PendingError
 		if errors.As(err, &pe) {

@@ -251,8 +251,12 @@ func TestJourneyMassRemovalRefusedUntilAllowed(t *testing.T) {
 	h.write("a.yaml", sleeper("a", "3600"))
 	h.write("b.yaml", sleeper("b", "3600"))
 	h.write("c.yaml", sleeper("c", "3600"))
-	h.commit("three pods")
-	h.mustExe("apply", "--repo", h.repo)
+	h.write("arm.yaml", archPod("arm", "kubernetes.io/arch", otherArch()))
+	h.commit("three pods, and one for another architecture")
+	out := h.mustExe("apply", "--repo", h.repo)
+	if !strings.Contains(out, "skip Pod/default/arm (./arm.yaml:1:1): not for this node: nodeSelector kubernetes.io/arch=") {
+		t.Errorf("apply does not say which pod is not for this node, and why:\n%s", out)
+	}
 	before := h.pids()
 	os.Remove(filepath.Join(h.repo, "b.yaml"))
 	os.Remove(filepath.Join(h.repo, "c.yaml"))

@@ -204,6 +204,9 @@ func writeAgentStatus(w io.Writer, a *agent.Status) {
 	if r := a.Rollout; r != nil {
 		fmt.Fprintf(w, "  %s\n", rolloutLine(r))
 	}
+	for _, m := range a.NotForNode {
+		fmt.Fprintf(w, "  skip %s\n", m)
+	}
 	for _, p := range []*agent.Problem{a.FetchError, a.LastError} {
 		if p == nil {
 			continue
