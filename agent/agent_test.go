@@ -571,7 +571,13 @@ func TestManagerCrashLoopRolledBack(t *testing.T) {
 	rt.ResetCalls()
 	h2 := startHarness(&harness{t: t, repo: r, rt: rt, state: h.state, manager: true})
 	h2.pass(TriggerPoll)
-	time.Sleep(100 * time.Millisecond) // several manager resyncs
+	for range 3 { // several manager passes, each handing every worker its pod
+		select {
+		case <-h2.m.Passed():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the manager made no pass")
+		}
+	}
 	if m := rt.MutatingCalls(); len(m) != 0 {
 		t.Fatalf("restart made mutating calls: %v", m)
 	}

@@ -16,6 +16,9 @@ import (
 // many files at once.
 const DefaultDebounce = 200 * time.Millisecond
 
+// watchReady, when set (by tests), is called once Watch watches dir.
+var watchReady func(dir string)
+
 // Watch rings ring once the tree under dir has been quiet for debounce
 // after a change, until ctx ends. For a Git working tree (dir/.git
 // exists) it watches the repository's HEAD and refs, so a commit rings
@@ -67,6 +70,9 @@ func Watch(ctx context.Context, dir string, debounce time.Duration, ring func(),
 		return err
 	}
 	log.Debug("watching for changes", "dir", dir, "git", isRepo)
+	if watchReady != nil {
+		watchReady(dir)
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

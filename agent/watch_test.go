@@ -16,6 +16,9 @@ import (
 func watching(t *testing.T, dir string) chan struct{} {
 	t.Helper()
 	rings := make(chan struct{}, 100)
+	ready := make(chan struct{})
+	watchReady = func(string) { close(ready) }
+	t.Cleanup(func() { watchReady = nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -25,7 +28,11 @@ func watching(t *testing.T, dir string) chan struct{} {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	time.Sleep(50 * time.Millisecond) // let the watches be added
+	select {
+	case <-ready: // every watch is in place
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not start watching")
+	}
 	return rings
 }
 
