@@ -39,7 +39,7 @@ fi
 # plot: $DATA (one row per N) to $PLOT.
 plot() {
 	gnuplot <<GP
-	set terminal svg size 1050,400 dynamic noenhanced font "sans,11" background "white"
+	set terminal svg size 1050,360 dynamic font "sans,11" background "white"
 	set output "$PLOT"
 	set datafile separator "\t"
 	set key autotitle columnhead
@@ -48,7 +48,7 @@ plot() {
 	set xrange [0.8:*]
 	set yrange [0:*]
 	set grid ytics
-	set key below
+	set key top left
 	set xlabel "pods"
 	set multiplot layout 1,3 title "$(sed -n '1s/^# //p' "$DATA"): cost as the number of pods grows"
 	set title "wall time per pod (ms)"

@@ -128,3 +128,30 @@ func TestApplyOneFailureDoesNotStopOthers(t *testing.T) {
 		t.Errorf("running pods (-want +got):\n%s", diff)
 	}
 }
+
+// TestFakeRuntimeResolvesKubernetesEnv: the Kubernetes meaning of a
+// container (env order, $(VAR), the downward API) is resolved outside the
+// containerd adapter (reconcile/podspec), so the fake runtime the engine's
+// tests use gives containers the environment real ones get.
+func TestFakeRuntimeResolvesKubernetesEnv(t *testing.T) {
+	rt := fake.New(fx.Img)
+	o := fx.PodObj("web", "1d")
+	o.Pod.Containers[0].Env = []reconcile.EnvVar{
+		{Name: "A", Value: "1"},
+		{Name: "B", Value: "$(A)-x-$(MISSING)-$$(A)"},
+		{Name: "POD", ValueFrom: &reconcile.EnvVarSource{FieldRef: &reconcile.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := manager.Converge(ctx, rt, "r1", []reconcile.Object{o}, manager.Options{StateDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	env, ok := rt.Env(reconcile.PodID{Namespace: "default", Name: "web"}, reconcile.AppContainer, "main")
+	if !ok {
+		t.Fatal("the container was not started")
+	}
+	want := []string{"A=1", "B=1-x-$(MISSING)-$(A)", "POD=web"}
+	if diff := cmp.Diff(want, env); diff != "" {
+		t.Errorf("env (-want +got):\n%s", diff)
+	}
+}

@@ -10,7 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/reconcile"
-	"berth.dev/berth/runtime/admit"
+	"berth.dev/berth/reconcile/admit"
+	"berth.dev/berth/reconcile/podspec"
 )
 
 // Admit reports every reason pod cannot run on this host, without side
@@ -32,7 +33,7 @@ func (r *Runtime) Admit(pod *reconcile.DesiredPod) error {
 				errs = append(errs, fmt.Errorf("spec.volumes[%d].hostPath: %w", i, e))
 			}
 		case v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Projected != nil:
-			if _, e := VolumeFiles(pod, v); e != nil {
+			if _, e := podspec.VolumeFiles(pod, v, hostCapacity()); e != nil {
 				errs = append(errs, fmt.Errorf("spec.volumes[%d] (%s): %w", i, v.Name, e))
 			}
 		}
@@ -48,7 +49,7 @@ func (r *Runtime) Admit(pod *reconcile.DesiredPod) error {
 		}
 		for i := range list {
 			c := &list[i]
-			if _, e := ContainerEnv(EnvInput{Pod: pod, Container: c}); e != nil {
+			if _, e := podspec.ContainerEnv(podspec.EnvInput{Pod: pod, Container: c, Host: hostCapacity()}); e != nil {
 				errs = append(errs, e)
 			}
 			if _, e := ContainerResources(c); e != nil {

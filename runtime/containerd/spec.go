@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/podspec"
 )
 
 // SpecInput is everything the OCI spec of one container of a pod is built
@@ -64,11 +65,11 @@ type SpecInput struct {
 //     shim.
 func SpecOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	c := in.Container
-	own, err := ContainerEnv(EnvInput{Pod: in.Pod, Container: c, PodIP: in.PodIP, HostIP: in.HostIP})
+	own, err := podspec.ContainerEnv(podspec.EnvInput{Pod: in.Pod, Container: c, PodIP: in.PodIP, HostIP: in.HostIP, Host: hostCapacity()})
 	if err != nil {
 		return nil, err
 	}
-	args := processArgs(in.Image, expandArgs(c.Command, own), expandArgs(c.Args, own))
+	args := processArgs(in.Image, podspec.ExpandArgs(c.Command, own), podspec.ExpandArgs(c.Args, own))
 	if len(args) == 0 {
 		return nil, fmt.Errorf("container %q: no command: the image has no entrypoint or cmd and none is given", c.Name)
 	}

@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"berth.dev/berth/reconcile"
-	"berth.dev/berth/runtime/admit"
+	"berth.dev/berth/reconcile/admit"
+	"berth.dev/berth/reconcile/podspec"
 )
 
 var _ reconcile.Runtime = (*Runtime)(nil)
@@ -42,7 +43,7 @@ type Runtime struct {
 	// may block until ctx is done and return its error.
 	Pull func(ctx context.Context, image string) error
 	// Policy, when set, is what Admit and CreateSandbox allow, as in the
-	// real runtime (runtime/admit); nil allows everything the node policy
+	// real runtime (reconcile/admit); nil allows everything the node policy
 	// can allow, and the pod's own content is still checked.
 	Policy *admit.Policy
 	// ExecFunc, when set, answers ExecSync.
@@ -54,6 +55,26 @@ type Runtime struct {
 type pod struct {
 	obs  reconcile.ObservedPod
 	done map[string]chan struct{}
+	// env is each container's environment ("kind/name"), resolved as the
+	// real runtime resolves it (podspec.ContainerEnv).
+	env map[string][]string
+}
+
+// Capacity is the host the fake runtime pretends to be, for
+// resourceFieldRefs to unset limits.
+var Capacity = podspec.Capacity{CPUs: 2, Memory: 1 << 30}
+
+// Env returns the environment the named container of pod id was started
+// with, resolved as the real runtime resolves it, and whether it was.
+func (r *Runtime) Env(id reconcile.PodID, kind reconcile.ContainerKind, name string) ([]string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sp, ok := r.pods[id]
+	if !ok {
+		return nil, false
+	}
+	env, ok := sp.env[string(kind)+"/"+name]
+	return env, ok
 }
 
 // New returns an empty runtime holding the given images.
@@ -181,6 +202,16 @@ func (r *Runtime) CreateSandbox(ctx context.Context, p *reconcile.DesiredPod) er
 	if err := r.Admit(p); err != nil {
 		return fmt.Errorf("pod %s: %w", p.ID, err)
 	}
+	// The files of configMap, secret, downwardAPI and projected volumes,
+	// as the real runtime computes them (not written anywhere).
+	for _, v := range p.Spec.Volumes {
+		if v.ConfigMap == nil && v.Secret == nil && v.DownwardAPI == nil && v.Projected == nil {
+			continue
+		}
+		if _, err := podspec.VolumeFiles(p, v, Capacity); err != nil {
+			return fmt.Errorf("pod %s: volume %q: %w", p.ID, v.Name, err)
+		}
+	}
 	if existing, ok := r.pods[p.ID]; ok {
 		if existing.obs.Hash != p.Hash {
 			return fmt.Errorf("pod %s: a sandbox with another spec exists", p.ID)
@@ -236,6 +267,15 @@ func (r *Runtime) StartContainer(ctx context.Context, p *reconcile.DesiredPod, k
 	if !r.images[spec.Image] {
 		return fmt.Errorf("image %q: not found", spec.Image)
 	}
+	// The Kubernetes meaning of the container, as the real runtime has it.
+	env, err := podspec.ContainerEnv(podspec.EnvInput{Pod: p, Container: spec, PodIP: sp.obs.IP, Host: Capacity})
+	if err != nil {
+		return err
+	}
+	if sp.env == nil {
+		sp.env = map[string][]string{}
+	}
+	sp.env[string(kind)+"/"+name] = env
 	// Replace an existing container of the same name.
 	cs := sp.obs.Containers[:0]
 	for _, c := range sp.obs.Containers {

@@ -1,4 +1,4 @@
-package containerd
+package podspec
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ type EnvInput struct {
 	Container *reconcile.Container
 	// PodIP and HostIP answer fieldRef status.podIP and status.hostIP.
 	PodIP, HostIP string
+	// Host answers a resourceFieldRef to an unset limit.
+	Host Capacity
 }
 
 var envNameRE = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
@@ -102,7 +104,7 @@ func valueFrom(in EnvInput, e reconcile.EnvVar) (string, bool, error) {
 		v, err := FieldValue(in.Pod, src.FieldRef.FieldPath, in.PodIP, in.HostIP)
 		return v, err == nil, err
 	case src.ResourceFieldRef != nil:
-		v, err := ResourceValue(in.Pod, in.Container.Name, src.ResourceFieldRef)
+		v, err := ResourceValue(in.Pod, in.Container.Name, src.ResourceFieldRef, in.Host)
 		return v, err == nil, err
 	case src.ConfigMapKeyRef != nil:
 		r := src.ConfigMapKeyRef
@@ -182,8 +184,8 @@ func Expand(s string, lookup func(string) (string, bool)) string {
 	return b.String()
 }
 
-// expandArgs expands $(VAR) in command or args with the container's env.
-func expandArgs(args []string, env []string) []string {
+// ExpandArgs expands $(VAR) in command or args with the container's env.
+func ExpandArgs(args []string, env []string) []string {
 	if len(args) == 0 {
 		return args
 	}

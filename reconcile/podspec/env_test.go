@@ -1,4 +1,4 @@
-package containerd_test
+package podspec_test
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"berth.dev/berth/reconcile"
-	"berth.dev/berth/runtime/containerd"
+	"berth.dev/berth/reconcile/podspec"
 )
 
 func TestExpand(t *testing.T) {
@@ -26,7 +26,7 @@ func TestExpand(t *testing.T) {
 		"$(date +%s)":        "$(date +%s)",
 		"echo $((1+2)) $(A)": "echo $((1+2)) 1",
 	} {
-		if got := containerd.Expand(in, lookup); got != want {
+		if got := podspec.Expand(in, lookup); got != want {
 			t.Errorf("Expand(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -58,7 +58,7 @@ func TestContainerEnv(t *testing.T) {
 			{Name: "SELF", Value: "$(URL)"},
 		},
 	}
-	got, err := containerd.ContainerEnv(containerd.EnvInput{Pod: pod, Container: c, PodIP: "10.0.0.9", HostIP: "192.0.2.1"})
+	got, err := podspec.ContainerEnv(podspec.EnvInput{Pod: pod, Container: c, PodIP: "10.0.0.9", HostIP: "192.0.2.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestContainerEnv(t *testing.T) {
 		t.Errorf("env (-want +got):\n%s", diff)
 	}
 	c.Env = []reconcile.EnvVar{{Name: "X", ValueFrom: &reconcile.EnvVarSource{ConfigMapKeyRef: &reconcile.KeySelector{Name: "cm", Key: "missing"}}}}
-	if _, err := containerd.ContainerEnv(containerd.EnvInput{Pod: pod, Container: c}); err == nil {
+	if _, err := podspec.ContainerEnv(podspec.EnvInput{Pod: pod, Container: c}); err == nil {
 		t.Errorf("a missing required key: want an error")
 	}
 }
@@ -89,13 +89,13 @@ func TestVolumeFiles(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		v       reconcile.Volume
-		want    []containerd.VolumeFile
+		want    []podspec.VolumeFile
 		wantErr bool
 	}{
-		{name: "configMap all keys", v: reconcile.Volume{ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "cm"}}, want: []containerd.VolumeFile{
+		{name: "configMap all keys", v: reconcile.Volume{ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "cm"}}, want: []podspec.VolumeFile{
 			{Path: "bin", Data: []byte{0, 1}, Mode: 0o644}, {Path: "k1", Data: []byte("v1"), Mode: 0o644}, {Path: "k2", Data: []byte("v2"), Mode: 0o644}}},
 		{name: "configMap items with mode", v: reconcile.Volume{ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "cm", DefaultMode: &mode,
-			Items: []reconcile.KeyToPath{{Key: "k1", Path: "dir/one"}}}}, want: []containerd.VolumeFile{{Path: "dir/one", Data: []byte("v1"), Mode: 0o400}}},
+			Items: []reconcile.KeyToPath{{Key: "k1", Path: "dir/one"}}}}, want: []podspec.VolumeFile{{Path: "dir/one", Data: []byte("v1"), Mode: 0o400}}},
 		{name: "missing optional secret", v: reconcile.Volume{Secret: &reconcile.SecretVolumeSource{SecretName: "absent", Optional: &yes}}},
 		{name: "missing secret", v: reconcile.Volume{Secret: &reconcile.SecretVolumeSource{SecretName: "absent"}}, wantErr: true},
 		{name: "missing key", v: reconcile.Volume{ConfigMap: &reconcile.ConfigMapVolumeSource{Name: "cm", Items: []reconcile.KeyToPath{{Key: "zz", Path: "z"}}}}, wantErr: true},
@@ -103,10 +103,10 @@ func TestVolumeFiles(t *testing.T) {
 		{name: "projected", v: reconcile.Volume{Projected: &reconcile.ProjectedVolumeSource{Sources: []reconcile.VolumeProjection{
 			{Secret: &reconcile.SecretProjection{Name: "s"}},
 			{DownwardAPI: &reconcile.DownwardAPIProjection{Items: []reconcile.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &reconcile.ObjectFieldSelector{FieldPath: "metadata.labels"}}}}},
-		}}}, want: []containerd.VolumeFile{{Path: "labels", Data: []byte("a=\"1\"\nb=\"2\""), Mode: 0o644}, {Path: "user", Data: []byte("admin"), Mode: 0o644}}},
+		}}}, want: []podspec.VolumeFile{{Path: "labels", Data: []byte("a=\"1\"\nb=\"2\""), Mode: 0o644}, {Path: "user", Data: []byte("admin"), Mode: 0o644}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := containerd.VolumeFiles(pod, tc.v)
+			got, err := podspec.VolumeFiles(pod, tc.v, podspec.Capacity{CPUs: 2, Memory: 1 << 30})
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"berth.dev/berth/reconcile"
-	"berth.dev/berth/runtime/admit"
+	"berth.dev/berth/reconcile/admit"
 )
 
 func pod(name, owner string) *reconcile.DesiredPod {

@@ -1,0 +1,12 @@
+// Package podspec resolves the Kubernetes meaning of a pod's containers
+// into plain values any runtime can use: the environment (envFrom, env in
+// order, $(VAR) expansion, valueFrom of ConfigMaps, Secrets, the downward
+// API and resources), command and args with $(VAR) expanded, and the files
+// of configMap, secret, downwardAPI and projected volumes with their modes.
+// runtime/containerd maps the results to OCI options; the fake runtime the
+// engine's tests use resolves containers through the same functions, so
+// both give a container the same meaning.
+//
+// It does no I/O: what depends on the host (the pod's IP, the host's
+// capacity) comes in as input.
+package podspec
