@@ -48,6 +48,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 
 free_port() {
 	local p

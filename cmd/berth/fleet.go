@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -160,11 +161,12 @@ func (c *cli) agentFleet(ctx context.Context) (*agentFleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.dev, err = mqtt.ConnectRetrying(ctx, opts, c.nodeName, func() {
+	wake := throttle(time.Second, func() {
 		if a := f.agent.Load(); a != nil {
 			a.FleetChanged()
 		}
 	})
+	f.dev, err = mqtt.ConnectRetrying(ctx, opts, c.nodeName, wake)
 	if err != nil {
 		return nil, err
 	}
@@ -198,22 +200,54 @@ func (f *agentFleet) configure(cfg *agent.Config, rt reconcile.Runtime) {
 	}
 }
 
+// throttle returns a function that calls fn at most once per period: a
+// call within the period is deferred to its end, and calls meanwhile
+// collapse into it. A fleet of hundreds reports a rollout's progress in
+// bursts; a held revision is reconsidered once a second at most.
+func throttle(period time.Duration, fn func()) func() {
+	var mu sync.Mutex
+	var last time.Time
+	pending := false
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if pending {
+			return
+		}
+		if wait := period - time.Since(last); wait > 0 {
+			pending = true
+			time.AfterFunc(wait, func() {
+				mu.Lock()
+				pending, last = false, time.Now()
+				mu.Unlock()
+				fn()
+			})
+			return
+		}
+		last = time.Now()
+		go fn()
+	}
+}
+
+// heartbeat is how often an unchanged status is published again.
+const heartbeat = 5 * time.Minute
+
 // attach lets the fleet's news wake a.
 func (f *agentFleet) attach(a *agent.Agent) { f.agent.Store(a) }
 
-// publish sends the latest status, when it changed, and every minute as
-// a heartbeat (lastSeen).
+// publish sends the latest status when it changed, and every five
+// minutes as a heartbeat (lastSeen); presence is the Last Will's job.
 func (f *agentFleet) publish() {
 	var last mqtt.DeviceStatus
 	var sent time.Time
-	tick := time.NewTicker(time.Minute)
+	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
 	for {
 		select {
 		case <-f.done:
 			return
 		case s := <-f.pending:
-			if equalStatus(s, last) && time.Since(sent) < time.Minute {
+			if equalStatus(s, last) && time.Since(sent) < heartbeat {
 				continue
 			}
 			last = s

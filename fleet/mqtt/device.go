@@ -101,19 +101,32 @@ func (d *Device) onConnect(c paho.Client) {
 			d.notify()
 		}
 	}
-	filters := map[string]byte{
-		"berth/" + d.opts.Fleet + "/+/status": 1,
-		"berth/" + d.opts.Fleet + "/+/online": 1,
-		d.syncT:                               1,
-	}
+	filters := fleetFilters(d.opts.Fleet, d.syncT)
 	tok := c.SubscribeMultiple(filters, handler)
-	go func() {
-		if !tok.WaitTimeout(d.opts.ConnectTimeout) || tok.Error() != nil {
-			d.log.Warn("cannot follow the fleet's status", "error", tok.Error())
+	go d.sync(c, tok)
+}
+
+// sync waits for the subscription, then publishes the sync marker until
+// it comes back (a loaded broker may drop a QoS 0 delivery), as long as
+// the connection holds.
+func (d *Device) sync(c paho.Client, tok paho.Token) {
+	for !tok.WaitTimeout(d.opts.ConnectTimeout) {
+		if !c.IsConnectionOpen() {
 			return
 		}
+		d.log.Warn("the broker has not confirmed the fleet subscription yet; waiting")
+	}
+	if err := tok.Error(); err != nil {
+		d.log.Warn("cannot follow the fleet's status", "error", err)
+		return
+	}
+	for !d.Synced() && c.IsConnectionOpen() {
 		c.Publish(d.syncT, 1, false, "sync")
-	}()
+		deadline := time.Now().Add(d.opts.ConnectTimeout)
+		for !d.Synced() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 func (d *Device) notify() {
@@ -194,11 +207,7 @@ func Collect(ctx context.Context, opts Options) ([]DeviceStatus, error) {
 		return nil, fmt.Errorf("mqtt: connect to %s: %w", redact(opts.URL), err)
 	}
 	defer client.Disconnect(250)
-	filters := map[string]byte{
-		"berth/" + opts.Fleet + "/+/status": 1,
-		"berth/" + opts.Fleet + "/+/online": 1,
-		syncT:                               1,
-	}
+	filters := fleetFilters(opts.Fleet, syncT)
 	if err := wait(ctx, client.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) {
 		if m.Topic() == syncT {
 			once.Do(func() { close(done) })
@@ -225,4 +234,17 @@ func Collect(ctx context.Context, opts Options) ([]DeviceStatus, error) {
 
 func sortByNode(ds []DeviceStatus) {
 	sort.Slice(ds, func(i, j int) bool { return ds[i].Node < ds[j].Node })
+}
+
+// fleetFilters are the subscriptions that follow a fleet, and the sync
+// marker. They are QoS 0: every message of a fleet reaches every device,
+// and acknowledging each one would double the broker's packets; a status
+// missed while the connection drops is retained and arrives with the
+// next subscription.
+func fleetFilters(fleet, syncT string) map[string]byte {
+	return map[string]byte{
+		"berth/" + fleet + "/+/status": 0,
+		"berth/" + fleet + "/+/online": 0,
+		syncT:                          0,
+	}
 }
