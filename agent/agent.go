@@ -241,11 +241,28 @@ func (a *Agent) Trigger(t Trigger) {
 
 // Status returns a copy of the current status.
 func (a *Agent) Status() Status {
+	// The pods as the pod manager knows them now, not as of the last
+	// pass: the manager carries a revision out after the pass handed it
+	// over.
+	var live []reconcile.PodStatus
+	var liveWorkloads []reconcile.WorkloadStatus
+	if a.cfg.PodStatuses != nil {
+		live = a.cfg.PodStatuses()
+	}
+	if len(live) > 0 && a.cfg.Workloads != nil {
+		liveWorkloads = a.cfg.Workloads()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.status
 	s.Pods = slices.Clone(s.Pods)
 	s.Workloads = slices.Clone(s.Workloads)
+	if len(live) > 0 {
+		s.Pods = live
+		if len(liveWorkloads) > 0 {
+			s.Workloads = liveWorkloads
+		}
+	}
 	s.BadRevisions = slices.Clone(s.BadRevisions)
 	if s.Pods == nil {
 		s.Pods = []reconcile.PodStatus{}
