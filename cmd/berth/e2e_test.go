@@ -110,6 +110,13 @@ func (h *host) berth(args ...string) (code int, stdout, stderr string) {
 func (h *host) mustBerth(args ...string) string {
 	h.t.Helper()
 	code, out, errOut := h.berth(args...)
+	return h.must(args, code, out, errOut)
+}
+
+// must fails the test unless a berth command exited 0; it returns its
+// output.
+func (h *host) must(args []string, code int, out, errOut string) string {
+	h.t.Helper()
 	if code != 0 {
 		h.t.Fatalf("berth %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, code, out, errOut)
 	}

@@ -72,44 +72,34 @@ func (h *host) flags(args []string) []string {
 		"--log-level", "warn"}, args[1:]...)
 }
 
-func deployment(name string, replicas int, arg string, surge, unavail int) string {
+// workloadYAML is a workload of kind whose pods sleep arg seconds; spec
+// holds the lines of its spec above the selector.
+func workloadYAML(kind, name, arg, spec string) string {
 	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: %[1]s}
+kind: %[1]s
+metadata: {name: %[2]s}
 spec:
-  replicas: %[2]d
-  strategy:
-    rollingUpdate: {maxSurge: %[4]d, maxUnavailable: %[5]d}
-  selector: {matchLabels: {app: %[1]s}}
+%[4]s
+  selector: {matchLabels: {app: %[2]s}}
   template:
-    metadata: {labels: {app: %[1]s}}
+    metadata: {labels: {app: %[2]s}}
     spec:
       terminationGracePeriodSeconds: 1
       containers:
         - name: main
           image: `+testImage+`
           command: ["sh", "-c", "trap 'exit 0' TERM; sleep %[3]s & wait"]
-`, name, replicas, arg, surge, unavail)
+`, kind, name, arg, spec)
+}
+
+func deployment(name string, replicas int, arg string, surge, unavail int) string {
+	return workloadYAML("Deployment", name, arg, fmt.Sprintf(
+		"  replicas: %d\n  strategy:\n    rollingUpdate: {maxSurge: %d, maxUnavailable: %d}", replicas, surge, unavail))
 }
 
 func statefulSet(name string, replicas int, arg, strategy string) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: %[1]s}
-spec:
-  replicas: %[2]d
-  podManagementPolicy: Parallel
-  updateStrategy: %[4]s
-  selector: {matchLabels: {app: %[1]s}}
-  template:
-    metadata: {labels: {app: %[1]s}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: main
-          image: `+testImage+`
-          command: ["sh", "-c", "trap 'exit 0' TERM; sleep %[3]s & wait"]
-`, name, replicas, arg, strategy)
+	return workloadYAML("StatefulSet", name, arg, fmt.Sprintf(
+		"  replicas: %d\n  podManagementPolicy: Parallel\n  updateStrategy: %s", replicas, strategy))
 }
 
 // statusPods is `berth status -o json`'s pods.
@@ -390,8 +380,5 @@ func (h *host) waitPods(t *testing.T, n int, ag *agentProc) map[string]string {
 func (h *host) mustExe(args ...string) string {
 	h.t.Helper()
 	code, out, errOut := h.exe(args...)
-	if code != 0 {
-		h.t.Fatalf("berth %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, code, out, errOut)
-	}
-	return out
+	return h.must(args, code, out, errOut)
 }
