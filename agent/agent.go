@@ -19,17 +19,16 @@ import (
 
 // Defaults applied by Config.Validate.
 const (
-	DefaultInterval        = time.Minute
-	DefaultJitter          = 0.1
-	DefaultMinBackoff      = 5 * time.Second
-	DefaultMaxBackoff      = 5 * time.Minute
-	DefaultResync          = 10 * time.Minute
-	DefaultFetchTimeout    = 2 * time.Minute
-	DefaultDeleteThreshold = 0.5
-	DefaultHealthDeadline  = 5 * time.Minute
-	DefaultHealthSettle    = 10 * time.Second
-	DefaultHealthPoll      = 2 * time.Second
-	DefaultCrashRestarts   = 3
+	DefaultInterval       = time.Minute
+	DefaultJitter         = 0.1
+	DefaultMinBackoff     = 5 * time.Second
+	DefaultMaxBackoff     = 5 * time.Minute
+	DefaultResync         = 10 * time.Minute
+	DefaultFetchTimeout   = 2 * time.Minute
+	DefaultHealthDeadline = 5 * time.Minute
+	DefaultHealthSettle   = 10 * time.Second
+	DefaultHealthPoll     = 2 * time.Second
+	DefaultCrashRestarts  = 3
 )
 
 // Config is what an Agent needs. Like source.Options it is a plain struct;
@@ -57,12 +56,6 @@ type Config struct {
 	Resync time.Duration
 	// FetchTimeout bounds one fetch (default 2m).
 	FetchTimeout time.Duration
-
-	// DeleteThreshold is the share of the managed pods a revision may
-	// delete (default 0.5); a revision deleting more, or all of them, is
-	// refused unless AllowMassDelete is set.
-	DeleteThreshold float64
-	AllowMassDelete bool
 
 	// HealthDeadline is how long the pods a revision created or replaced
 	// have to become healthy before the agent rolls back (default 5m; a
@@ -111,8 +104,8 @@ func (c *Config) Validate() error {
 		return errors.New("agent: no observer")
 	case c.StateDir == "":
 		return errors.New("agent: no state directory")
-	case c.Interval < 0 || c.Jitter < 0 || c.DeleteThreshold < 0 || c.DeleteThreshold > 1:
-		return errors.New("agent: negative interval or jitter, or delete threshold outside 0..1")
+	case c.Interval < 0 || c.Jitter < 0:
+		return errors.New("agent: negative interval or jitter")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -132,9 +125,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Jitter == 0 {
 		c.Jitter = DefaultJitter
-	}
-	if c.DeleteThreshold == 0 {
-		c.DeleteThreshold = DefaultDeleteThreshold
 	}
 	if c.MinBackoff > c.MaxBackoff {
 		c.MinBackoff = c.MaxBackoff

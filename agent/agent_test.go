@@ -121,7 +121,9 @@ type harness struct {
 	// manager is kept for the tests that name it; every harness runs
 	// the pod manager, berth's one engine.
 	manager bool
-	m       *manager.Manager
+	// allowMass is the pod manager's --allow-mass-delete.
+	allowMass bool
+	m         *manager.Manager
 }
 
 func newHarness(t *testing.T, r *repo, rt *fake.Runtime, state string, tweak func(*Config)) *harness {
@@ -178,7 +180,7 @@ func (h *harness) start() {
 	m := manager.New(h.rt, manager.Options{
 		StateDir: h.state, Logger: cfg.Logger, ResyncInterval: 10 * time.Millisecond,
 		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
-		Safety: reconcile.Safety{AllowMassDelete: cfg.AllowMassDelete, Threshold: cfg.DeleteThreshold},
+		Safety: reconcile.Safety{AllowMassDelete: h.allowMass},
 	})
 	cfg.Reconciler = &ManagerReconciler{Manager: m}
 	cfg.PodStatuses, cfg.Workloads = m.Pods, m.Workloads
@@ -337,7 +339,7 @@ func TestMassDeletionRefused(t *testing.T) {
 			r := newRepo()
 			r.commit("aaaa", map[string]string{"a": sleep, "b": sleep, "c": sleep, "d": sleep})
 			rt := fake.New(image)
-			h := newHarness(t, r, rt, "", func(c *Config) { c.AllowMassDelete = tc.allow })
+			h := startHarness(&harness{t: t, repo: r, rt: rt, allowMass: tc.allow})
 			r.commit("bbbb", tc.next)
 			h.pass(TriggerWebhook)
 			if got := len(h.running()); got != tc.wantPods {

@@ -133,12 +133,6 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		plan, held = withoutDeletes(plan)
 	}
 	isNew := a.current == nil || a.current.Commit != target.Commit
-	if err := reconcile.CheckRemovals(target.Commit, ld.Objects, obs, a.safety()); err != nil && prune {
-		a.refuse(Problem{Kind: "safety", Commit: target.Commit, Reason: err.Error()})
-		outcome, reason = "refused", "safety"
-		a.setPods(obs)
-		return fetched
-	}
 
 	var applyErr error
 	// The pod manager gets each revision once, changes or not, and
@@ -149,7 +143,7 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		applyErr = err
 		var re *reconcile.RemovalError
 		switch {
-		case errors.As(err, &re):
+		case errors.As(err, &re): // the deletion-safety rule, which Sync applies
 			a.refuse(Problem{Kind: "safety", Commit: target.Commit, Reason: err.Error()})
 			outcome, reason = "refused", "safety"
 			a.setPods(obs)
@@ -316,11 +310,6 @@ func (a *Agent) refuse(p Problem) {
 		args = append(args, "problem", d)
 	}
 	a.log.Error("revision not applied; the host keeps running what it ran", args...)
-}
-
-// safety is the deletion-safety rule's setting for this agent.
-func (a *Agent) safety() reconcile.Safety {
-	return reconcile.Safety{AllowMassDelete: a.cfg.AllowMassDelete, Threshold: a.cfg.DeleteThreshold}
 }
 
 // withoutDeletes returns p without its deletions, and the pods they

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +43,14 @@ func safetyFlags(fs *flag.FlagSet, c *cli) {
 	c.safety.Threshold = reconcile.DefaultRemoveThreshold
 	fs.BoolVar(&c.safety.AllowMassDelete, "allow-mass-delete", false, "apply a revision that removes every workload running here, or more than --delete-threshold of them")
 	fs.BoolVar(&c.safety.AllowMassDelete, "allow-delete-all", false, "the same as --allow-mass-delete")
-	fs.Float64Var(&c.safety.Threshold, "delete-threshold", reconcile.DefaultRemoveThreshold, "share of the running workloads a revision may remove without --allow-mass-delete")
+	fs.Func("delete-threshold", fmt.Sprintf("share (0..1) of the running workloads a revision may remove without --allow-mass-delete (default %g)", reconcile.DefaultRemoveThreshold), func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1 {
+			return fmt.Errorf("%q is not a share between 0 and 1", v)
+		}
+		c.safety.Threshold = f
+		return nil
+	})
 }
 
 func checkOutput(o string) error {
