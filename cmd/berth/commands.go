@@ -171,7 +171,8 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	records, err := manager.NewRecordStore(c.stateDir).Load()
+	store := manager.NewRecordStore(c.stateDir)
+	records, err := store.Load()
 	if err != nil {
 		return fmt.Errorf("read records: %w", err)
 	}
@@ -191,7 +192,7 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}
-	deploys, _ := manager.NewRecordStore(c.stateDir).Deployments()
+	deploys, _ := store.Deployments()
 	p := reconcile.MakePlan(reconcile.Input{
 		Revision: rev.src.Commit, Objects: rev.objects, Pods: desired, Observed: observed,
 		Deployments: deploys, Node: node, Now: time.Now(),

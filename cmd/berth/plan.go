@@ -114,7 +114,8 @@ func runPlan(ctx context.Context, c *cli, args []string) error {
 // planLive previews head against the pods on this host, as apply would
 // carry it out now.
 func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.Revision, headName string) error {
-	records, err := manager.NewRecordStore(c.stateDir).Load()
+	store := manager.NewRecordStore(c.stateDir)
+	records, err := store.Load()
 	if err != nil {
 		return fmt.Errorf("read records: %w", err)
 	}
@@ -159,7 +160,7 @@ func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.
 			}
 		}
 	}
-	deploys, _ := manager.NewRecordStore(c.stateDir).Deployments()
+	deploys, _ := store.Deployments()
 	live := preview.Live{Observed: observed, Revision: revision, Now: time.Now(), Deployments: deploys}
 	var applied record.Revision
 	if ok, _ := record.Read(c.stateDir, record.LastApplied, &applied); ok && applied.Commit != "" {
