@@ -104,12 +104,16 @@ func (w *podWorker) run(ctx context.Context) {
 			w.panicked = ""
 			next, gone, err = w.safeSync(pctx, d, retain, key)
 		}
+		// A sync cut short (a newer spec, or the manager stopping) did not
+		// fail, whatever error its last call returned (containerd's own
+		// Canceled status does not wrap context.Canceled).
+		cut := pctx.Err() != nil
 		cancel()
 		if !w.lastAction.Before(began) {
 			// Observations listed while this sync changed the pod are stale.
 			w.acted()
 		}
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && !cut && !errors.Is(err, context.Canceled) {
 			w.log.Warn("pod sync failed", "error", err)
 			if next.IsZero() {
 				next = w.m.clock.Now().Add(w.m.opts.ResyncInterval)
