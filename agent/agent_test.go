@@ -48,17 +48,22 @@ func (r *repo) commit(id string, pods map[string]string) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		objs = append(objs, reconcile.Object{
-			TypeMeta: reconcile.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-			Metadata: reconcile.ObjectMeta{Name: n, Namespace: "default"},
-			Pod: &reconcile.PodSpec{
-				RestartPolicy: "Always",
-				Containers:    []reconcile.Container{{Name: "main", Image: image, ImagePullPolicy: "IfNotPresent", Command: []string{"sh", "-c", pods[n]}}},
-			},
-		})
+		objs = append(objs, shellPod(n, pods[n]))
 	}
 	r.commits[id] = objs
 	r.head = id
+}
+
+// shellPod is a Pod whose one container runs cmd in a shell.
+func shellPod(name, cmd string) reconcile.Object {
+	return reconcile.Object{
+		TypeMeta: reconcile.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		Metadata: reconcile.ObjectMeta{Name: name, Namespace: "default"},
+		Pod: &reconcile.PodSpec{
+			RestartPolicy: "Always",
+			Containers:    []reconcile.Container{{Name: "main", Image: image, ImagePullPolicy: "IfNotPresent", Command: []string{"sh", "-c", cmd}}},
+		},
+	}
 }
 
 func (r *repo) setDown(v bool) { r.mu.Lock(); r.down = v; r.mu.Unlock() }

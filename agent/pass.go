@@ -254,8 +254,12 @@ func (a *Agent) cached(ctx context.Context, except string) *source.Revision {
 		}
 		rev, err := a.cfg.Source.Revision(ctx, r.Commit)
 		if err != nil {
-			a.log.Warn("cannot read a recorded revision from the cache", "commit", source.ShortCommit(r.Commit), "error", err)
-			continue
+			kept, err2 := readGoodFiles(ctx, a.cfg.StateDir, r.Commit)
+			if err2 != nil {
+				a.log.Warn("cannot read a recorded revision from the cache", "commit", source.ShortCommit(r.Commit), "error", err, "kept", err2)
+				continue
+			}
+			rev = kept
 		}
 		return rev
 	}
@@ -355,6 +359,7 @@ func (a *Agent) markGood(rev *source.Revision) {
 	a.mu.Unlock()
 	a.metrics.setRevision("good", rev.Commit)
 	a.log.Info("revision is good", "commit", rev.ShortCommit())
+	a.keepGoodFiles(rev)
 }
 
 func (a *Agent) badEntry(commit string) *BadRevision {

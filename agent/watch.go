@@ -16,8 +16,9 @@ import (
 // many files at once.
 const DefaultDebounce = 200 * time.Millisecond
 
-// watchReady, when set (by tests), is called once Watch watches dir.
-var watchReady func(dir string)
+// watchReady, when set (by tests), is called once Watch watches dir;
+// watchWaiting once it waits for a missing dir to appear.
+var watchReady, watchWaiting func(dir string)
 
 // Watch rings ring once the tree under dir has been quiet for debounce
 // after a change, until ctx ends. For a Git working tree (dir/.git
@@ -33,6 +34,11 @@ func Watch(ctx context.Context, dir string, debounce time.Duration, ring func(),
 		return err
 	}
 	defer w.Close()
+	if appeared, err := waitFor(ctx, w, dir, log); err != nil || ctx.Err() != nil {
+		return err
+	} else if appeared {
+		ring()
+	}
 	gitDir := filepath.Join(dir, ".git")
 	isRepo := false
 	if fi, err := os.Stat(gitDir); err == nil && fi.IsDir() {
@@ -104,5 +110,47 @@ func Watch(ctx context.Context, dir string, debounce time.Duration, ring func(),
 		case <-timer.C:
 			ring()
 		}
+	}
+}
+
+// waitFor returns once dir exists, watching the nearest of its parents
+// that does, and reports whether it had to wait: a repository directory
+// missing when the agent starts (a disk mounted later, a checkout not yet
+// made) rings as soon as it appears.
+func waitFor(ctx context.Context, w *fsnotify.Watcher, dir string, log hclog.Logger) (bool, error) {
+	waited := false
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			return waited, nil
+		}
+		parent := filepath.Dir(dir)
+		for {
+			if _, err := os.Stat(parent); err == nil || parent == filepath.Dir(parent) {
+				break
+			}
+			parent = filepath.Dir(parent)
+		}
+		if err := w.Add(parent); err != nil {
+			return waited, err
+		}
+		if !waited {
+			log.Warn("the repository directory does not exist; waiting for it", "dir", dir, "watching", parent)
+			if watchWaiting != nil {
+				watchWaiting(dir)
+			}
+		}
+		waited = true
+		// Check again now the watch is in place: it may have appeared
+		// meanwhile.
+		if _, err := os.Stat(dir); err != nil {
+			select {
+			case <-ctx.Done():
+				return waited, nil
+			case <-w.Events:
+			case err := <-w.Errors:
+				log.Warn("watcher error", "error", err)
+			}
+		}
+		_ = w.Remove(parent)
 	}
 }

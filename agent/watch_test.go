@@ -15,10 +15,18 @@ import (
 // per ring.
 func watching(t *testing.T, dir string) chan struct{} {
 	t.Helper()
+	return watchingAfter(t, dir, nil)
+}
+
+// watchingAfter is watching for a dir that does not exist yet: once Watch
+// waits for it, create makes it.
+func watchingAfter(t *testing.T, dir string, create func()) chan struct{} {
+	t.Helper()
 	rings := make(chan struct{}, 100)
-	ready := make(chan struct{})
+	ready, waiting := make(chan struct{}), make(chan struct{})
 	watchReady = func(string) { close(ready) }
-	t.Cleanup(func() { watchReady = nil })
+	watchWaiting = func(string) { close(waiting) }
+	t.Cleanup(func() { watchReady, watchWaiting = nil, nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -28,6 +36,14 @@ func watching(t *testing.T, dir string) chan struct{} {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
+	if create != nil {
+		select {
+		case <-waiting:
+			create()
+		case <-time.After(10 * time.Second):
+			t.Fatal("Watch did not wait for the missing directory")
+		}
+	}
 	select {
 	case <-ready: // every watch is in place
 	case <-time.After(10 * time.Second):
@@ -70,6 +86,21 @@ func TestWatchDirectoryDebounces(t *testing.T) {
 	expectRings(t, rings, 1)
 	// A later change in the new subdirectory is seen.
 	if err := os.WriteFile(filepath.Join(dir, "apps", "q.yaml"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expectRings(t, rings, 1)
+}
+
+func TestWatchMissingDirectoryRingsWhenItAppears(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mnt", "repo")
+	rings := watchingAfter(t, dir, func() {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	})
+	expectRings(t, rings, 1)
+	// Then it is watched as any directory.
+	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	expectRings(t, rings, 1)

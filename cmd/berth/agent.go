@@ -178,7 +178,9 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 	if err != nil {
 		return err
 	}
-	src, err := source.OpenContext(ctx, source.Options{
+	// A missing local directory is opened at the first fetch that finds
+	// it; meanwhile the agent runs its last good revision.
+	src, err := agent.OpenRepository(ctx, source.Options{
 		URL: c.repo, Ref: c.ref, Path: c.path, Auth: auth, Mirrors: o.mirrors, Shallow: o.shallow,
 		CacheDir: filepath.Join(c.stateDir, "git", urlKey(c.repo)),
 		Logger:   log,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"berth.dev/berth/agent"
 	"berth.dev/berth/reconcile"
 )
 
@@ -381,4 +383,70 @@ func (h *host) mustExe(args ...string) string {
 	h.t.Helper()
 	code, out, errOut := h.exe(args...)
 	return h.must(args, code, out, errOut)
+}
+
+// agentStatus waits until the running agent's status, as berth status
+// shows it, satisfies cond.
+func (h *host) waitAgentStatus(t *testing.T, ag *agentProc, what string, cond func(*agent.Status) bool) *agent.Status {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		code, out, _ := h.exe("status", "-o", "json")
+		var st struct {
+			Agent *agent.Status `json:"agent"`
+		}
+		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Agent != nil && cond(st.Agent) {
+			return st.Agent
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent never reported %s; status:\n%s\nagent log:\n%s", what, out, ag.out.String())
+		}
+		time.Sleep(50 * time.Millisecond) // poll the host, as a user watching berth status would
+	}
+}
+
+// TestJourneyAgentStartsWithoutItsDirectory: an agent whose repository
+// directory is missing when it starts (a disk not mounted yet) starts,
+// serves its API, keeps the last good revision running, and applies the
+// repository once the directory is back.
+func TestJourneyAgentStartsWithoutItsDirectory(t *testing.T) {
+	h := newHost(t)
+	h.write("web.yaml", deployment("web", 1, "3600", 1, 0))
+	h.commit("web v1")
+	args := []string{"--repo", h.repo, "--interval", "1s", "--jitter", "0", "--health-settle", "1s"}
+	ag := h.startAgentBinary(args...)
+	h.waitPods(t, 1, ag)
+	good := h.waitAgentStatus(t, ag, "a good revision", func(s *agent.Status) bool { return s.LastGood != nil }).LastGood.Commit
+	ag.stop(t)
+	pids := h.pids()
+
+	away := h.repo + ".away"
+	if err := os.Rename(h.repo, away); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Rename(away, h.repo) }) // for the cleanup apply
+	ag = h.startAgentBinary(args...)
+	st := h.waitAgentStatus(t, ag, "the last good revision, offline", func(s *agent.Status) bool {
+		return s.Applied != nil && s.FetchError != nil && s.Offline
+	})
+	if st.Applied.Commit != good {
+		t.Fatalf("applied %s while the directory is missing, want the last good %s", st.Applied.Commit, good)
+	}
+	if got := h.pids(); !maps.Equal(got, pids) {
+		t.Fatalf("pods changed while the directory was missing: %v, before %v", got, pids)
+	}
+
+	if err := os.Rename(away, h.repo); err != nil {
+		t.Fatal(err)
+	}
+	h.write("api.yaml", deployment("api", 1, "3600", 1, 0))
+	h.commit("api")
+	h.waitPods(t, 2, ag)
+	got := h.pids()
+	for c, pid := range pids {
+		if got[c] != pid {
+			t.Errorf("%s was restarted: pid %d, before %d", c, got[c], pid)
+		}
+	}
+	ag.stop(t)
 }
