@@ -204,6 +204,15 @@ type Admitter interface {
 	Admit(pod *DesiredPod) error
 }
 
+// PodObserver is implemented by runtimes that can observe one pod without
+// listing every pod: a pod worker looks at its own pod after each change
+// and after each exit, and should not pay for the other pods on the host.
+// ObservePod returns what List would return for the pod, or nil when the
+// pod does not exist.
+type PodObserver interface {
+	ObservePod(ctx context.Context, id PodID) (*ObservedPod, error)
+}
+
 // ExitWatcher is implemented by runtimes that report container exits as
 // they happen: the manager wakes the pod's worker at once instead of
 // waiting for a resync. WatchExits returns when ctx ends (nil) or the

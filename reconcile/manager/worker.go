@@ -195,8 +195,12 @@ func (w *podWorker) current(ctx context.Context) (*reconcile.ObservedPod, error)
 	return w.observe(ctx)
 }
 
-// observe lists the pod in the runtime; nil when it does not exist.
+// observe looks the pod up in the runtime (by itself, when the runtime can
+// observe one pod); nil when it does not exist.
 func (w *podWorker) observe(ctx context.Context) (*reconcile.ObservedPod, error) {
+	if o, ok := w.m.rt.(reconcile.PodObserver); ok {
+		return o.ObservePod(ctx, w.id)
+	}
 	pods, err := w.m.rt.List(ctx)
 	if err != nil {
 		return nil, err

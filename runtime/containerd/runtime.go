@@ -16,9 +16,11 @@ import (
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	gocni "github.com/containerd/go-cni"
 	"github.com/hashicorp/go-hclog"
 
@@ -298,6 +300,51 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 	for _, t := range resp.Tasks {
 		tasks[t.ID] = t
 	}
+	pods := r.observed(ctrs, tasks)
+	slices.SortFunc(pods, func(a, b reconcile.ObservedPod) int {
+		if c := strings.Compare(a.ID.Namespace, b.ID.Namespace); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID.Name, b.ID.Name)
+	})
+	return pods, nil
+}
+
+// ObservePod is List for one pod: its containers by label and their tasks
+// one by one, so a pod worker's look at its own pod costs the same with 1
+// or 200 pods on the host. It returns nil when the pod does not exist.
+func (r *Runtime) ObservePod(ctx context.Context, id reconcile.PodID) (*reconcile.ObservedPod, error) {
+	ctx = r.nsctx(ctx)
+	ctrs, err := r.client.ContainerService().List(ctx,
+		labelFilter(LabelManaged, "true", LabelPodNamespace, id.Namespace, LabelPodName, id.Name))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	tasks := make(map[string]*tasktypes.Process, len(ctrs))
+	for _, c := range ctrs {
+		if c.Labels[LabelRole] != RoleContainer {
+			continue
+		}
+		resp, err := r.client.TaskService().Get(ctx, &tasksapi.GetRequest{ContainerID: c.ID})
+		switch err = errgrpc.ToNative(err); {
+		case err == nil:
+			tasks[c.ID] = resp.Process
+		case !errdefs.IsNotFound(err):
+			return nil, fmt.Errorf("get task %s: %w", c.ID, err)
+		}
+	}
+	pods := r.observed(ctrs, tasks)
+	for i := range pods {
+		if pods[i].ID == id {
+			return &pods[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// observed groups containers into pods by their labels, with each
+// container's state taken from its task in tasks (none: created).
+func (r *Runtime) observed(ctrs []containers.Container, tasks map[string]*tasktypes.Process) []reconcile.ObservedPod {
 	pods := map[reconcile.PodID]*reconcile.ObservedPod{}
 	get := func(l map[string]string) *reconcile.ObservedPod {
 		id := reconcile.PodID{Namespace: l[LabelPodNamespace], Name: l[LabelPodName]}
@@ -324,39 +371,7 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 			if p.Hash == "" {
 				setPodLabels(p, l)
 			}
-			oc := reconcile.ObservedContainer{
-				Name:  l[LabelContainerName],
-				Kind:  reconcile.ContainerKind(l[LabelContainerKind]),
-				ID:    c.ID,
-				Image: l[LabelImage],
-				State: reconcile.StateCreated,
-			}
-			if t, ok := tasks[c.ID]; ok {
-				switch t.Status {
-				case tasktypes.Status_CREATED:
-					oc.State = reconcile.StateCreated
-				case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
-					oc.State = reconcile.StateRunning
-					oc.PID = t.Pid
-				case tasktypes.Status_STOPPED:
-					oc.State = reconcile.StateExited
-					oc.ExitCode = int(t.ExitStatus)
-					oc.Reason = exitReason(r.ns, c.ID, oc.ExitCode)
-					if t.ExitedAt != nil {
-						oc.FinishedAt = t.ExitedAt.AsTime()
-					}
-				default:
-					oc.State = reconcile.StateUnknown
-				}
-			}
-			if oc.State != reconcile.StateCreated {
-				if ts, err := time.Parse(time.RFC3339Nano, l[LabelStartedAt]); err == nil {
-					oc.StartedAt = ts
-				} else {
-					oc.StartedAt = c.CreatedAt
-				}
-			}
-			p.Containers = append(p.Containers, oc)
+			p.Containers = append(p.Containers, r.observedContainer(c, tasks[c.ID]))
 		}
 	}
 	out := make([]reconcile.ObservedPod, 0, len(pods))
@@ -370,22 +385,46 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 		})
 		out = append(out, *p)
 	}
-	slices.SortFunc(out, func(a, b reconcile.ObservedPod) int {
-		if a.ID.Namespace != b.ID.Namespace {
-			if a.ID.Namespace < b.ID.Namespace {
-				return -1
+	return out
+}
+
+// observedContainer is one container as its labels and its task (nil:
+// none) show it.
+func (r *Runtime) observedContainer(c containers.Container, t *tasktypes.Process) reconcile.ObservedContainer {
+	l := c.Labels
+	oc := reconcile.ObservedContainer{
+		Name:  l[LabelContainerName],
+		Kind:  reconcile.ContainerKind(l[LabelContainerKind]),
+		ID:    c.ID,
+		Image: l[LabelImage],
+		State: reconcile.StateCreated,
+	}
+	if t != nil {
+		switch t.Status {
+		case tasktypes.Status_CREATED:
+			oc.State = reconcile.StateCreated
+		case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
+			oc.State = reconcile.StateRunning
+			oc.PID = t.Pid
+		case tasktypes.Status_STOPPED:
+			oc.State = reconcile.StateExited
+			oc.ExitCode = int(t.ExitStatus)
+			oc.Reason = exitReason(r.ns, c.ID, oc.ExitCode)
+			if t.ExitedAt != nil {
+				oc.FinishedAt = t.ExitedAt.AsTime()
 			}
-			return 1
+		default:
+			oc.State = reconcile.StateUnknown
 		}
-		if a.ID.Name < b.ID.Name {
-			return -1
+	}
+	if oc.State != reconcile.StateCreated {
+		if ts, err := time.Parse(time.RFC3339Nano, l[LabelStartedAt]); err == nil {
+			oc.StartedAt = ts
+		} else {
+			oc.StartedAt = c.CreatedAt
 		}
-		if a.ID.Name > b.ID.Name {
-			return 1
-		}
-		return 0
-	})
-	return out, nil
+	}
+	return oc
 }
 
 func setPodLabels(p *reconcile.ObservedPod, l map[string]string) {

@@ -126,6 +126,21 @@ func (r *Runtime) record(call, subject string) error {
 	return nil
 }
 
+// observed is a copy of the pod as List shows it: init containers first,
+// then by name, as in the real runtime.
+func (p *pod) observed() reconcile.ObservedPod {
+	o := p.obs
+	o.Containers = append([]reconcile.ObservedContainer(nil), p.obs.Containers...)
+	sort.Slice(o.Containers, func(i, j int) bool {
+		a, b := o.Containers[i], o.Containers[j]
+		if a.Kind != b.Kind {
+			return a.Kind == reconcile.InitContainer
+		}
+		return a.Name < b.Name
+	})
+	return o
+}
+
 // List implements reconcile.Runtime.
 func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 	r.mu.Lock()
@@ -135,17 +150,7 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 	}
 	out := make([]reconcile.ObservedPod, 0, len(r.pods))
 	for _, p := range r.pods {
-		o := p.obs
-		o.Containers = append([]reconcile.ObservedContainer(nil), p.obs.Containers...)
-		// In the real runtime's order: init containers first, by name.
-		sort.Slice(o.Containers, func(i, j int) bool {
-			a, b := o.Containers[i], o.Containers[j]
-			if a.Kind != b.Kind {
-				return a.Kind == reconcile.InitContainer
-			}
-			return a.Name < b.Name
-		})
-		out = append(out, o)
+		out = append(out, p.observed())
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].ID, out[j].ID
@@ -155,6 +160,21 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 		return a.Name < b.Name
 	})
 	return out, nil
+}
+
+// ObservePod implements reconcile.PodObserver.
+func (r *Runtime) ObservePod(ctx context.Context, id reconcile.PodID) (*reconcile.ObservedPod, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.record("ObservePod", id.String()); err != nil {
+		return nil, err
+	}
+	p, ok := r.pods[id]
+	if !ok {
+		return nil, nil
+	}
+	o := p.observed()
+	return &o, nil
 }
 
 // EnsureImage implements reconcile.Runtime. Images cannot be pulled: an

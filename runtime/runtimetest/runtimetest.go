@@ -142,6 +142,38 @@ func Run(t *testing.T, newRuntime Factory) {
 		}
 	})
 
+	t.Run("ObservePodIsListForOnePod", func(t *testing.T) {
+		rt, image := newRuntime(t)
+		o, ok := rt.(reconcile.PodObserver)
+		if !ok {
+			t.Fatalf("%T does not observe single pods (reconcile.PodObserver)", rt)
+		}
+		web := NewPod("web", Sleeper("app", image))
+		job := NewPod("job", Exiter("main", image, "3"))
+		Up(t, rt, web)
+		Up(t, rt, job)
+		if _, err := rt.WaitContainer(Context(t), job.ID, reconcile.AppContainer, "main"); err != nil {
+			t.Fatalf("WaitContainer: %v", err)
+		}
+		listed := MustList(t, rt)
+		if len(listed) != 2 {
+			t.Fatalf("List returned %d pods, want 2: %+v", len(listed), listed)
+		}
+		for _, want := range listed {
+			got, err := o.ObservePod(Context(t), want.ID)
+			if err != nil || got == nil {
+				t.Fatalf("ObservePod(%s) = %+v, %v; want the pod", want.ID, got, err)
+			}
+			if diff := cmp.Diff(want, *got); diff != "" {
+				t.Errorf("ObservePod(%s) differs from List (-List +ObservePod):\n%s", want.ID, diff)
+			}
+		}
+		missing := reconcile.PodID{Namespace: web.ID.Namespace, Name: "absent"}
+		if got, err := o.ObservePod(Context(t), missing); err != nil || got != nil {
+			t.Errorf("ObservePod(%s) = %+v, %v; want nil, nil", missing, got, err)
+		}
+	})
+
 	t.Run("WaitExitCode", func(t *testing.T) {
 		rt, image := newRuntime(t)
 		pod := NewPod("job", Exiter("main", image, "3"))
