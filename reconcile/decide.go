@@ -33,6 +33,11 @@ type Input struct {
 	Known map[PodID]*DesiredPod
 	// Deployments are the Deployments' rollout records.
 	Deployments map[string]*DeploymentRecord
+	// Terminating are observed pods already being removed. As pods with a
+	// deletion timestamp to a Deployment controller, they count neither
+	// toward a rolling update's surge nor as available, so the next new
+	// pod starts while an old one stops.
+	Terminating map[PodID]bool
 	Node        Node
 	Now         time.Time
 }
@@ -98,7 +103,7 @@ func Decide(in Input) Decision {
 		recs[k] = v
 	}
 	r := &rolloutPass{
-		node: in.Node, st: st, known: in.Known, now: in.Now, recs: recs,
+		node: in.Node, st: st, known: in.Known, now: in.Now, recs: recs, terminating: in.Terminating,
 		plan: map[PodID]Target{}, waiting: map[PodID]string{},
 		desired: map[string][]*DesiredPod{}, observed: map[string][]*ObservedPod{},
 	}
@@ -274,21 +279,23 @@ const reasonPaused = "the Deployment is paused"
 
 // rolloutPass is the state of one Decide.
 type rolloutPass struct {
-	node      Node
-	st        map[PodID]*PodStatus
-	known     map[PodID]*DesiredPod
-	now       time.Time
-	recs      map[string]*DeploymentRecord
-	plan      map[PodID]Target
-	waiting   map[PodID]string
-	removing  map[PodID]string
-	desired   map[string][]*DesiredPod
-	observed  map[string][]*ObservedPod
-	workloads []WorkloadStatus
-	changed   []string
-	stuck     []string
-	wake      time.Time
-	done      map[string]bool
+	node     Node
+	st       map[PodID]*PodStatus
+	known    map[PodID]*DesiredPod
+	now      time.Time
+	recs     map[string]*DeploymentRecord
+	plan     map[PodID]Target
+	waiting  map[PodID]string
+	removing map[PodID]string
+	// terminating are pods already being removed (Input.Terminating).
+	terminating map[PodID]bool
+	desired     map[string][]*DesiredPod
+	observed    map[string][]*ObservedPod
+	workloads   []WorkloadStatus
+	changed     []string
+	stuck       []string
+	wake        time.Time
+	done        map[string]bool
 }
 
 func (r *rolloutPass) mark(owner string) {
@@ -423,9 +430,15 @@ func (r *rolloutPass) deployment(o *Object) {
 	}
 	obsSet := map[PodID]bool{}
 	var old []*ObservedPod
+	terminating := 0
 	for _, p := range r.observed[owner] {
 		obsSet[p.ID] = true
-		if !newSet[p.ID] {
+		switch {
+		case newSet[p.ID]:
+		case r.terminating[p.ID]:
+			// Going already: no Target, so its removal goes on.
+			terminating++
+		default:
 			old = append(old, p)
 		}
 	}
@@ -458,7 +471,7 @@ func (r *rolloutPass) deployment(o *Object) {
 		}
 		planNew(0, reasonPaused)
 	case spec.Strategy.Type == "Recreate":
-		if len(old) > 0 {
+		if len(old)+terminating > 0 {
 			// Old pods go first; their removal is the plan.
 			planNew(0, "Recreate: starts once every old pod is gone")
 			for _, p := range old {
@@ -469,10 +482,6 @@ func (r *rolloutPass) deployment(o *Object) {
 		}
 	default:
 		surge, unavail := RollingUpdateBounds(spec.Strategy.RollingUpdate, replicas)
-		// Scale the new pods up within replicas+surge.
-		room := replicas + surge - len(old) - len(existingNew)
-		planNew(max(0, min(room, replicas-len(existingNew))),
-			fmt.Sprintf("rolling update: waits for room (maxSurge %d) as old pods go", surge))
 		// Scale the old pods down while enough stay available.
 		minAvailable := replicas - unavail
 		all := len(old) + len(existingNew)
@@ -487,16 +496,23 @@ func (r *rolloutPass) deployment(o *Object) {
 		})
 		// Old pods beyond what the new template can replace (a scale-down
 		// during the rollout) go as well.
+		staying := 0
 		for _, p := range old {
 			if canRemove > 0 {
 				canRemove--
 				r.remove(p.ID, "rolling update: replaced by the new template")
 				continue
 			}
+			staying++
 			r.wait(p.ID, fmt.Sprintf("rolling update: stays until new pods are available (maxUnavailable %d, minReadySeconds %d)", unavail, spec.MinReadySeconds))
 		}
+		// Scale the new pods up within replicas+surge, counting the old
+		// pods that stay: the ones removed now leave room at once.
+		room := replicas + surge - staying - len(existingNew)
+		planNew(max(0, min(room, replicas-len(existingNew))),
+			fmt.Sprintf("rolling update: waits for room (maxSurge %d) as old pods go", surge))
 	}
-	r.progress(o, replicas, len(old), availNew)
+	r.progress(o, replicas, len(old)+terminating, availNew)
 }
 
 // progress keeps a Deployment's rollout record: when the rollout of the

@@ -484,10 +484,16 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 	for k, v := range m.known {
 		known[k] = v
 	}
+	terminating := map[reconcile.PodID]bool{}
+	for i := range observed {
+		if w := m.workers[observed[i].ID]; w != nil && w.removing() {
+			terminating[observed[i].ID] = true
+		}
+	}
 	m.mu.Unlock()
 	d := reconcile.Decide(reconcile.Input{
 		Revision: rev, Objects: objs, Pods: x.Pods, Observed: observed, Status: byID,
-		Known: known, Deployments: m.deployments(), Node: m.opts.Node, Now: now,
+		Known: known, Deployments: m.deployments(), Terminating: terminating, Node: m.opts.Node, Now: now,
 	})
 	m.keepDeployments(d)
 	m.mu.Lock()
@@ -511,6 +517,7 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 	for id, a := range plan {
 		w := m.worker(id)
 		w.seen(obsByID[id], listed)
+		w.prime(obsByID[id], a.Spec)
 		if a.Spec != nil {
 			m.mu.Lock()
 			m.known[id] = a.Spec
@@ -523,6 +530,7 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 		if _, ok := plan[o.ID]; !ok {
 			w := m.worker(o.ID)
 			w.seen(o, listed)
+			w.prime(o, nil)
 			w.update(nil, false, false)
 		}
 	}
@@ -548,6 +556,16 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 	m.mu.Unlock()
 	m.setWorkloads(workloads)
 	return next
+}
+
+// Removing says whether the manager is removing pod id: the pod is no
+// longer wanted and may still run, as a pod with a deletion timestamp
+// does on a kubelet. A rolling update does not count it toward maxSurge.
+func (m *Manager) Removing(id reconcile.PodID) bool {
+	m.mu.Lock()
+	w := m.workers[id]
+	m.mu.Unlock()
+	return w != nil && w.removing()
 }
 
 // Pods returns the latest status of every pod the manager drives, sorted.

@@ -72,6 +72,13 @@ func specKey(d *reconcile.DesiredPod, retain bool) string {
 	return d.Hash + "/" + string(d.Finished)
 }
 
+// removing says whether the worker was told to remove its pod.
+func (w *podWorker) removing() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.desired == nil && !w.retain
+}
+
 // Status returns the worker's latest view of its pod.
 func (w *podWorker) Status() (reconcile.PodStatus, bool) {
 	w.mu.Lock()
@@ -179,6 +186,28 @@ func (w *podWorker) seen(o *reconcile.ObservedPod, at time.Time) {
 		o = &c
 	}
 	w.seenPod, w.seenAt = o, at
+}
+
+// prime gives a worker that has not synced yet the status `berth status`
+// shows without an agent (the pass's observation and the pod's record), so
+// the manager reports every pod from its first pass on, not only those
+// whose workers have run.
+func (w *podWorker) prime(o *reconcile.ObservedPod, d *reconcile.DesiredPod) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hasState || o == nil {
+		return
+	}
+	rec, _ := w.m.store.Pod(w.id)
+	var spec *reconcile.PodSpec
+	if d != nil && d.Hash == o.Hash {
+		spec = &d.Spec
+	}
+	st := reconcile.ObservePod(o, rec, spec)
+	if st.Ready {
+		st.ReadySince = w.m.clock.Now()
+	}
+	w.status, w.hasState = st, true
 }
 
 // current returns the latest observation of the pod: the manager's, when
