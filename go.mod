@@ -20,7 +20,12 @@ require (
 	golang.org/x/tools v0.49.0
 )
 
-require filippo.io/hpke v0.4.0 // indirect
+require (
+	cuelabs.dev/go/oci/ociregistry v0.0.0-20260601085548-328ff8e2c943 // indirect
+	filippo.io/hpke v0.4.0 // indirect
+	github.com/rogpeppe/go-internal v1.16.0 // indirect
+	golang.org/x/oauth2 v0.37.0 // indirect
+)
 
 require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1

@@ -9,7 +9,7 @@
 # time in milliseconds, the median CPU time (user + system; steadier than
 # wall time on a busy machine) and the largest peak RSS in MiB.
 # FORMAT=cue writes each group's Pod as a CUE file included only on its
-# group's devices (@if(group == "gN")), so each revision is evaluated once
+# group's devices (@if(gN), the devices of group gN having the label gN=true), so each revision is evaluated once
 # per group instead of once.
 #
 #   bench/plan.sh                  (needs bin/berth; make build builds it)
@@ -39,7 +39,7 @@ write_repo() {
 		mkdir -p "$repo/group-$g"
 		if [ "$FORMAT" = cue ]; then
 			cat >"$repo/group-$g/pod.cue" <<CUE
-@if(group == "g$g")
+@if(g$g)
 
 package group$g
 
@@ -138,7 +138,7 @@ git -C "$repo" add -A && git -C "$repo" commit -q -m head
 {
 	echo "devices:"
 	for i in $(seq 0 $((DEVICES - 1))); do
-		printf '  - {name: device-%04d, labels: {group: g%d, site: site-%d}}\n' "$i" $((i % 10)) $((i % 7))
+		printf '  - {name: device-%04d, labels: {group: g%d, site: site-%d, g%d: "true"}}\n' "$i" $((i % 10)) $((i % 7)) $((i % 10))
 	done
 } >"$work/inventory.yaml"
 

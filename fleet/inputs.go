@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"berth.dev/berth/reconcile"
 	"berth.dev/berth/schema"
 )
 
@@ -21,7 +22,8 @@ var (
 )
 
 // tagNames lists the names the CUE files of fsys can read from a node:
-// the first argument of every @tag and every identifier after an @if (to
+// the first argument of every @tag (and the kubelet labels behind tag
+// variables, @tag(x,var=arch)) and every identifier after an @if (to
 // the end of its line; "node" there is the node's name). The scan reads text, so it may list names no
 // attribute uses (in a comment, say), which only costs sharing; it never
 // misses one.
@@ -47,6 +49,10 @@ func tagNames(fsys fs.FS) []string {
 				arg, _, _ := strings.Cut(rest, ",")
 				arg, _, _ = strings.Cut(arg, ")")
 				names[strings.Trim(strings.TrimSpace(arg), `"`)] = true
+				if strings.Contains(rest, "var=") {
+					// A tag variable reads a kubelet label.
+					names[reconcile.LabelOS], names[reconcile.LabelArch], names[reconcile.LabelHostname] = true, true, true
+				}
 				continue
 			}
 			for _, id := range ident.FindAllString(rest, -1) {

@@ -17,6 +17,7 @@ func TestTagNames(t *testing.T) {
 		{"tags", map[string]string{"a.cue": "a: string @tag(node)\nb: *1 | int @tag(\"replicas\",type=int)\nc: string @tag( zone )\n"}, []string{"node", "replicas", "zone"}},
 		{"if", map[string]string{"x/b.cue": "@if((gpu && arch == \"arm64\") || node == \"edge-1\")\npackage x\n"}, []string{"arch", "arm64", "edge-1", "gpu", "node"}},
 		{"spaced", map[string]string{"c.cue": "@if (lab)\npackage x\n"}, []string{"lab"}},
+		{"tag variable", map[string]string{"v.cue": "a: string @tag(a,var=arch)\n"}, []string{"a", "kubernetes.io/arch", "kubernetes.io/hostname", "kubernetes.io/os"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

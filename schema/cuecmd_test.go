@@ -3,9 +3,12 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,36 +50,60 @@ func buildCue(t *testing.T) string {
 	return bin
 }
 
-// TestCueCommandAgrees checks that `cue export -t …` on a package using
-// @tag and @if gives the objects berth loads for a node with the same name
-// and labels: -t node=NAME, -t LABEL=VALUE for @tag(LABEL), and a bare
-// -t LABEL for @if(LABEL), as docs/schema.md says.
+// TestCueCommandAgrees checks that `cue export -t … -T` on a module using
+// @tag, @if, tag variables, @embed, its own packages and berth.dev/k8s
+// (copied to cue.mod/gen for the cue command) gives the objects berth loads
+// for a node with the same name and labels: -t node=NAME, -t LABEL=VALUE
+// for @tag(LABEL), a bare -t LABEL for @if(LABEL), and -T for os and arch,
+// as docs/schema.md says.
 func TestCueCommandAgrees(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the cue command")
 	}
 	cue := buildCue(t)
 	files := map[string]string{
-		"apps/web.cue": `package apps
+		"cue.mod/module.cue": `module: "example.com/site@v0"
+language: version: "v0.12.0"
+`,
+		"lib/app.cue": `package lib
 
-_node:     string @tag(node)
-_zone:     *"none" | string @tag(zone)
-_arch:     *"amd64" | string @tag(arch)
-_replicas: *1 | int @tag(replicas,type=int)
+import "berth.dev/k8s"
 
-web: {
-	apiVersion: "apps/v1"
-	kind:       "Deployment"
-	metadata: {name: "web", labels: {node: _node, zone: _zone, arch: _arch}}
-	spec: {
-		replicas: _replicas
-		selector: matchLabels: app: "web"
-		template: {
-			metadata: labels: app: "web"
-			spec: containers: [{name: "web", image: "nginx:1.27"}]
+#App: {
+	name:     string
+	image:    string
+	replicas: *1 | int
+	labels: [string]: string
+	out: k8s.#Deployment & {
+		apiVersion: "apps/v1"
+		kind:       "Deployment"
+		metadata: {"name": name, "labels": labels}
+		spec: {
+			"replicas": replicas
+			selector: matchLabels: app: name
+			template: {
+				metadata: "labels": app: name
+				spec: containers: [{"name": name, "image": image}]
+			}
 		}
 	}
 }
+`,
+		"apps/web.cue": `package apps
+
+import "example.com/site/lib"
+
+_node:     string @tag(node)
+_zone:     *"none" | string @tag(zone)
+_arch:     *"unknown" | string @tag(arch,var=arch)
+_replicas: *1 | int @tag(replicas,type=int)
+
+web: (lib.#App & {
+	name:     "web"
+	image:    "nginx:1.27"
+	replicas: _replicas
+	labels: {node: _node, zone: _zone, arch: _arch}
+}).out
 `,
 		"apps/gpu.cue": `@if(gpu)
 
@@ -100,6 +127,27 @@ batch: {
 	spec: containers: [{name: "batch", image: "busybox"}]
 }
 `,
+		"apps/config.cue": `@extern(embed)
+
+package apps
+
+_os: string @tag(os,var=os)
+
+settings: {
+	apiVersion: "v1"
+	kind:       "ConfigMap"
+	metadata: name: "settings"
+	data: {
+		"app.conf": _ @embed(file=conf/app.conf, type=text)
+		os:         _os
+	}
+}
+`,
+		"apps/conf/app.conf": "listen 8080\n",
+	}
+	// The cue command needs berth's schema where berth supplies it.
+	for name, data := range SchemaFiles() {
+		files[path.Join("cue.mod/gen/berth.dev", name)] = string(data)
 	}
 	dir := t.TempDir()
 	for name, data := range files {
@@ -120,15 +168,15 @@ batch: {
 		{"plain node", map[string]string{"zone": "us-2"}, []string{"-t", "node=edge-7", "-t", "zone=us-2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := Load(os.DirFS(dir), Options{Node: reconcile.Node{Name: "edge-7", Labels: tc.labels}})
+			res, err := Load(os.DirFS(dir), Options{Node: reconcile.HostNode("edge-7", tc.labels)})
 			if err != nil {
 				t.Fatalf("berth: %v", err)
 			}
 			berth := map[string]any{}
 			for _, o := range res.Objects {
-				berth[o.Kind+"/"+o.Metadata.Name] = summary(o.Metadata.Labels, o.Pod, o.Deployment)
+				berth[o.Kind+"/"+o.Metadata.Name] = summary(o.Metadata.Labels, o.Pod, o.Deployment, o.ConfigMap)
 			}
-			cmd := exec.Command(cue, append([]string{"export", "--out", "json"}, append(tc.tags, "./apps")...)...)
+			cmd := exec.Command(cue, append([]string{"export", "--out", "json", "-T"}, append(tc.tags, "./apps")...)...)
 			cmd.Dir = dir
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -142,7 +190,8 @@ batch: {
 					Name   string            `json:"name"`
 					Labels map[string]string `json:"labels"`
 				} `json:"metadata"`
-				Spec json.RawMessage `json:"spec"`
+				Spec json.RawMessage   `json:"spec"`
+				Data map[string]string `json:"data"`
 			}
 			if err := json.Unmarshal(out, &exported); err != nil {
 				t.Fatal(err)
@@ -151,14 +200,21 @@ batch: {
 			for _, o := range exported {
 				var pod *reconcile.PodSpec
 				var dep *reconcile.DeploymentSpec
-				if o.Kind == "Pod" {
+				var cm *reconcile.ConfigMapData
+				switch o.Kind {
+				case "Pod":
 					pod = new(reconcile.PodSpec)
 					_ = json.Unmarshal(o.Spec, pod)
-				} else {
+				case "Deployment":
 					dep = new(reconcile.DeploymentSpec)
 					_ = json.Unmarshal(o.Spec, dep)
+				case "ConfigMap":
+					cm = &reconcile.ConfigMapData{Data: o.Data}
 				}
-				viaCue[o.Kind+"/"+o.Metadata.Name] = summary(o.Metadata.Labels, pod, dep)
+				viaCue[o.Kind+"/"+o.Metadata.Name] = summary(o.Metadata.Labels, pod, dep, cm)
+			}
+			if len(viaCue) < 3 {
+				t.Errorf("cue export gave %d objects, want at least 3", len(viaCue))
 			}
 			if diff := cmp.Diff(viaCue, berth); diff != "" {
 				t.Errorf("berth differs from cue export %v (-cue +berth):\n%s", tc.tags, diff)
@@ -167,11 +223,18 @@ batch: {
 	}
 }
 
-// summary is what the comparison looks at: labels, replicas and images.
-func summary(labels map[string]string, pod *reconcile.PodSpec, dep *reconcile.DeploymentSpec) string {
+// summary is what the comparison looks at: labels, replicas, images and a
+// ConfigMap's data.
+func summary(labels map[string]string, pod *reconcile.PodSpec, dep *reconcile.DeploymentSpec, cm *reconcile.ConfigMapData) string {
 	var b strings.Builder
 	for _, k := range []string{"node", "zone", "arch"} {
 		b.WriteString(k + "=" + labels[k] + " ")
+	}
+	if cm != nil {
+		for _, k := range slices.Sorted(maps.Keys(cm.Data)) {
+			b.WriteString(k + ":" + strconv.Quote(cm.Data[k]) + " ")
+		}
+		return b.String()
 	}
 	if dep != nil {
 		if dep.Replicas != nil {

@@ -7,19 +7,21 @@
 //     flow-style subset of YAML that kubectl writes, is YAML and needs
 //     nothing special.
 //   - *.json files: one object each.
-//   - *.cue files: the .cue files of one directory form one CUE package
-//     (CUE's own rule; they must share the package name). Every struct
-//     reachable through regular fields and list elements that has concrete
-//     string fields apiVersion and kind is an object; other values,
-//     definitions and hidden fields are helpers. A package may import the
-//     CUE standard library, berth's schema as "berth.dev/k8s" (ImportPath)
-//     and the packages of the repository's module (cue.mod/module.cue).
-//     Options.Node feeds @tag(node) and @tag(LABEL) fields, decides
-//     @if(…) file inclusion, and @embed(file=…) fills fields from files of
-//     the repository (see docs/schema.md).
+//   - *.cue files: each directory holding .cue files is loaded as a CUE
+//     package by CUE's own loader (cuelang.org/go/cue/load), with the same
+//     package's files of the directories above it. Every struct reachable
+//     through regular fields and list elements that has concrete string
+//     fields apiVersion and kind is an object; other values, definitions
+//     and hidden fields are helpers. A package may import the CUE standard
+//     library, berth's schema as "berth.dev/k8s" (ImportPath), the
+//     packages of the repository's module (cue.mod/module.cue) and those
+//     kept in cue.mod/{pkg,usr,gen}; no module is downloaded. Options.Node
+//     is passed as `cue -t` tags (node=NAME, LABEL=VALUE for each @tag,
+//     a bare LABEL for each @if) and as the tag variables os, arch and
+//     hostname; @embed reads files of the repository (see docs/schema.md).
 //
-// Hidden files and directories (a name starting with '.', such as .git) and
-// CUE's module directory cue.mod are not read.
+// Hidden files and directories (a name starting with '.', such as .git) are
+// not read, nor is CUE's module directory cue.mod as manifests.
 //
 // Each object is validated on its own against the embedded CUE schema for its
 // kind (package k8s, #Pod for kind Pod, #Deployment for Deployment, …), so the
@@ -63,8 +65,9 @@
 //     only when the fs.FS can read links (fs.ReadLinkFS) and its target,
 //     resolved one link at a time, stays inside the repository and goes
 //     through no linked directory. Links to directories are not followed;
-//     their files are read where they are. @embed paths are relative, without
-//     "..", and read the same way.
+//     their files are read where they are. Files named by @embed are read
+//     the same way, before CUE runs; the CUE loader sees only the files
+//     berth read, never the host's file system.
 //   - Bounded CUE: with Options.Sandbox, CUE packages are evaluated in a
 //     child process under a deadline and a memory bound; a package that
 //     exceeds them or crashes the child is reported, the others still load.

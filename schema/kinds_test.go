@@ -108,16 +108,32 @@ s: stringData: password: "TOPSECRET"
 	t.Log(lines)
 }
 
-// TestQuotedTag checks a tag named after a label key that is not an
-// identifier.
-func TestQuotedTag(t *testing.T) {
-	fsys := fstest.MapFS{"z/z.cue": {Data: []byte("package z\n\n_zone: string @tag(\"topology.kubernetes.io/zone\")\ncm: {apiVersion: \"v1\", kind: \"ConfigMap\", metadata: name: \"zone-\" + _zone}\n")}}
-	res, err := Load(fsys, Options{Node: reconcile.Node{Name: "n", Labels: map[string]string{"topology.kubernetes.io/zone": "eu-1"}}})
+// TestTagVariables checks the tag variables berth provides from the
+// node's kubelet labels (os, arch, hostname), that a tag the node sets
+// wins over a variable, that a variable berth does not provide (now) is an
+// error, and that a label key that is not a CUE identifier cannot be a tag,
+// as with the cue command.
+func TestTagVariables(t *testing.T) {
+	node := reconcile.KubeletNode("Edge-7", "linux", "arm64", map[string]string{"zone": "eu-1"})
+	cm := func(body string) fstest.MapFS {
+		return fstest.MapFS{"z/z.cue": {Data: []byte("package z\n\n" + body + "\ncm: {apiVersion: \"v1\", kind: \"ConfigMap\", metadata: name: \"cm\", data: {os: _os, arch: _arch, host: _host, zone: _zone}}\n")}}
+	}
+	res, err := Load(cm("_os: string @tag(os,var=os)\n_arch: string @tag(arch,var=arch)\n_host: string @tag(host,var=hostname)\n_zone: string @tag(zone,var=os)"), Options{Node: node})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := res.Objects[0].Metadata.Name; got != "zone-eu-1" {
-		t.Errorf("name %q, want zone-eu-1", got)
+	want := map[string]string{"os": "linux", "arch": "arm64", "host": "edge-7", "zone": "eu-1"}
+	if d := cmp.Diff(want, res.Objects[0].ConfigMap.Data); d != "" {
+		t.Errorf("data (-want +got):\n%s", d)
+	}
+	for _, tt := range []struct{ body, want string }{
+		{"_os: string @tag(os,var=now)\n_arch: 1\n_host: 1\n_zone: 1", "tag variable 'now' not found"},
+		{"_os: string @tag(\"topology.kubernetes.io/zone\")\n_arch: 1\n_host: 1\n_zone: 1", `./z/z.cue:3:13: invalid identifier "topology.kubernetes.io/zone"`},
+	} {
+		_, err := Load(cm(tt.body), Options{Node: node})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tt.body, err, tt.want)
+		}
 	}
 }
 
@@ -130,5 +146,32 @@ func TestStrictMakesIgnoredAnnotationsErrors(t *testing.T) {
 	want := []string{`./p.yaml:5:59: Pod/default/p: metadata.annotations."seccomp.security.alpha.kubernetes.io/pod": annotation not honoured: seccomp annotations are not read by berth; use securityContext.seccompProfile`}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("with Strict (-want +got):\n%s", d)
+	}
+}
+
+// TestParentPackageFiles checks that a CUE package includes the files of
+// the same package in the directories above it, as cue/load does, and that
+// an object those files declare, seen again by the subdirectory's package,
+// is reported as such.
+func TestParentPackageFiles(t *testing.T) {
+	pod := func(name string) string {
+		return name + `: {apiVersion: "v1", kind: "Pod", metadata: name: "` + name + `", spec: containers: [{name: "a", image: _img}]}` + "\n"
+	}
+	fsys := fstest.MapFS{
+		"root.cue": {Data: []byte("package x\n\n_img: \"nginx\"\n")},
+		"a/a.cue":  {Data: []byte("package x\n\n" + pod("api"))},
+	}
+	res, err := Load(fsys, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Objects) != 1 || res.Objects[0].Pod.Containers[0].Image != "nginx" {
+		t.Errorf("objects %v, want Pod api with the image of ./root.cue", res.Objects)
+	}
+	fsys["root.cue"] = &fstest.MapFile{Data: []byte("package x\n\n_img: \"nginx\"\n" + pod("web"))}
+	want := []string{"./root.cue:4:1: Pod/default/web: duplicate object: declared again by the CUE package of a subdirectory (a package includes the files of the same package in the directories above it)"}
+	_, err = Load(fsys, Options{})
+	if d := cmp.Diff(want, diagnostics(t, err)); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
 	}
 }

@@ -121,8 +121,11 @@ func Load(fsys fs.FS, opts Options) (*Result, error) {
 		obj := lo.Obj
 		if key := obj.Key(); obj.Kind != "" && obj.Metadata.Name != "" {
 			if prev, dup := first[key]; dup {
-				l.diags = append(l.diags, Diagnostic{Pos: obj.Source, Object: key,
-					Message: "duplicate object: also declared at " + prev.String()})
+				msg := "duplicate object: also declared at " + prev.String()
+				if prev == obj.Source {
+					msg = "duplicate object: declared again by the CUE package of a subdirectory (a package includes the files of the same package in the directories above it)"
+				}
+				l.diags = append(l.diags, Diagnostic{Pos: obj.Source, Object: key, Message: msg})
 				continue
 			}
 			first[key] = obj.Source
@@ -265,6 +268,12 @@ func (l *loader) cueErrors(err error, file string) {
 			path = strings.Join(ps, ".")
 		}
 		msg := fmt.Sprintf(format, args...)
+		if c := cause(e); c != "" {
+			msg += ": " + c
+		}
+		if format == "import failed" {
+			path = "" // the importing package's
+		}
 		if f, ok := strings.CutPrefix(msg, "yaml: "); ok {
 			msg = "invalid YAML: " + f
 		}
@@ -275,6 +284,21 @@ func (l *loader) cueErrors(err error, file string) {
 		}
 		l.diags = append(l.diags, Diagnostic{Pos: p, Path: path, Message: msg})
 	}
+}
+
+// cause returns the message of the CUE error e wraps, without positions,
+// or "".
+func cause(e cueerrors.Error) string {
+	var w cueerrors.Error
+	if !errors.As(errors.Unwrap(e), &w) {
+		return ""
+	}
+	format, args := w.Msg()
+	msg := fmt.Sprintf(format, args...)
+	if c := cause(w); c != "" {
+		msg += ": " + c
+	}
+	return msg
 }
 
 // fmtVerb matches a verb of a format string.
