@@ -72,6 +72,11 @@ type Config struct {
 	// Workloads, when set, reports the workloads' status as the pod
 	// manager's controllers know it.
 	Workloads func() []reconcile.WorkloadStatus
+	// Interruptions, when set, counts how often the runtime was found
+	// unreachable (the pod manager's Interruptions): the health check of
+	// a revision starts again after one, so a containerd restart is not
+	// blamed on the revision being rolled out.
+	Interruptions func() uint64
 	// CrashRestarts is how many crashes (restarts, or an exit waiting in
 	// CrashLoopBackOff) of a container of a watched pod make its revision
 	// unhealthy (default 3).

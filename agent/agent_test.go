@@ -128,7 +128,10 @@ type harness struct {
 	manager bool
 	// allowMass is the pod manager's --allow-mass-delete.
 	allowMass bool
-	m         *manager.Manager
+	// backoff is the pod manager's CrashLoopBackOff, initial and maximum
+	// (default 10 and 20 ms).
+	backoff time.Duration
+	m       *manager.Manager
 }
 
 func newHarness(t *testing.T, r *repo, rt *fake.Runtime, state string, tweak func(*Config)) *harness {
@@ -182,13 +185,20 @@ func (h *harness) start() {
 		h.tweak(&cfg)
 	}
 	// The one engine, as berth agent runs it.
+	backoff, maxBackoff := 10*time.Millisecond, 20*time.Millisecond
+	if h.backoff > 0 {
+		backoff, maxBackoff = h.backoff, h.backoff
+	}
 	m := manager.New(h.rt, manager.Options{
 		StateDir: h.state, Logger: cfg.Logger, ResyncInterval: 10 * time.Millisecond,
-		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		InitialBackoff: backoff, MaxBackoff: maxBackoff,
 		Safety: reconcile.Safety{AllowMassDelete: h.allowMass},
 	})
 	cfg.Reconciler = &ManagerReconciler{Manager: m}
 	cfg.PodStatuses, cfg.Workloads = m.Pods, m.Workloads
+	if cfg.Interruptions == nil { // a test may stand in for the runtime's
+		cfg.Interruptions = m.Interruptions
+	}
 	h.m = m
 	a, err := New(cfg)
 	if err != nil {
@@ -587,6 +597,61 @@ func TestManagerCrashLoopRolledBack(t *testing.T) {
 	}
 	if m := rt.MutatingCalls(); len(m) != 0 {
 		t.Fatalf("restart made mutating calls: %v", m)
+	}
+}
+
+// TestRuntimeOutageNotBlamedOnRevision: starts of a new revision's
+// container fail while the runtime is interrupted (containerd restarting
+// under the agent); the revision is not rolled back for the restarts
+// that cost, and becomes good once its pods run. The same failures with
+// no interruption are the revision's, and roll it back.
+func TestRuntimeOutageNotBlamedOnRevision(t *testing.T) {
+	for _, interrupted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("interrupted=%v", interrupted), func(t *testing.T) {
+			r := newRepo()
+			r.commit("aaaa", map[string]string{"web": sleep})
+			rt := fake.New(image)
+			var interruptions atomic.Uint64
+			// Failed starts 150 ms apart: the agent checks health every
+			// 10 ms, so it sees each interruption before the next
+			// failure, as it would see containerd's.
+			h := startHarness(&harness{t: t, repo: r, rt: rt, backoff: 150 * time.Millisecond,
+				tweak: func(c *Config) { c.Interruptions = interruptions.Load }})
+			h.eventually("aaaa good", func(st Status) bool { return st.LastGood != nil && st.LastGood.Commit == "aaaa" })
+
+			var failures atomic.Int64
+			rt.Fail = func(call, subject string) error {
+				if call != "StartContainer" || failures.Load() >= 6 {
+					return nil
+				}
+				failures.Add(1)
+				if interrupted {
+					interruptions.Add(1) // the exit stream broke as containerd went away
+				}
+				return errors.New("create task: connection error: containerd is unavailable")
+			}
+			r.commit("bbbb", map[string]string{"web": sleep + " # v2"})
+			h.a.Trigger(TriggerWebhook)
+			if !interrupted {
+				st := h.eventually("rollback", func(st Status) bool { return len(st.BadRevisions) == 1 })
+				if st.BadRevisions[0].Commit != "bbbb" || !strings.Contains(st.BadRevisions[0].Reason, "crash-looping") {
+					t.Fatalf("bad revisions %+v", st.BadRevisions)
+				}
+				return
+			}
+			st := h.eventually("bbbb good", func(st Status) bool {
+				return len(st.BadRevisions) > 0 || st.LastGood != nil && st.LastGood.Commit == "bbbb"
+			})
+			if len(st.BadRevisions) > 0 {
+				t.Fatalf("the revision was blamed for the runtime's interruptions: %+v", st.BadRevisions)
+			}
+			if failures.Load() < 6 {
+				t.Fatalf("only %d starts failed", failures.Load())
+			}
+			if got := h.running()["web"]; got != "bbbb" {
+				t.Fatalf("web runs %q", got)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +23,41 @@ type healthWatch struct {
 	// returns: the agent follows them only to keep its status current,
 	// and neither marks nor rolls back anything on the verdict.
 	rollback bool
+
+	// The runtime's part: interruptions is the runtime's count of
+	// interruptions when the watch (re)started, runtimeDown is set when a
+	// pass could not reach the runtime, and crashBase holds the crashes
+	// each container had then ("pod/kind/name"), which are the runtime's
+	// doing and not counted against the revision.
+	interruptions uint64
+	runtimeDown   bool
+	crashBase     map[string]int
+}
+
+// restart starts the watch afresh at now, after the runtime was
+// unreachable: the deadline counts again, and the crashes the pods have
+// now are not the revision's.
+func (w *healthWatch) restart(now time.Time, interruptions uint64, statuses map[reconcile.PodID]*reconcile.PodStatus) {
+	w.deadline = now.Add(w.deadline.Sub(w.since))
+	w.since, w.interruptions, w.runtimeDown = now, interruptions, false
+	w.crashBase = map[string]int{}
+	for _, st := range statuses {
+		for _, c := range append(slices.Clone(st.InitContainers), st.Containers...) {
+			w.crashBase[crashKey(st.ID, c.Name)] = crashes(c)
+		}
+	}
+}
+
+func crashKey(id reconcile.PodID, container string) string { return id.String() + "/" + container }
+
+// crashes counts a container's crashes: its restarts, plus an exit now
+// waiting to be restarted.
+func crashes(c reconcile.ContainerStatus) int {
+	n := c.RestartCount
+	if c.State != reconcile.Running && (c.Reason == reconcile.ReasonCrashLoopBackOff || c.State == reconcile.Terminated && c.ExitCode != 0) {
+		n++
+	}
+	return n
 }
 
 type verdict int
@@ -62,7 +98,7 @@ func (w *healthWatch) evaluate(now time.Time, settle time.Duration, crashes int,
 				notReady = append(notReady, id.String())
 				continue
 			}
-			ok, why := judgeStatus(now, w.since, settle, crashes, d.Spec.RestartPolicy, st)
+			ok, why := judgeStatus(now, w.since, settle, crashes, w.crashBase, d.Spec.RestartPolicy, st)
 			if why != "" {
 				return unhealthy, why
 			}
@@ -125,7 +161,7 @@ func (w *healthWatch) evaluate(now time.Time, settle time.Duration, crashes int,
 
 // judgeStatus reports whether a managed pod is healthy, or why it is not
 // and never will be.
-func judgeStatus(now, watched time.Time, settle time.Duration, crashes int, policy string, st *reconcile.PodStatus) (bool, string) {
+func judgeStatus(now, watched time.Time, settle time.Duration, limit int, base map[string]int, policy string, st *reconcile.PodStatus) (bool, string) {
 	always := policy == "" || policy == "Always"
 	switch {
 	case st.Phase == reconcile.PodFailed && (!always || st.Reason != ""):
@@ -138,11 +174,8 @@ func judgeStatus(now, watched time.Time, settle time.Duration, crashes int, poli
 		return true, ""
 	}
 	for _, c := range append(append([]reconcile.ContainerStatus(nil), st.InitContainers...), st.Containers...) {
-		n := c.RestartCount
-		if c.State != reconcile.Running && (c.Reason == reconcile.ReasonCrashLoopBackOff || c.State == reconcile.Terminated && c.ExitCode != 0) {
-			n++
-		}
-		if n >= crashes {
+		n := crashes(c) - base[crashKey(st.ID, c.Name)]
+		if n >= limit {
 			return false, fmt.Sprintf("container %q of pod %s is crash-looping (%d crashes, last exit code %d)", c.Name, st.ID, n, c.ExitCode)
 		}
 	}

@@ -121,6 +121,7 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 
 	obs, err := a.cfg.Observer.List(ctx)
 	if err != nil {
+		a.runtimeUnreachable()
 		a.refuse(Problem{Kind: "observe", Commit: target.Commit, Reason: fmt.Sprintf("list pods: %v", err)})
 		outcome, reason = "failed", "observe"
 		return fetched
@@ -160,6 +161,7 @@ func (a *Agent) pass(ctx context.Context, rung map[Trigger]bool) (fetched bool) 
 		a.metrics.lastApplied.SetToCurrentTime()
 		if obs, err = a.cfg.Observer.List(ctx); err != nil {
 			obs = nil
+			a.runtimeUnreachable()
 		}
 	}
 	if isNew {

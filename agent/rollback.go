@@ -40,7 +40,7 @@ func (a *Agent) startWatch(rev *source.Revision, pods []reconcile.DesiredPod, pl
 		return
 	}
 	now := time.Now()
-	a.watch = &healthWatch{commit: rev.Commit, since: now, deadline: now.Add(a.cfg.HealthDeadline), pods: ids}
+	a.watch = &healthWatch{commit: rev.Commit, since: now, deadline: now.Add(a.cfg.HealthDeadline), pods: ids, interruptions: a.interruptions()}
 	a.mu.Lock()
 	a.status.Checking = &HealthCheck{Commit: rev.Commit, Since: now.UTC(), Deadline: a.watch.deadline.UTC(), Pods: slices.Clone(ids)}
 	a.mu.Unlock()
@@ -67,6 +67,22 @@ func (a *Agent) checkHealth(ctx context.Context, obs []reconcile.ObservedPod) {
 		for i := range sts {
 			statuses[sts[i].ID] = &sts[i]
 		}
+	}
+	if w.runtimeDown || a.interruptions() != w.interruptions {
+		// containerd was unreachable (restarted, or gone for a while)
+		// since the last check: what failed meanwhile is not the
+		// revision's fault, so its pods get a fresh window.
+		w.restart(time.Now(), a.interruptions(), statuses)
+		a.log.Warn("the runtime was unreachable; the health check starts again", "commit", source.ShortCommit(w.commit),
+			"deadline", w.deadline.Sub(w.since))
+		if !w.rollback {
+			a.mu.Lock()
+			if c := a.status.Checking; c != nil {
+				c.Since, c.Deadline = w.since.UTC(), w.deadline.UTC()
+			}
+			a.mu.Unlock()
+		}
+		return
 	}
 	v, why := w.evaluate(time.Now(), a.cfg.HealthSettle, a.cfg.CrashRestarts, desired, obs, statuses)
 	if w.rollback {
@@ -169,5 +185,22 @@ func (a *Agent) followRollback(good *source.Revision, plan *reconcile.Plan) {
 		return
 	}
 	now := time.Now()
-	a.watch = &healthWatch{commit: good.Commit, since: now, deadline: now.Add(a.cfg.HealthDeadline), pods: ids, rollback: true}
+	a.watch = &healthWatch{commit: good.Commit, since: now, deadline: now.Add(a.cfg.HealthDeadline), pods: ids, rollback: true,
+		interruptions: a.interruptions()}
+}
+
+// interruptions is the runtime's count of interruptions (0 without one).
+func (a *Agent) interruptions() uint64 {
+	if a.cfg.Interruptions == nil {
+		return 0
+	}
+	return a.cfg.Interruptions()
+}
+
+// runtimeUnreachable notes that a pass could not reach the runtime: the
+// health check of the watched revision starts again once it can.
+func (a *Agent) runtimeUnreachable() {
+	if a.watch != nil {
+		a.watch.runtimeDown = true
+	}
 }

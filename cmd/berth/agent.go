@@ -234,6 +234,7 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 		Reconciler:     &agent.ManagerReconciler{Manager: mgr},
 		PodStatuses:    mgr.Pods,
 		Workloads:      mgr.Workloads,
+		Interruptions:  mgr.Interruptions,
 		CrashRestarts:  o.crashRestarts,
 		Observer:       rt,
 		Verify:         verify,

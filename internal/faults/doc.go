@@ -1,7 +1,8 @@
 // Package faults holds berth's fault suite (make test-faults): it runs the
 // real bin/berth against a private containerd and kills it, or containerd,
-// at random points of create, replace and delete, runs two applies at
-// once and simulates a reboot. After each fault the next apply must
+// at random points of create, replace and delete, kills and restarts
+// containerd under berth apply and under berth agent in the middle of its
+// rollouts, runs two applies at once and simulates a reboot. After each fault the next apply must
 // converge: every desired pod runs once, pods the change did not touch
 // keep their processes, and nothing is left behind (containers, tasks,
 // snapshots, leases, network namespaces, IP allocations, iptables rules,

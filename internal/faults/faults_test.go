@@ -241,6 +241,15 @@ func (h *host) observe() observed {
 // spec, and holds nothing else of berth's.
 func (h *host) check(rev string) {
 	h.t.Helper()
+	if problems := h.problems(rev); len(problems) > 0 {
+		h.t.Fatalf("after converging to %s:\n  %s", rev, strings.Join(problems, "\n  "))
+	}
+}
+
+// problems lists how the host differs from running exactly rev's pods,
+// each once, with rev's spec, and nothing else of berth's.
+func (h *host) problems(rev string) []string {
+	h.t.Helper()
 	o := h.observe()
 	want := h.golden[rev]
 	var problems []string
@@ -282,9 +291,7 @@ func (h *host) check(rev string) {
 	if mounts := slices.Sorted(slices.Values(o.mounts)); !slices.Equal(mounts, pins) {
 		problems = append(problems, fmt.Sprintf("mounts under the state directory: %v, want the pods' namespaces %v", mounts, pins))
 	}
-	if len(problems) > 0 {
-		h.t.Fatalf("after converging to %s:\n  %s", rev, strings.Join(problems, "\n  "))
-	}
+	return problems
 }
 
 func (h *host) assertEmpty() {

@@ -30,7 +30,7 @@ type Containerd struct {
 	dir     string
 	address string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *SyncBuffer
 	exited  chan struct{}
 	waitErr error
 	stop    sync.Once
@@ -85,7 +85,7 @@ func StartContainerd(dir string) (*Containerd, error) {
 	c := &Containerd{
 		dir:     dir,
 		address: filepath.Join(dir, "containerd.sock"),
-		log:     &syncBuffer{},
+		log:     &SyncBuffer{},
 		exited:  make(chan struct{}),
 	}
 	if len(c.address) > 100 {
@@ -417,18 +417,22 @@ func (c *Containerd) RemoveDir() error {
 // mount table shows them. Leak checks use it.
 func MountsUnder(dir string) []string { return mountinfo.Under(dir) }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writes and reads: the
+// output of a process a test reads while it runs.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -79,7 +79,7 @@ http:
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &SyncBuffer{}
 	cmd := exec.Command(bin, "serve", configPath)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

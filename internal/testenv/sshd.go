@@ -122,7 +122,7 @@ LogLevel VERBOSE
 
 	cmd := exec.Command(sshd, "-D", "-e", "-f", config)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logs := &syncBuffer{}
+	logs := &SyncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("testenv: start sshd: %v", err)

@@ -4,6 +4,7 @@ import (
 	"berth.dev/berth/reconcile/manager"
 	fx "berth.dev/berth/reconcile/reconciletest"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,36 @@ func TestCrashLoopBackOffCurve(t *testing.T) {
 	l.step(d)
 	if got := restartsOf(l.status(d)); got != prev {
 		t.Errorf("after an agent restart: %d restarts, want %d", got, prev)
+	}
+}
+
+// TestFailedStartsFollowBackoff: a container whose start keeps failing
+// (its task cannot be made while containerd restarts) is tried again on
+// the CrashLoopBackOff curve, not at every step of its worker.
+func TestFailedStartsFollowBackoff(t *testing.T) {
+	l := newLifecycle(t)
+	d := lifecyclePod(t, func(*reconcile.PodSpec) {})
+	var at []int
+	l.rt.Fail = func(call, subject string) error {
+		if call != "StartContainer" {
+			return nil
+		}
+		at = append(at, int(l.clock.Now().Sub(t0)/time.Second))
+		return errors.New("create task: containerd is unavailable")
+	}
+	for s := 0; s <= 1000; s++ {
+		l.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		if _, _, err := l.m.StepPod(context.Background(), d); err != nil && !strings.Contains(err.Error(), "unavailable") {
+			t.Fatalf("step at %ds: %v", s, err)
+		}
+	}
+	// The first start, its first retry at the next step, then the curve.
+	var gaps []int
+	for i := 2; i < len(at); i++ {
+		gaps = append(gaps, at[i]-at[i-1])
+	}
+	if diff := cmp.Diff([]int{10, 20, 40, 80, 160, 300, 300}, gaps); diff != "" {
+		t.Errorf("gaps between failed starts (-kubelet +got), starts at %v:\n%s", at, diff)
 	}
 }
 

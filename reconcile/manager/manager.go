@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -105,7 +106,8 @@ type Manager struct {
 	log   hclog.Logger
 	store *RecordStore
 
-	bell chan struct{}
+	bell          chan struct{}
+	interruptions atomic.Uint64 // see Interruptions
 
 	mu        sync.Mutex
 	synced    bool
@@ -362,30 +364,52 @@ func (m *Manager) noteRemoved(id reconcile.PodID) {
 	m.removed[id] = now
 }
 
-// watchExits wakes the worker of every pod whose container exits,
-// subscribing again, with backoff, when the stream breaks.
+// watchExits wakes the worker of every pod whose container exits. A
+// broken stream (containerd restarted or gone) counts as an
+// interruption; the manager waits, with a short backoff, until the
+// runtime answers again (when it can tell), rings a pass, which finds
+// what changed meanwhile and wakes every worker, and subscribes again.
 func (m *Manager) watchExits(ctx context.Context, ew reconcile.ExitWatcher) {
-	backoff := time.Second
+	const minBackoff, maxBackoff = 250 * time.Millisecond, 2 * time.Second
+	checker, _ := m.rt.(interface{ Check(context.Context) error })
+	backoff := minBackoff
 	for ctx.Err() == nil {
 		began := time.Now()
 		err := ew.WatchExits(ctx, m.Notify)
 		if ctx.Err() != nil {
 			return
 		}
+		m.interruptions.Add(1)
 		if time.Since(began) > time.Minute {
-			backoff = time.Second
+			backoff = minBackoff
 		}
-		m.log.Warn("container exit events unavailable; subscribing again", "error", err, "in", backoff)
-		// Exits missed meanwhile are found by a pass.
+		m.log.Warn("container exit events unavailable; subscribing again once the runtime answers", "error", err)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, maxBackoff)
+			if checker == nil {
+				break
+			}
+			cctx, cancel := context.WithTimeout(ctx, maxBackoff)
+			err := checker.Check(cctx)
+			cancel()
+			if err == nil {
+				break
+			}
+		}
 		m.ringController()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Minute)
 	}
 }
+
+// Interruptions counts how often the runtime's stream of container exits
+// broke off (containerd restarted or unreachable). What failed meanwhile
+// (a start, a listing) is the runtime's doing, not a revision's: the
+// agent's health check starts again after one.
+func (m *Manager) Interruptions() uint64 { return m.interruptions.Load() }
 
 // worker returns the worker of id, starting it when there is none.
 func (m *Manager) worker(id reconcile.PodID) *podWorker {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -347,4 +348,74 @@ func converge2(ctx context.Context, m *manager.Manager, rev string, objs ...reco
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return m.WaitConverged(wctx)
+}
+
+// interruptedRuntime is a fake runtime whose exit stream breaks on
+// demand and whose Check fails while down is set, as containerd's do
+// while it restarts.
+type interruptedRuntime struct {
+	*fake.Runtime
+	breaks chan struct{}
+	down   atomic.Bool
+	checks chan struct{} // one value per Check, while it has room
+}
+
+func (r *interruptedRuntime) WatchExits(ctx context.Context, exited func(reconcile.PodID)) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-r.breaks:
+		return errors.New("containerd events: error reading from server: EOF")
+	}
+}
+
+func (r *interruptedRuntime) Check(context.Context) error {
+	select {
+	case r.checks <- struct{}{}:
+	default:
+	}
+	if r.down.Load() {
+		return errors.New("containerd does not answer")
+	}
+	return nil
+}
+
+// TestExitStreamBreakRingsPassWhenRuntimeIsBack: a broken exit stream
+// counts as an interruption, and once the runtime answers again a pass
+// runs at once (not at the next resync, an hour away here) to find what
+// changed meanwhile.
+func TestExitStreamBreakRingsPassWhenRuntimeIsBack(t *testing.T) {
+	rt := &interruptedRuntime{Runtime: fake.New(fx.Img), breaks: make(chan struct{}), checks: make(chan struct{}, 16)}
+	m := manager.New(rt, manager.Options{StateDir: t.TempDir(), Node: fx.Node, ResyncInterval: time.Hour})
+	first := m.Passed()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wait := func(ch <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s within 10s", what)
+		}
+	}
+	wait(first, "first pass")
+
+	rt.down.Store(true)
+	next := m.Passed()
+	rt.breaks <- struct{}{}
+	// The manager asks the runtime until it answers: let it fail twice.
+	wait(rt.checks, "check of the runtime")
+	wait(rt.checks, "second check of the runtime")
+	select {
+	case <-next:
+		t.Fatal("a pass ran while the runtime did not answer")
+	default:
+	}
+	if n := m.Interruptions(); n != 1 {
+		t.Fatalf("interruptions %d, want 1", n)
+	}
+	rt.down.Store(false)
+	wait(next, "pass after the runtime came back")
 }

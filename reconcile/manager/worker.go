@@ -41,6 +41,9 @@ type podWorker struct {
 	probes     map[string]*containerProbes
 	execWarn   sync.Once
 	panicked   string // specKey of a spec whose sync panicked
+	// startFailed holds the containers ("kind/name") whose last start
+	// failed: they are started again on the backoff curve.
+	startFailed map[string]bool
 }
 
 func (w *podWorker) ring() {
@@ -510,7 +513,15 @@ func (m *Manager) inBackoff(c *reconcile.ContainerRecord, t, now time.Time) time
 // CrashLoopBackOff; it returns when to look again.
 func (w *podWorker) restart(ctx context.Context, d *reconcile.DesiredPod, kind reconcile.ContainerKind, name string, died, now time.Time, exitCode int, reason string) (time.Time, error) {
 	cr := w.rec.Container(kind, name)
-	if until := w.m.inBackoff(cr, died, now); !until.IsZero() && !died.IsZero() {
+	since := died
+	if since.IsZero() && w.startFailed[string(kind)+"/"+name] {
+		// Its last start failed: it waits out the backoff of that try, so
+		// a start that keeps failing (a runtime restarting under it)
+		// follows CrashLoopBackOff instead of being tried again at every
+		// wake-up.
+		since = cr.LastDeath
+	}
+	if until := w.m.inBackoff(cr, since, now); !until.IsZero() {
 		if cr.Waiting != reconcile.ReasonCrashLoopBackOff || !cr.Until.Equal(until) {
 			cr.Waiting, cr.Until = reconcile.ReasonCrashLoopBackOff, until
 			w.saveRecord()
@@ -527,10 +538,27 @@ func (w *podWorker) restart(ctx context.Context, d *reconcile.DesiredPod, kind r
 	w.saveRecord() // the count first, then the side effect
 	w.log.Info("restarting container", "container", name, "restarts", cr.Restarts, "exit_code", exitCode, "backoff", cr.Backoff)
 	w.acted()
-	if err := w.m.rt.StartContainer(ctx, d, kind, name); err != nil {
+	if err := w.startContainer(ctx, d, kind, name); err != nil {
 		return time.Time{}, fmt.Errorf("restart container %q: %w", name, err)
 	}
 	return time.Time{}, nil
+}
+
+// startContainer starts a container in the runtime and notes whether the
+// start failed.
+func (w *podWorker) startContainer(ctx context.Context, d *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) error {
+	err := w.m.rt.StartContainer(ctx, d, kind, name)
+	key := string(kind) + "/" + name
+	switch {
+	case err == nil:
+		delete(w.startFailed, key)
+	case ctx.Err() == nil:
+		if w.startFailed == nil {
+			w.startFailed = map[string]bool{}
+		}
+		w.startFailed[key] = true
+	}
+	return err
 }
 
 // start starts a container for the first time in this pod (or again, when
@@ -544,7 +572,7 @@ func (w *podWorker) start(ctx context.Context, d *reconcile.DesiredPod, kind rec
 	// found in the runtime shows it was started anyway.
 	cr.Started, w.recDirty = true, true
 	w.acted()
-	if err := w.m.rt.StartContainer(ctx, d, kind, name); err != nil {
+	if err := w.startContainer(ctx, d, kind, name); err != nil {
 		return time.Time{}, fmt.Errorf("start %s container %q: %w", kind, name, err)
 	}
 	return time.Time{}, nil
