@@ -39,6 +39,13 @@ type Options struct {
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
 	BackoffReset   time.Duration
+	// MaxParallelStarts bounds how many pod sandboxes and containers are
+	// being created at once (default 4): a revision of 50 pods starts
+	// them 4 at a time, as `ctr` scripts and kubelet's image and sandbox
+	// work do on a small host, instead of 50 workers contending for 2
+	// CPUs and holding 50 creations' memory at once. Removals and probes
+	// do not count.
+	MaxParallelStarts int
 	// Safety is the deletion-safety rule Sync applies (CheckRemovals).
 	Safety reconcile.Safety
 	// Events, when set, receives one Event per change the workers carry
@@ -89,6 +96,9 @@ func (o *Options) defaults() {
 	if o.BackoffReset <= 0 {
 		o.BackoffReset = 10 * time.Minute
 	}
+	if o.MaxParallelStarts <= 0 {
+		o.MaxParallelStarts = 4
+	}
 }
 
 // Manager keeps the host's pods equal to the latest revision it was given,
@@ -108,6 +118,9 @@ type Manager struct {
 
 	bell          chan struct{}
 	interruptions atomic.Uint64 // see Interruptions
+	// starts holds one token per sandbox or container being created
+	// (Options.MaxParallelStarts).
+	starts chan struct{}
 
 	mu        sync.Mutex
 	synced    bool
@@ -146,6 +159,7 @@ func New(rt reconcile.Runtime, opts Options) *Manager {
 		rt: rt, opts: opts, clock: opts.Clock, log: opts.Logger.Named("reconcile"),
 		store:   NewRecordStore(opts.StateDir),
 		bell:    make(chan struct{}, 1),
+		starts:  make(chan struct{}, opts.MaxParallelStarts),
 		workers: map[reconcile.PodID]*podWorker{}, known: map[reconcile.PodID]*reconcile.DesiredPod{},
 		passed: make(chan struct{}),
 	}

@@ -5,8 +5,10 @@ import (
 	fx "berth.dev/berth/reconcile/reconciletest"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -418,4 +420,59 @@ func TestExitStreamBreakRingsPassWhenRuntimeIsBack(t *testing.T) {
 	}
 	rt.down.Store(false)
 	wait(next, "pass after the runtime came back")
+}
+
+// gatedRuntime holds every CreateSandbox until the test opens the gate,
+// counting how many are in flight at once.
+type gatedRuntime struct {
+	*fake.Runtime
+	gate     chan struct{}
+	mu       sync.Mutex
+	inFlight int
+	most     int
+}
+
+func (g *gatedRuntime) CreateSandbox(ctx context.Context, p *reconcile.DesiredPod) error {
+	g.mu.Lock()
+	g.inFlight++
+	g.most = max(g.most, g.inFlight)
+	g.mu.Unlock()
+	<-g.gate
+	g.mu.Lock()
+	g.inFlight--
+	g.mu.Unlock()
+	return g.Runtime.CreateSandbox(ctx, p)
+}
+
+func (g *gatedRuntime) counts() (inFlight, most int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inFlight, g.most
+}
+
+// A revision of 10 pods is created at most MaxParallelStarts at a time.
+func TestStartsAreBounded(t *testing.T) {
+	rt := &gatedRuntime{Runtime: fake.New(fx.Img), gate: make(chan struct{})}
+	m := manager.New(rt, manager.Options{StateDir: t.TempDir(), Node: fx.Node, MaxParallelStarts: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var objs []reconcile.Object
+	var names []string
+	for i := range 10 {
+		name := fmt.Sprintf("p%d", i)
+		objs = append(objs, fx.PodObj(name, "1d"))
+		names = append(names, name)
+	}
+	if err := m.Sync(ctx, "r1", objs); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two sandboxes being created", func() bool { n, _ := rt.counts(); return n == 2 })
+	close(rt.gate)
+	sort.Strings(names)
+	eventually(t, "all ten pods running", func() bool { return cmp.Equal(runningPods(rt.Runtime), names) })
+	if _, most := rt.counts(); most != 2 {
+		t.Errorf("at most %d sandboxes were created at once, want 2 (MaxParallelStarts)", most)
+	}
 }

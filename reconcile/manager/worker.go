@@ -384,7 +384,7 @@ func (w *podWorker) sync(ctx context.Context, d *reconcile.DesiredPod, retain bo
 			}
 		}
 		w.acted()
-		if err := m.rt.CreateSandbox(ctx, d); err != nil {
+		if err := w.starting(ctx, func() error { return m.rt.CreateSandbox(ctx, d) }); err != nil {
 			return time.Time{}, false, fmt.Errorf("create sandbox: %w", err)
 		}
 		if rec.StartTime.IsZero() {
@@ -547,7 +547,7 @@ func (w *podWorker) restart(ctx context.Context, d *reconcile.DesiredPod, kind r
 // startContainer starts a container in the runtime and notes whether the
 // start failed.
 func (w *podWorker) startContainer(ctx context.Context, d *reconcile.DesiredPod, kind reconcile.ContainerKind, name string) error {
-	err := w.m.rt.StartContainer(ctx, d, kind, name)
+	err := w.starting(ctx, func() error { return w.m.rt.StartContainer(ctx, d, kind, name) })
 	key := string(kind) + "/" + name
 	switch {
 	case err == nil:
@@ -576,6 +576,18 @@ func (w *podWorker) start(ctx context.Context, d *reconcile.DesiredPod, kind rec
 		return time.Time{}, fmt.Errorf("start %s container %q: %w", kind, name, err)
 	}
 	return time.Time{}, nil
+}
+
+// starting runs create, a sandbox or container creation, holding one of
+// the manager's start tokens (Options.MaxParallelStarts).
+func (w *podWorker) starting(ctx context.Context, create func() error) error {
+	select {
+	case w.m.starts <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-w.m.starts }()
+	return create()
 }
 
 // deathTime is when an exited container died, as well as berth can tell.
