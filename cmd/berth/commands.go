@@ -152,6 +152,7 @@ func (c *cli) runtime(ctx context.Context) (*ctrd.Runtime, error) {
 		Policy:      c.nodePolicy(),
 		Registry:    c.registry.value(),
 		RawLogs:     c.containerLogs.raw,
+		PodsPerShim: c.containerLogs.podsPerShim,
 	})
 }
 

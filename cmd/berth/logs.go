@@ -192,11 +192,14 @@ func (o *logsOptions) run(ctx context.Context, c *cli, args []string) error {
 	return crilog.Follow(ctx, path, size, c.stdout, done)
 }
 
-// containerLogFlags choose how containers' output is kept.
+// containerLogFlags choose how containers' output is kept, and how many
+// pods share a shim.
 type containerLogFlags struct {
-	raw bool
+	raw         bool
+	podsPerShim int
 }
 
 func (l *containerLogFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&l.raw, "raw-logs", false, "write containers' output as it comes, without timestamps, rotation or a log driver process per container (least memory)")
+	fs.IntVar(&l.podsPerShim, "pods-per-shim", ctrd.DefaultPodsPerShim, "pods sharing one runc shim (1: a shim per pod); killing a shim kills the containers of all its pods")
 }

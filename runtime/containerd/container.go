@@ -70,7 +70,11 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 	if err != nil {
 		return err
 	}
-	in := SpecInput{Pod: pod, Container: c, Image: imgSpec.Config, Paths: p, SubPaths: subPaths, PodIP: sb.Labels[LabelIP], HostIP: hostIP()}
+	group, err := r.shimGroup(ctx, sb)
+	if err != nil {
+		return err
+	}
+	in := SpecInput{Pod: pod, Container: c, Image: imgSpec.Config, Paths: p, SubPaths: subPaths, PodIP: sb.Labels[LabelIP], HostIP: hostIP(), ShimGroup: group}
 	if sp := Security(pod, c).Seccomp; sp != nil && sp.Type == SeccompLocalhost {
 		if in.SeccompProfile, err = r.loadSeccompProfile(sp.LocalhostProfile); err != nil {
 			return fmt.Errorf("container %q: %w", name, err)

@@ -28,7 +28,15 @@
 //     container's shim, so logging does not depend on berth running.
 //   - Each container has a deterministic ID, a snapshot with the same key
 //     held by a lease with the same ID, and an OCI spec built by the pure
-//     function SpecOpts. All containers of a pod share one runc shim.
+//     function SpecOpts.
+//   - Pods share runc shims: up to Options.PodsPerShim pods (default 8)
+//     form a shim group (the io.containerd.runc.v2.group annotation),
+//     chosen when a pod's first container starts and recorded on its
+//     sandbox record, so all containers of a pod are in one shim. Killing
+//     a shim kills the containers of every pod of its group; containerd
+//     reports each as an exit, and List shows a container whose task is
+//     gone after it ran as exited (137, ContainerStatusUnknown), so the
+//     restart policy applies to it.
 //
 // CreateSandbox refuses a pod the node policy (Options.Policy,
 // reconcile.CheckPolicy) does not allow, before anything is made. The

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
@@ -97,22 +98,29 @@ type Options struct {
 	// MiB, 5 files).
 	LogMaxSize  int64
 	LogMaxFiles int
+	// PodsPerShim is how many pods share one runc shim process (default
+	// DefaultPodsPerShim; 1: a shim per pod). Killing a shim kills the
+	// containers of all its pods.
+	PodsPerShim int
 	// Logger receives the runtime's logs; default: discard.
 	Logger hclog.Logger
 }
 
 // Runtime implements reconcile.Runtime on containerd.
 type Runtime struct {
-	client   *client.Client
-	ns       string
-	stateDir string
-	netnsDir string
-	cni      gocni.CNI
-	registry RegistryOptions
-	nodeAuth DockerConfig
-	logOpts  logOptions
-	policy   reconcile.NodePolicy
-	log      hclog.Logger
+	client      *client.Client
+	ns          string
+	stateDir    string
+	netnsDir    string
+	cni         gocni.CNI
+	registry    RegistryOptions
+	nodeAuth    DockerConfig
+	logOpts     logOptions
+	policy      reconcile.NodePolicy
+	log         hclog.Logger
+	podsPerShim int
+	// groupMu serializes the choice of shim groups (shimGroup).
+	groupMu sync.Mutex
 	// ownNetwork is the name of berth's own bridge network, empty when
 	// the user's CNI configuration is used.
 	ownNetwork string
@@ -149,6 +157,9 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.PodsPerShim == 0 {
+		opts.PodsPerShim = DefaultPodsPerShim
 	}
 	if opts.LogDriver == "" {
 		exe, err := os.Executable()
@@ -199,15 +210,16 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", opts.Address, err)
 	}
 	r := &Runtime{
-		client:   cl,
-		ns:       opts.Namespace,
-		stateDir: stateDir,
-		netnsDir: opts.NetNSDir,
-		cni:      cni,
-		registry: opts.Registry,
-		policy:   opts.Policy,
-		logOpts:  logOptions{raw: opts.RawLogs, driver: opts.LogDriver, maxSize: opts.LogMaxSize, maxFiles: opts.LogMaxFiles},
-		log:      opts.Logger.Named("containerd"),
+		client:      cl,
+		ns:          opts.Namespace,
+		stateDir:    stateDir,
+		netnsDir:    opts.NetNSDir,
+		cni:         cni,
+		registry:    opts.Registry,
+		policy:      opts.Policy,
+		logOpts:     logOptions{raw: opts.RawLogs, driver: opts.LogDriver, maxSize: opts.LogMaxSize, maxFiles: opts.LogMaxFiles},
+		log:         opts.Logger.Named("containerd"),
+		podsPerShim: opts.PodsPerShim,
 	}
 	if opts.CNIConfDir == "" {
 		r.ownNetwork = opts.NetworkName
@@ -416,6 +428,17 @@ func (r *Runtime) observedContainer(c containers.Container, t *tasktypes.Process
 		default:
 			oc.State = reconcile.StateUnknown
 		}
+	} else if l[LabelStartedAt] != "" {
+		// It ran, and containerd no longer has its task: its shim died
+		// (killed, or out of memory), taking the tasks of every pod it
+		// served with it. containerd reported each as an exit; the
+		// container is gone, as after a SIGKILL. When is unknown: the
+		// record's last update (its start) stands for it, the same at
+		// every look, so that the restart backoff counts this death once.
+		oc.State = reconcile.StateExited
+		oc.ExitCode = 137
+		oc.Reason = ReasonTaskLost
+		oc.FinishedAt = c.UpdatedAt
 	}
 	if oc.State != reconcile.StateCreated {
 		if ts, err := time.Parse(time.RFC3339Nano, l[LabelStartedAt]); err == nil {
@@ -426,6 +449,11 @@ func (r *Runtime) observedContainer(c containers.Container, t *tasktypes.Process
 	}
 	return oc
 }
+
+// ReasonTaskLost is the reason of a container that ran and whose task
+// containerd no longer has, as Kubernetes names a container whose state
+// the runtime lost.
+const ReasonTaskLost = "ContainerStatusUnknown"
 
 func setPodLabels(p *reconcile.ObservedPod, l map[string]string) {
 	p.Hash = l[LabelHash]

@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path"
@@ -39,6 +40,9 @@ type SpecInput struct {
 	// PIDNamespace, when set, is the PID namespace to join (the pod's
 	// shared one, for shareProcessNamespace).
 	PIDNamespace string
+	// ShimGroup is the shim group the container runs in; empty: one of
+	// the pod's own (its sandbox ID).
+	ShimGroup string
 }
 
 // SpecOpts translates a container of a pod into OCI spec options, applied
@@ -103,7 +107,7 @@ func SpecOpts(in SpecInput) ([]oci.SpecOpts, error) {
 		oci.WithProcessCwd(cwd),
 		oci.WithMounts(mounts),
 		withResources(res),
-		oci.WithAnnotations(map[string]string{shimGroupAnnotation: SandboxID(in.Pod.ID)}),
+		oci.WithAnnotations(map[string]string{shimGroupAnnotation: cmp.Or(in.ShimGroup, SandboxID(in.Pod.ID))}),
 	}
 	if spec.HostNetwork {
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))

@@ -1,7 +1,11 @@
 package runtimetest
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -321,4 +325,22 @@ func Run(t *testing.T, newRuntime Factory) {
 			t.Errorf("EnsureImage(missing, Never) succeeded")
 		}
 	})
+}
+
+// ParentPID returns the parent of process pid: for a container's init
+// process on containerd, the PID of its shim.
+func ParentPID(t *testing.T, pid uint32) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from its end.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		t.Fatalf("parent of %d: %v", pid, err)
+	}
+	return ppid
 }
