@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,53 @@ func TestDebugReachesPodLocalhost(t *testing.T) {
 	code, stdout, _ = h.berth("debug", "web", "--image", testImage, "--target", "web", "--", "sh", "-c", "ps -o comm | grep -c httpd; exit 7")
 	if code != 7 || strings.TrimSpace(stdout) != "1" {
 		t.Errorf("debug --target web: exit %d, %q; want 7 and httpd among the processes", code, stdout)
+	}
+}
+
+// TestLogsPreviousAcrossReplace: a pod berth replaces (same name, new
+// spec) keeps its container's last log, which logs --previous shows, as
+// after a restart of the container.
+func TestLogsPreviousAcrossReplace(t *testing.T) {
+	h := newHost(t)
+	pod := func(value string) string {
+		return `apiVersion: v1
+kind: Pod
+metadata: {name: echoer}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: app
+      image: ` + testImage + `
+      command: ["sh", "-c", "echo instance ` + value + `; trap 'exit 0' TERM; sleep 3600 & wait"]
+`
+	}
+	logged := func(want string, args ...string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, out, errOut := h.berth(append([]string{"logs", "echoer"}, args...)...)
+			if code == 0 && out == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("logs %v = %q (exit %d, %s), want %q", args, out, code, errOut, want)
+			}
+			time.Sleep(50 * time.Millisecond) // the shell writes its line as it starts
+		}
+	}
+	h.write("echoer.yaml", pod("1"))
+	h.commit("v1")
+	h.mustBerth("apply", "--repo", h.repo)
+	logged("instance 1\n")
+
+	h.write("echoer.yaml", pod("2"))
+	h.commit("v2")
+	if out := h.mustBerth("apply", "--repo", h.repo); !strings.Contains(out, "replace") {
+		t.Fatalf("apply of v2 did not replace the pod:\n%s", out)
+	}
+	logged("instance 2\n")
+	logged("instance 1\n", "--previous")
+	if ents, _ := os.ReadDir(filepath.Join(h.state, "kept-logs")); len(ents) != 0 {
+		t.Errorf("kept logs left after the pod was made again: %v", ents)
 	}
 }

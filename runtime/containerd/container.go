@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -387,24 +385,8 @@ type logOptions struct {
 // (with its rotated files) aside, replacing the one kept before, so
 // `logs --previous` shows it.
 func keepPreviousLog(p PodPaths, name string) error {
-	files := crilog.Files(p.LogPath(name))
-	if len(files) == 0 {
-		return nil
-	}
-	prev := p.PreviousLogPath(name)
-	for _, f := range crilog.Files(prev) {
-		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
-			return err
-		}
-	}
-	if err := os.MkdirAll(filepath.Dir(prev), 0o755); err != nil {
-		return err
-	}
-	cur := p.LogPath(name)
-	for _, f := range files {
-		if err := os.Rename(f, prev+strings.TrimPrefix(f, cur)); err != nil {
-			return fmt.Errorf("keep previous log: %w", err)
-		}
+	if err := moveLog(p.LogPath(name), p.PreviousLogPath(name)); err != nil {
+		return fmt.Errorf("keep previous log: %w", err)
 	}
 	return nil
 }

@@ -42,22 +42,47 @@ func (r *Runtime) cniDelRetry(ctx context.Context, id reconcile.PodID, cid, path
 	return err
 }
 
-// collectNetwork releases the addresses (and masquerade rules) berth's
-// network still holds for sandboxes of this containerd namespace that no
-// longer exist: a sandbox whose CNI DEL kept failing is removed anyway,
-// and its attachment is collected here, at the next start of berth.
-// Allocations of other namespaces (another berth on the network) and of
-// live sandboxes are left alone.
-func (r *Runtime) collectNetwork(ctx context.Context) {
+// CollectGarbage releases what removals left behind on purpose, and
+// reports whether it released everything it found: the network
+// attachments of sandboxes of this containerd namespace that no longer
+// exist (a removal whose CNI DEL kept failing), and the logs kept of
+// removed pods that were not made again within an hour. Each berth
+// command runs it at start.
+func (r *Runtime) CollectGarbage(ctx context.Context) bool {
+	ctx = r.nsctx(ctx)
+	allocated := r.allocations()
+	kept, _ := os.ReadDir(r.keptLogsRoot())
+	if len(allocated) == 0 && len(kept) == 0 {
+		return true
+	}
+	// Listed after the allocations were read: a sandbox's record exists
+	// before its CNI ADD, so a live allocation always has one here.
+	recs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelRole, RoleSandbox))
+	if err != nil {
+		r.log.Warn("garbage collection: list sandboxes", "error", err)
+		return false
+	}
+	live := map[string]bool{}
+	for _, c := range recs {
+		live[c.Labels[LabelCNIID]] = true
+		live[c.ID] = true
+	}
+	r.collectKeptLogs(kept, live)
+	return r.collectNetwork(ctx, allocated, live)
+}
+
+// allocations returns the CNI IDs of this containerd namespace's
+// sandboxes that berth's network holds addresses for.
+func (r *Runtime) allocations() []string {
 	if r.ownNetwork == "" {
-		return
+		return nil
 	}
 	dir := filepath.Join(IPAMDir, r.ownNetwork)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return
+		return nil
 	}
-	var candidates []string
+	var ids []string
 	for _, e := range ents {
 		if n := e.Name(); n == "lock" || strings.HasPrefix(n, "last_reserved_ip") {
 			continue
@@ -68,31 +93,43 @@ func (r *Runtime) collectNetwork(ctx context.Context) {
 		}
 		cid, _, _ := strings.Cut(strings.ReplaceAll(string(b), "\r", ""), "\n")
 		if ownCNIID(r.ns, cid) {
-			candidates = append(candidates, cid)
+			ids = append(ids, cid)
 		}
 	}
-	if len(candidates) == 0 {
-		return
-	}
-	// Listed after the allocations were read: a sandbox's record exists
-	// before its CNI ADD, so a live allocation always has one here.
-	recs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelRole, RoleSandbox))
-	if err != nil {
-		r.log.Warn("network garbage collection: list sandboxes", "error", err)
-		return
-	}
-	live := map[string]bool{}
-	for _, c := range recs {
-		live[c.Labels[LabelCNIID]] = true
-	}
-	for _, cid := range candidates {
+	return ids
+}
+
+// collectNetwork releases the addresses (and masquerade rules) berth's
+// network holds for the allocated sandboxes that are not live: a sandbox
+// whose CNI DEL kept failing is removed anyway, and its attachment is
+// collected here. Allocations of other namespaces (another berth on the
+// network) and of live sandboxes are left alone.
+func (r *Runtime) collectNetwork(ctx context.Context, allocated []string, live map[string]bool) bool {
+	ok := true
+	for _, cid := range allocated {
 		if live[cid] {
 			continue
 		}
 		if err := r.cniDel(ctx, reconcile.PodID{}, cid, "", nil); err != nil {
-			r.log.Warn("network garbage collection: cni del", "cni_id", cid, "error", err)
+			r.log.Warn("garbage collection: cni del", "cni_id", cid, "error", err)
+			ok = false
 			continue
 		}
 		r.log.Info("released the network of a removed sandbox", "cni_id", cid)
+	}
+	return ok
+}
+
+// collectKeptLogs removes the logs kept of removed pods (keptLogsDir)
+// that have no sandbox and were kept longer than keptLogsAge ago.
+func (r *Runtime) collectKeptLogs(kept []os.DirEntry, live map[string]bool) {
+	for _, e := range kept {
+		info, err := e.Info()
+		if err != nil || live[e.Name()] || time.Since(info.ModTime()) < keptLogsAge {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(r.keptLogsRoot(), e.Name())); err != nil {
+			r.log.Warn("garbage collection: kept logs", "dir", e.Name(), "error", err)
+		}
 	}
 }

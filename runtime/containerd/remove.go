@@ -103,6 +103,10 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 			return fmt.Errorf("remove pod %s: %w", id, err)
 		}
 	}
+	if err := r.keepLogs(id, p); err != nil {
+		// The logs are not worth keeping the pod for.
+		log.Warn("cannot keep the containers' logs", "error", err)
+	}
 	if err := os.RemoveAll(p.Dir); err != nil {
 		return fmt.Errorf("remove pod %s: %w", id, err)
 	}

@@ -237,7 +237,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		cl.Close()
 		return nil, fmt.Errorf("delete stale leases: %w", err)
 	}
-	r.collectNetwork(r.nsctx(ctx))
+	r.CollectGarbage(ctx)
 	return r, nil
 }
 

@@ -40,6 +40,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) 
 			return err
 		}
 	}
+	if err := r.restoreLogs(pod.ID, p); err != nil {
+		log.Warn("cannot restore the logs of the pod's previous instance", "error", err)
+	}
 	hostname := PodHostname(pod)
 	pins := map[int]string{}
 	if !pod.Spec.HostIPC {
