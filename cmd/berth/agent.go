@@ -278,6 +278,12 @@ func runAgent(ctx context.Context, c *cli, o *agentOptions, fs *flag.FlagSet, ar
 			}
 		})
 	}
+	if gc, ok := rt.(interface{ RunGarbageCollection(context.Context) }); ok {
+		// What removals leave to garbage collection (a network whose CNI
+		// DEL kept failing, logs of removed pods) is collected while the
+		// agent runs, not only when berth starts.
+		wg.Go(func() { gc.RunGarbageCollection(ctx) })
+	}
 	wg.Go(func() {
 		if err := mgr.Run(ctx); err != nil {
 			log.Error("pod manager stopped", "error", err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	shimapi "github.com/containerd/containerd/api/runtime/task/v2"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
@@ -486,5 +487,62 @@ func TestNetworkGarbageCollection(t *testing.T) {
 	}
 	if len(after) != len(before)-1 {
 		t.Errorf("allocations before %v, after %v: want only the gone sandbox's released", before, after)
+	}
+}
+
+// TestGarbageCollectionWhileRunning: the collection runs inside a
+// long-lived runtime (the agent's), not only at start: soon after a
+// removal leaves something to it, it releases the address of a sandbox
+// that is gone, and it removes the logs kept of a pod removed more than
+// an hour ago that was not made again, keeping a recent one's.
+func TestGarbageCollectionWhileRunning(t *testing.T) {
+	rt, e := newRuntime(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); rt.RunGarbageCollection(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	store := filepath.Join(containerd.IPAMDir, e.net.Name)
+	ghost := filepath.Join(store, strings.TrimSuffix(e.net.Subnet, "0/24")+"200")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ghost, []byte(e.ns+"_default_gone-0123456789ab\r\neth1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(ghost) })
+	kept := func(pod string) string {
+		return filepath.Join(e.stateDir, "kept-logs", containerd.SandboxID(reconcile.PodID{Namespace: "default", Name: pod}))
+	}
+	for _, pod := range []string{"old", "recent"} {
+		if err := os.MkdirAll(kept(pod), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(kept(pod), "app.log"), []byte("x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hourAgo := time.Now().Add(-61 * time.Minute)
+	if err := os.Chtimes(kept("old"), hourAgo, hourAgo); err != nil {
+		t.Fatal(err)
+	}
+
+	rt.CollectSoon() // as a removal whose CNI DEL kept failing does
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := os.Stat(ghost)
+		if os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gone sandbox's address is still allocated: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // the collection runs a few seconds after the ring
+	}
+	if _, err := os.Stat(kept("old")); !os.IsNotExist(err) {
+		t.Errorf("the logs kept of a pod removed an hour ago: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(kept("recent"), "app.log")); err != nil {
+		t.Errorf("the logs kept of a pod removed just now: %v", err)
 	}
 }

@@ -42,12 +42,21 @@ func (r *Runtime) cniDelRetry(ctx context.Context, id reconcile.PodID, cid, path
 	return err
 }
 
+// Garbage collection intervals: RunGarbageCollection collects every
+// gcInterval, gcSoon after a removal left something to it, and again
+// gcRetry after a collection that could not release everything.
+const (
+	gcInterval = 10 * time.Minute
+	gcSoon     = 5 * time.Second
+	gcRetry    = time.Minute
+)
+
 // CollectGarbage releases what removals left behind on purpose, and
 // reports whether it released everything it found: the network
 // attachments of sandboxes of this containerd namespace that no longer
 // exist (a removal whose CNI DEL kept failing), and the logs kept of
 // removed pods that were not made again within an hour. Each berth
-// command runs it at start.
+// command runs it at start; the agent runs RunGarbageCollection too.
 func (r *Runtime) CollectGarbage(ctx context.Context) bool {
 	ctx = r.nsctx(ctx)
 	allocated := r.allocations()
@@ -69,6 +78,38 @@ func (r *Runtime) CollectGarbage(ctx context.Context) bool {
 	}
 	r.collectKeptLogs(kept, live)
 	return r.collectNetwork(ctx, allocated, live)
+}
+
+// RunGarbageCollection runs CollectGarbage until ctx ends: every
+// gcInterval, soon after a removal left its network to garbage collection
+// (CollectSoon), and again a minute after a collection that failed.
+func (r *Runtime) RunGarbageCollection(ctx context.Context) {
+	timer := time.NewTimer(gcInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.gcBell:
+			timer.Reset(gcSoon)
+			continue
+		case <-timer.C:
+		}
+		next := gcInterval
+		if !r.CollectGarbage(ctx) && ctx.Err() == nil {
+			next = gcRetry
+		}
+		timer.Reset(next)
+	}
+}
+
+// CollectSoon asks RunGarbageCollection for a collection a few seconds
+// from now. It never blocks.
+func (r *Runtime) CollectSoon() {
+	select {
+	case r.gcBell <- struct{}{}:
+	default:
+	}
 }
 
 // allocations returns the CNI IDs of this containerd namespace's

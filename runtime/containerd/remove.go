@@ -92,6 +92,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 			// The pod goes anyway, so its replacement is not blocked;
 			// the next start of berth releases the attachment.
 			log.Warn("cni del keeps failing; removing the pod and leaving its network to garbage collection", "error", err)
+			r.CollectSoon()
 		}
 		log.Debug("network detached")
 	}

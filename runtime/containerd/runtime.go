@@ -124,6 +124,8 @@ type Runtime struct {
 	// ownNetwork is the name of berth's own bridge network, empty when
 	// the user's CNI configuration is used.
 	ownNetwork string
+	// gcBell asks RunGarbageCollection for a collection soon (netgc.go).
+	gcBell chan struct{}
 }
 
 // New connects to containerd, prepares the state directory and the CNI
@@ -237,6 +239,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		cl.Close()
 		return nil, fmt.Errorf("delete stale leases: %w", err)
 	}
+	r.gcBell = make(chan struct{}, 1)
 	r.CollectGarbage(ctx)
 	return r, nil
 }
