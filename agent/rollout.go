@@ -30,13 +30,26 @@ const (
 type Rollouts struct {
 	// Node is this device.
 	Node rollout.Device
-	// Fleet, when set, is the status channel: the other devices' reports
-	// and whether they are complete. Nil means there is none: waves then
+	// Fleet, when set, is the status channel. Asked for the rollout of
+	// commit and the waves before this device's own, it follows them and
+	// returns the reports of their devices and of the devices that failed
+	// commit, and whether they are complete; asked for commit "", it
+	// follows nothing. Nil means there is no status channel: waves then
 	// start at the commit time plus the soaks of the earlier waves.
-	Fleet func() (reports []rollout.Report, complete bool)
+	Fleet func(commit string, earlier []string) (reports []rollout.Report, complete bool)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// seen is the revision last decided on with a status channel, first
+	// decided on at seenAt (owned by the agent's loop goroutine).
+	seen   string
+	seenAt time.Time
 }
+
+// reportMargin is how long, after a device fetched a revision, it may
+// take to report its place in the revision's rollout on the status
+// channel.
+const reportMargin = 30 * time.Second
 
 // RolloutStatus is the device's place in the rollout of the revision it
 // wants, as the status reports it.
@@ -59,6 +72,7 @@ type Prefetcher func(ctx context.Context, pods []reconcile.DesiredPod) error
 func (a *Agent) gate(ctx context.Context, rev *source.Revision, ld *Loaded, pinned bool) *Problem {
 	if a.current != nil && a.current.Commit == rev.Commit || pinned ||
 		a.goodRecord != nil && a.goodRecord.Commit == rev.Commit {
+		a.cfg.Rollout.unfollow()
 		return nil
 	}
 	prefetch := true
@@ -94,6 +108,7 @@ func (a *Agent) gate(ctx context.Context, rev *source.Revision, ld *Loaded, pinn
 		}
 	}
 	a.held = nil
+	a.cfg.Rollout.unfollow()
 	if prefetch {
 		if p := a.prefetch(ctx, rev, ld); p != nil {
 			return p
@@ -109,18 +124,50 @@ func (r *Rollouts) now() time.Time {
 	return time.Now()
 }
 
-// decide runs the policy's decision for this device.
+// unfollow tells the status channel this device waits for no rollout:
+// it stops following other devices once its wave has started.
+func (r *Rollouts) unfollow() {
+	if r != nil && r.Fleet != nil {
+		r.Fleet("", nil)
+	}
+}
+
+// decide runs the policy's decision for this device, following on the
+// status channel only the waves before its own and the failures.
 func (a *Agent) decide(r *Rollouts, pol *rollout.Policy, rev *source.Revision) rollout.Decision {
 	now := r.now
 	rv := rollout.Revision{Commit: rev.Commit, Time: rev.Time}
 	if r.Fleet == nil {
 		return pol.Decide(now(), r.Node, rv, nil, false)
 	}
-	reports, complete := r.Fleet()
+	k := pol.WaveOf(r.Node.Name, r.Node.Labels)
+	earlier := make([]string, 0, k)
+	for j := 0; j < k && j < len(pol.Waves); j++ {
+		earlier = append(earlier, pol.Waves[j].Name)
+	}
+	if r.seen != rev.Commit {
+		r.seen, r.seenAt = rev.Commit, now()
+	}
+	reports, complete := r.Fleet(rev.Commit, earlier)
 	d := pol.Decide(now(), r.Node, rv, reports, true)
-	if !complete && d.State == rollout.Apply && d.WaveIndex > 0 {
+	if d.State != rollout.Apply {
+		return d
+	}
+	if !complete {
 		d.State = rollout.Wait
-		d.Reason = "waiting for the fleet's status from the broker before starting wave " + d.Wave
+		d.Reason = "waiting for the rollout's status from the broker before starting wave " + d.Wave
+		return d
+	}
+	// A device reports in the rollout of a revision only once it has
+	// fetched it, so a device of an earlier wave that has not polled yet
+	// is not seen: wait until every device has had a poll since this one
+	// fetched the revision (the fleet's interval and jitter being this
+	// device's), and the time to report.
+	grace := a.cfg.Interval + time.Duration(float64(a.cfg.Interval)*a.cfg.Jitter) + reportMargin
+	if until := r.seenAt.Add(grace); k > 0 && now().Before(until) {
+		d.State, d.Until = rollout.Wait, until
+		d.Reason = fmt.Sprintf("the earlier waves look done, but a device that has not fetched %s yet does not report on it: wave %s starts after every device had a poll (%s after this device fetched it, until %s)",
+			source.ShortCommit(rev.Commit), d.Wave, grace.Round(time.Second), until.UTC().Format(time.RFC3339))
 	}
 	return d
 }

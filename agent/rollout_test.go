@@ -54,6 +54,9 @@ type fleetView struct {
 	mu      sync.Mutex
 	reports []rollout.Report
 	now     time.Time
+	// following is what the device last asked to follow: the commit and
+	// the earlier waves, "" for nothing.
+	following string
 }
 
 func (f *fleetView) set(rs ...rollout.Report) {
@@ -62,10 +65,17 @@ func (f *fleetView) set(rs ...rollout.Report) {
 	f.mu.Unlock()
 }
 
-func (f *fleetView) get() ([]rollout.Report, bool) {
+func (f *fleetView) get(commit string, earlier []string) ([]rollout.Report, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.following = strings.TrimSpace(commit + " " + strings.Join(earlier, ","))
 	return append([]rollout.Report(nil), f.reports...), true
+}
+
+func (f *fleetView) followed() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.following
 }
 
 func (f *fleetView) clock() time.Time {
@@ -100,6 +110,7 @@ func TestRolloutWaves(t *testing.T) {
 	h := newHarness(t, r.repo, rt, "", func(c *Config) {
 		c.Source = r
 		c.Rollout = &Rollouts{Node: rollout.Device{Name: "dev-1"}, Fleet: fv.get, Now: fv.clock}
+		c.Interval, c.Jitter = time.Minute, 0.5 // devices report in a rollout within 1m30s (+30s) of its commit
 	})
 	if got := h.running()["web"]; got != "aaaa" {
 		t.Fatalf("web runs %q, want aaaa (a revision without policy applies at once)", got)
@@ -115,6 +126,9 @@ func TestRolloutWaves(t *testing.T) {
 	}
 	if got := h.running()["web"]; got != "aaaa" || st.LastError != nil {
 		t.Fatalf("web runs %q, last error %+v: want aaaa and none while waiting", got, st.LastError)
+	}
+	if got := fv.followed(); got != "bbbb canary" {
+		t.Errorf("while waiting the device follows %q, want the rollout of bbbb, wave canary", got)
 	}
 
 	// The canary runs it: wait for its soak; the fleet's news wakes the agent.
@@ -134,6 +148,9 @@ func TestRolloutWaves(t *testing.T) {
 	if st := h.a.Status(); st.Rollout.State != rollout.Apply {
 		t.Fatalf("rollout status %+v", st.Rollout)
 	}
+	if got := fv.followed(); got != "" {
+		t.Errorf("once its wave started the device follows %q, want nothing", got)
+	}
 
 	// The canary fails the next one: the rollout halts here.
 	r.commit("cccc", map[string]string{"web": sleep + " # c"})
@@ -148,8 +165,18 @@ func TestRolloutWaves(t *testing.T) {
 	// The fix is a new rollout: the canary runs it, soaks, and this device follows.
 	r.commit("dddd", map[string]string{"web": sleep + " # d"})
 	r.policies["dddd"] = canaryPolicy
+	// The canary reports it done at once: the device still gives every
+	// device a poll to fetch dddd and report, lest a canary that has not
+	// fetched it yet be passed over.
 	fv.set(rollout.Report{Device: canary, Online: true, LastGood: "dddd", GoodSince: fv.clock().Add(-time.Hour), Failed: []string{"cccc"}})
 	h.pass(TriggerPoll)
+	st = h.a.Status()
+	if want := fv.clock().Add(120 * time.Second); st.Rollout.State != rollout.Wait || !st.Rollout.Until.Equal(want) ||
+		!strings.Contains(st.Rollout.Reason, "had a poll") || h.running()["web"] != "bbbb" {
+		t.Fatalf("within the poll grace: %+v (want until %s), web %s", st.Rollout, want, h.running()["web"])
+	}
+	fv.advance(120 * time.Second)
+	h.pass(TriggerRollout)
 	if got := h.running()["web"]; got != "dddd" {
 		t.Fatalf("web runs %q, want dddd; status %+v", got, h.a.Status().Rollout)
 	}

@@ -13,8 +13,9 @@
 #     the other canaries too, maxFailures being 0) and no device of a
 #     later wave changes;
 #   - Git requests per second per 100 devices over the run, at INTERVAL
-#     with jitter (and scaled to a 5-minute interval), broker traffic, and
-#     memory and CPU per agent.
+#     with jitter (and scaled to a 5-minute interval), the PUBLISH messages
+#     the broker delivered to the agents during the rollout (apart from
+#     this script's own fleet status reads), and memory and CPU per agent.
 #
 #   bench/fleet.sh                      (needs bin/berth, git, mosquitto, mosquitto_sub, jq)
 #   N=100 INTERVAL=20s SOAK=15 bench/fleet.sh
@@ -116,7 +117,13 @@ for i in $(seq 1 "$N"); do
 	if [ $((i % 50)) -eq 0 ]; then sleep 1; fi
 done
 
-fleet_json() { "$berth" fleet status --mqtt "$broker" --fleet bench -o json --timeout 30s 2>/dev/null; }
+fleet_json() {
+	echo >>"$work/reads" # each read receives N statuses, N presence flags and its marker
+	"$berth" fleet status --mqtt "$broker" --fleet bench -o json --timeout 30s 2>/dev/null
+}
+# sys COUNTER: one of mosquitto's $SYS counters (updated every second).
+sys() { mosquitto_sub -p "$mport" -h 127.0.0.1 -C 1 -W 5 -t "\$SYS/broker/$1" 2>/dev/null || echo 0; }
+reads() { wc -l <"$work/reads" 2>/dev/null || echo 0; }
 # wait_for WHAT JQ-CONDITION SECONDS: poll berth fleet status until the
 # condition on its JSON holds.
 wait_for() {
@@ -144,6 +151,8 @@ waves:
 maxFailures: 0
 YAML
 pod "sleep 100001"
+sleep 1.1 # the $SYS counters are a second old
+pub_out0=$(sys publish/messages/sent) reads0=$(reads)
 c2=$(commit "v2: policy")
 t2=$(now)
 wait_for "v2 on every device" "[.status[] | select(.lastGood == \"$c2\")] | length == $N" 1800
@@ -157,6 +166,13 @@ jq -r --argjson soak "$SOAK" '
   | "  wave \(.wave): \(.n) devices healthy between +\(.first - $w[0].first) s and +\(.last - $w[0].first) s"
     + (if .gap == null then "" else "; started \(.gap) s after the previous wave completed (soak \($soak) s): " + (if .gap >= $soak then "ok" else "TOO EARLY" end) end)
 ' "$work/fleet.json" | tee "$work/waves.txt" >&2
+sleep 1.1
+pub_out1=$(sys publish/messages/sent) reads1=$(reads)
+awk -v o=$((pub_out1 - pub_out0)) -v r=$((reads1 - reads0)) -v n="$N" 'BEGIN {
+	# Deliveries to the fleet status reads of this script are not the traffic of the fleet.
+	a = o - r * (2 * n + 1)
+	printf "broker during v2: %d PUBLISH messages delivered to the agents (%.1f per device; %d more to %d fleet status reads of this script)\n", a, a / n, o - a, r
+}' | tee "$work/v2-broker.txt" >&2
 if grep -q "TOO EARLY" "$work/waves.txt"; then echo "bench: a wave started before the previous one's soak ended" >&2; exit 1; fi
 
 # v3 fails on the canaries: the rollout halts.
@@ -184,8 +200,8 @@ awk -v r=$((git_after - git_before)) -v d="$dur" -v n="$N" -v iv="$INTERVAL" -v 
 }' >&2
 
 # Broker traffic, from mosquitto's own counters.
-mosquitto_sub -p "$mport" -h 127.0.0.1 -v -C 4 -W 5 -t '$SYS/broker/messages/received' -t '$SYS/broker/messages/sent' \
-	-t '$SYS/broker/clients/connected' -t '$SYS/broker/load/messages/sent/1min' 2>/dev/null | sed 's/^/broker: /' >&2 || true
+mosquitto_sub -p "$mport" -h 127.0.0.1 -v -C 4 -W 5 -t '$SYS/broker/publish/messages/sent' \
+	-t '$SYS/broker/messages/sent' -t '$SYS/broker/clients/connected' -t '$SYS/broker/load/publish/sent/1min' 2>/dev/null | sed 's/^/broker: /' >&2 || true
 awk '/^VmRSS/ {print "broker: RSS " int($2/1024) " MiB"}' "/proc/$mpid/status" >&2
 
 # Memory and CPU per agent.

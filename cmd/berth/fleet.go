@@ -182,14 +182,7 @@ func (f *agentFleet) configure(cfg *agent.Config, rt reconcile.Runtime) {
 	if f.dev == nil {
 		return
 	}
-	cfg.Rollout.Fleet = func() ([]rollout.Report, bool) {
-		ds := f.dev.Fleet()
-		rs := make([]rollout.Report, len(ds))
-		for i := range ds {
-			rs[i] = ds[i].Report()
-		}
-		return rs, f.dev.Synced()
-	}
+	cfg.Rollout.Fleet = f.dev.Follow
 	cfg.Report = func(st agent.Status) {
 		s := deviceStatus(f.node, st)
 		select {

@@ -1,18 +1,34 @@
 // Package mqtt carries a fleet's device status over MQTT: each agent
-// publishes a retained JSON status of its device and a retained presence
-// flag guarded by a Last Will, and follows the other devices' status to
-// decide its place in a rollout; berth fleet status reads them all.
+// publishes a retained JSON status of its device, a retained presence
+// flag guarded by a Last Will, and a small retained record of its place
+// in the rollout of the revision it wants; while it waits for its wave it
+// follows only the records of the devices of earlier waves, and the
+// failures; berth fleet status reads every device's status.
 //
-// Topics, for fleet F and node N:
+// Topics, for fleet F, node N, commit C and wave W:
 //
-//	berth/F/N/status   retained JSON DeviceStatus, republished on change and on every (re)connect
-//	berth/F/N/online   retained "true"; the Last Will sets it to "false"
+//	berth/F/N/status                retained JSON DeviceStatus, republished on change and on every (re)connect
+//	berth/F/N/online                retained "true"; the Last Will sets it to "false"
+//	berth/F/rollout/C/wave/W/N      retained rollout record: labels, healthy since, failed
+//	berth/F/rollout/C/failed/N      retained rollout record of a device that rolled C back
+//
+// A device of wave k waiting for C subscribes to
+// berth/F/rollout/C/wave/W/+ for the waves before k, to
+// berth/F/rollout/C/failed/+, and to the presence flag of each device
+// whose record arrived; it drops them all once its wave starts. No
+// device subscribes to every device's status, so a status reaches only
+// the devices that wait on it.
 //
 // Invariants kept here:
 //   - A device's status holds no secret: revisions, labels, counts and
 //     reasons only. Credentials for the broker are never logged.
 //   - Losing the broker never blocks the agent: publishing stores the
-//     latest status and sends it when the connection is back.
+//     latest status and records and sends them when the connection is
+//     back.
+//   - What a device follows is complete only once a marker it publishes
+//     after subscribing comes back (the broker delivers the retained
+//     records first); until then a waiting device does not start its
+//     wave.
 package mqtt
 
 import (
@@ -30,8 +46,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/hashicorp/go-hclog"
-
-	"berth.dev/berth/fleet/rollout"
 )
 
 // DefaultFleet is the fleet name when none is given.
@@ -242,14 +256,6 @@ type PodsSummary struct {
 	Running int `json:"running"`
 	Ready   int `json:"ready"`
 	Failed  int `json:"failed"`
-}
-
-// Report is s as a rollout decision reads it.
-func (s *DeviceStatus) Report() rollout.Report {
-	return rollout.Report{
-		Device: rollout.Device{Name: s.Node, Labels: s.Labels},
-		Online: s.Online, LastGood: s.LastGood, GoodSince: s.GoodSince, Failed: s.Failed,
-	}
 }
 
 // view holds what the broker reported of a fleet: statuses and presence

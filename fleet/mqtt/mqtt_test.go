@@ -76,13 +76,13 @@ func TestPublishCollect(t *testing.T) {
 			if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(DeviceStatus{}, "LastSeen")); diff != "" {
 				t.Errorf("collected (-want +got):\n%s", diff)
 			}
-			eventually(t, "dev-a to see dev-c", func() bool {
-				for _, d := range a.Fleet() {
-					if d.Node == "dev-c" && d.LastGood == "c1" && d.Online {
-						return a.Synced()
-					}
-				}
-				return false
+			// dev-a, waiting in wave rest, follows wave canary of c2.
+			if _, complete := a.Follow("c2", []string{"canary"}); complete {
+				t.Error("complete before the broker answered")
+			}
+			until(t, changed, "dev-a to see dev-c", func() bool {
+				rs, complete := a.Follow("c2", []string{"canary"})
+				return complete && len(rs) == 1 && rs[0].Name == "dev-c" && rs[0].Online && rs[0].LastGood == ""
 			})
 
 			bad := opts
