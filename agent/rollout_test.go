@@ -22,6 +22,7 @@ import (
 type policyRepo struct {
 	*repo
 	policies map[string]string
+	times    map[string]time.Time // commit times, zero when not set
 }
 
 func (r *policyRepo) withFiles(rev *source.Revision) *source.Revision {
@@ -30,6 +31,7 @@ func (r *policyRepo) withFiles(rev *source.Revision) *source.Revision {
 		fs["berth-rollout.yaml"] = &fstest.MapFile{Data: []byte(p)}
 	}
 	rev.Files = fs
+	rev.Time = r.times[rev.Commit]
 	return rev
 }
 
@@ -179,6 +181,60 @@ func TestRolloutWaves(t *testing.T) {
 	h.pass(TriggerRollout)
 	if got := h.running()["web"]; got != "dddd" {
 		t.Fatalf("web runs %q, want dddd; status %+v", got, h.a.Status().Rollout)
+	}
+}
+
+// TestRolloutWithoutStatusChannel follows a device of the second wave
+// with no status channel: it applies a revision at its commit time plus
+// the canary's soak, holds a revision whose policy says halt: true, and
+// rolls back a revision that fails here without trying it again (it
+// cannot tell the others; they go on by the schedule).
+func TestRolloutWithoutStatusChannel(t *testing.T) {
+	r := &policyRepo{repo: newRepo(), policies: map[string]string{}, times: map[string]time.Time{}}
+	r.commit("aaaa", map[string]string{"web": sleep})
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	fv := &fleetView{now: t0}
+	rt := fake.New(image)
+	h := newHarness(t, r.repo, rt, "", func(c *Config) {
+		c.Source = r
+		c.Rollout = &Rollouts{Node: rollout.Device{Name: "dev-1"}, Now: fv.clock}
+	})
+
+	r.commit("bbbb", map[string]string{"web": sleep + " # b"})
+	r.policies["bbbb"], r.times["bbbb"] = canaryPolicy, t0.Add(-time.Minute)
+	h.pass(TriggerPoll)
+	st := h.a.Status()
+	if st.Rollout == nil || st.Rollout.State != rollout.Wait || !st.Rollout.Until.Equal(t0.Add(29*time.Minute)) ||
+		!strings.Contains(st.Rollout.Reason, "no status channel") || h.running()["web"] != "aaaa" {
+		t.Fatalf("before the canary's soak: %+v, web %s", st.Rollout, h.running()["web"])
+	}
+	fv.advance(29 * time.Minute)
+	h.pass(TriggerRollout)
+	if got := h.running()["web"]; got != "bbbb" {
+		t.Fatalf("after the soak web runs %q, want bbbb", got)
+	}
+
+	// An operator halts the rollout in the repository.
+	r.commit("cccc", map[string]string{"web": sleep + " # c"})
+	r.policies["cccc"], r.times["cccc"] = canaryPolicy+"halt: true\n", t0.Add(-time.Hour)
+	h.pass(TriggerPoll)
+	st = h.a.Status()
+	if st.Rollout.State != rollout.Halted || !strings.Contains(st.Rollout.Reason, "halted by its policy") || h.running()["web"] != "bbbb" {
+		t.Fatalf("halted by the policy: %+v, web %s", st.Rollout, h.running()["web"])
+	}
+
+	// The next commit is a new rollout; it fails here: the device rolls
+	// it back and does not try it again.
+	r.commit("dddd", map[string]string{"web": "exit 3"})
+	r.policies["dddd"], r.times["dddd"] = canaryPolicy, t0.Add(-time.Hour)
+	h.pass(TriggerPoll)
+	h.eventually("dddd rolled back", func(st Status) bool {
+		return len(st.BadRevisions) == 1 && st.BadRevisions[0].Commit == "dddd" && st.Applied != nil && st.Applied.Commit == "bbbb"
+	})
+	rt.ResetCalls()
+	h.pass(TriggerPoll)
+	if m := rt.MutatingCalls(); len(m) != 0 || h.running()["web"] != "bbbb" {
+		t.Fatalf("the failed revision was tried again: %v, web %s", m, h.running()["web"])
 	}
 }
 

@@ -29,6 +29,9 @@ type Wave struct {
 	// this one soaks before the next starts.
 	After []string `json:"after,omitempty"`
 	Soak  string   `json:"soak,omitempty"`
+	// Halted: the head's policy says halt: true, so no device of the wave
+	// applies it.
+	Halted bool `json:"halted,omitempty"`
 }
 
 // waves groups the devices by the wave of pol, in rollout order,
@@ -45,6 +48,7 @@ func waves(pol *rollout.Policy, inv *Inventory, results []result, groups map[str
 		if i < len(pol.Waves) && pol.Waves[i].Soak > 0 {
 			out[i].Soak = shortDuration(pol.Waves[i].Soak)
 		}
+		out[i].Halted = pol.Halt
 	}
 	for i, d := range inv.Devices {
 		w := &out[pol.WaveOf(d.Name, d.Labels)]
@@ -102,6 +106,9 @@ func (w *Wave) Line() string {
 	}
 	if len(w.After) > 0 {
 		s += "; after " + andList(w.After)
+	}
+	if w.Halted {
+		s += "; halted by the policy (halt: true): no device applies it"
 	}
 	return s
 }

@@ -88,11 +88,18 @@ type Decision struct {
 // wave's soak (a wave with no online device counts as complete a soak
 // after the wave before it) — and the devices of waves 0..k that failed
 // rev are no more than maxFailures allows. Devices in no wave come after
-// the last one. A window, when set, holds the apply until it is open.
+// the last one. A window, when set, holds the apply until it is open. A
+// policy with halt: true halts the rollout on every device.
 func (p *Policy) Decide(now time.Time, self Device, rev Revision, fleet []Report, haveFleet bool) Decision {
 	k := p.WaveOf(self.Name, self.Labels)
 	d := Decision{Wave: p.WaveName(k), WaveIndex: k}
 	d.Prefetch = p.mayPrefetch(now, self.Name)
+	if p.Halt {
+		d.State = Halted
+		d.Reason = fmt.Sprintf("rollout of %s halted by its policy (halt: true at %s); waiting for a newer commit",
+			source.ShortCommit(rev.Commit), p.HaltPos)
+		return d
+	}
 	members := make([][]*Report, len(p.Waves)+1)
 	for i := range fleet {
 		r := &fleet[i]

@@ -103,3 +103,20 @@ downloadWindow: {schedule: "0 0 * * *", duration: 2h}
 		t.Errorf("%d of 8 devices prefetch after 30 minutes: want a spread", started)
 	}
 }
+
+// TestDecideHalt: a policy with halt: true halts its revision on every
+// device, the canaries included, with or without a status channel.
+func TestDecideHalt(t *testing.T) {
+	p := mustParse(t, twoWaves+"halt: true\n")
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rev := Revision{Commit: "c3c3c3c3c3c3c3c3", Time: t0}
+	canary := Device{Name: "can-1", Labels: map[string]string{"ring": "canary"}}
+	for _, haveFleet := range []bool{true, false} {
+		for _, self := range []Device{canary, {Name: "dev-1"}} {
+			d := p.Decide(t0.Add(24*time.Hour), self, rev, nil, haveFleet)
+			if want := "rollout of c3c3c3c3c3c3 halted by its policy (halt: true at ./berth-rollout.yaml:"; d.State != Halted || !strings.HasPrefix(d.Reason, want) {
+				t.Errorf("%s, status channel %v: %s %q, want halted: %q…", self.Name, haveFleet, d.State, d.Reason, want)
+			}
+		}
+	}
+}

@@ -49,6 +49,13 @@ type Policy struct {
 	// DownloadWindow, when set, limits fetching images ahead to its
 	// occurrences.
 	DownloadWindow *Window
+	// Halt halts the rollout of the revision that carries it: no device
+	// that does not run it yet applies it, with or without a status
+	// channel. An operator commits it to stop a rollout; the next commit
+	// without it starts a new one.
+	Halt bool
+	// HaltPos is where halt: true is written.
+	HaltPos reconcile.Position
 }
 
 // Wave is one step of a rollout.
@@ -286,7 +293,7 @@ func kindName(n *yaml.Node) string {
 }
 
 func (p *parser) policy(n *yaml.Node) *Policy {
-	f := p.fields(n, "", "waves", "maxFailures", "window", "downloadWindow")
+	f := p.fields(n, "", "waves", "maxFailures", "window", "downloadWindow", "halt")
 	if f == nil {
 		return nil
 	}
@@ -331,6 +338,13 @@ func (p *parser) policy(n *yaml.Node) *Policy {
 	}
 	if w := f["downloadWindow"]; w != nil {
 		pol.DownloadWindow = p.window(w, "downloadWindow")
+	}
+	if h := f["halt"]; h != nil {
+		var halt bool
+		if h.Kind != yaml.ScalarNode || h.Tag != "!!bool" || h.Decode(&halt) != nil {
+			p.errorf(h, "halt", "must be true or false, got %s", kindName(h))
+		}
+		pol.Halt, pol.HaltPos = halt, p.pos(h)
 	}
 	return pol
 }

@@ -42,7 +42,7 @@ func TestParseExample(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("waves (-want +got):\n%s", diff)
 	}
-	if p.MaxFailures.String() != "2" || p.Window == nil || p.Window.Duration != 4*time.Hour || p.DownloadWindow != nil {
+	if p.MaxFailures.String() != "2" || p.Window == nil || p.Window.Duration != 4*time.Hour || p.DownloadWindow != nil || p.Halt {
 		t.Errorf("maxFailures %s window %v download %v", p.MaxFailures, p.Window, p.DownloadWindow)
 	}
 }
@@ -79,6 +79,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"./berth-rollout.yaml:2:17: downloadWindow: schedule and duration are required"}},
 		{"syntax", "waves: [\n", []string{"./berth-rollout.yaml:1:1: did not find expected node content"}},
 		{"not a mapping", "- a\n", []string{"./berth-rollout.yaml:1:1: must be a mapping, got a list"}},
+		{"bad halt", "waves: [{name: a, percent: 5}]\nhalt: yes please\n",
+			[]string{`./berth-rollout.yaml:2:7: halt: must be true or false, got "yes please"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("./berth-rollout.yaml", []byte(tc.src))
