@@ -58,11 +58,11 @@ func (r *Runtime) Admit(pod *reconcile.DesiredPod) error {
 			if _, e := volumeMounts(pod, c, p, nil); e != nil {
 				errs = append(errs, e)
 			}
-			if sp := Security(pod, c).Seccomp; sp != nil && sp.Type == SeccompLocalhost {
+			if sp := podspec.Security(pod, c).Seccomp; sp != nil && sp.Type == podspec.SeccompLocalhost {
 				if _, e := r.loadSeccompProfile(sp.LocalhostProfile); e != nil {
 					errs = append(errs, fmt.Errorf("container %q: %w", c.Name, e))
 				}
-			} else if sp != nil && sp.Type != SeccompRuntimeDefault && sp.Type != SeccompUnconfined {
+			} else if sp != nil && sp.Type != podspec.SeccompRuntimeDefault && sp.Type != podspec.SeccompUnconfined {
 				errs = append(errs, fmt.Errorf("container %q: seccompProfile type %q is not known", c.Name, sp.Type))
 			}
 		}

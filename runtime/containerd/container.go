@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/podspec"
 	"berth.dev/berth/runtime/containerd/crilog"
 )
 
@@ -73,7 +74,7 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		return err
 	}
 	in := SpecInput{Pod: pod, Container: c, Image: imgSpec.Config, Paths: p, SubPaths: subPaths, PodIP: sb.Labels[LabelIP], HostIP: hostIP(), ShimGroup: group}
-	if sp := Security(pod, c).Seccomp; sp != nil && sp.Type == SeccompLocalhost {
+	if sp := podspec.Security(pod, c).Seccomp; sp != nil && sp.Type == podspec.SeccompLocalhost {
 		if in.SeccompProfile, err = r.loadSeccompProfile(sp.LocalhostProfile); err != nil {
 			return fmt.Errorf("container %q: %w", name, err)
 		}

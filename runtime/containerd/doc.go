@@ -37,6 +37,12 @@
 //     reports each as an exit, and List shows a container whose task is
 //     gone after it ran as exited (137, ContainerStatusUnknown), so the
 //     restart policy applies to it.
+//   - What a pod means in Kubernetes terms is resolved outside this
+//     package, by reconcile/podspec: environment and $(VAR), the downward
+//     API, volume files, the effective securityContext, runAsNonRoot, the
+//     hostname and the /etc/hosts and /etc/resolv.conf files. This package
+//     reads the host facts those take (podspec.Host), maps the results to
+//     OCI options and runs prepare → create → start.
 //
 // CreateSandbox refuses a pod the node policy (Options.Policy,
 // reconcile.CheckPolicy) does not allow, before anything is made. The

@@ -13,6 +13,7 @@ import (
 
 	"berth.dev/berth/internal/testenv"
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/podspec"
 	"berth.dev/berth/runtime/containerd"
 	"berth.dev/berth/runtime/runtimetest"
 )
@@ -131,7 +132,7 @@ func TestHostAliasesAndDNSConfig(t *testing.T) {
 	pod := runtimetest.NewPod("dns", script("main", "cat /etc/hosts; echo ---; cat /etc/resolv.conf"))
 	pod.Spec.Hostname, pod.Spec.Subdomain = "db-0", "db"
 	pod.Spec.HostAliases = []reconcile.HostAlias{{IP: "10.1.2.3", Hostnames: []string{"foo.remote", "bar.remote"}}}
-	pod.Spec.DNSPolicy = containerd.DNSNone
+	pod.Spec.DNSPolicy = podspec.DNSNone
 	pod.Spec.DNSConfig = &reconcile.PodDNSConfig{Nameservers: []string{"192.0.2.1"}, Searches: []string{"example.test"},
 		Options: []reconcile.PodDNSConfigOption{{Name: "ndots", Value: &ndots}}}
 	upChecked(t, rt, e, pod)

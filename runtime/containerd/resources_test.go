@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/podspec"
 	"berth.dev/berth/runtime/containerd"
 	"berth.dev/berth/runtime/runtimetest"
 )
@@ -88,7 +89,7 @@ func TestSecurityContext(t *testing.T) {
 		ReadOnlyRootFilesystem:   &yes,
 		AllowPrivilegeEscalation: &no,
 		Capabilities:             &reconcile.Capabilities{Drop: []string{"ALL"}, Add: []string{"NET_BIND_SERVICE"}},
-		SeccompProfile:           &reconcile.SeccompProfile{Type: containerd.SeccompRuntimeDefault},
+		SeccompProfile:           &reconcile.SeccompProfile{Type: podspec.SeccompRuntimeDefault},
 	}
 	pod := runtimetest.NewPod("secure", c)
 	pod.Spec.SecurityContext = &reconcile.PodSecurityContext{RunAsUser: i64(1000), FSGroup: i64(2000), SupplementalGroups: []int64{4000},
@@ -145,7 +146,7 @@ func TestSeccompLocalhostProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := script("main", "mkdir /tmp/x 2>/dev/null && echo made || echo refused")
-	c.SecurityContext = &reconcile.SecurityContext{SeccompProfile: &reconcile.SeccompProfile{Type: containerd.SeccompLocalhost, LocalhostProfile: "no-mkdir.json"}}
+	c.SecurityContext = &reconcile.SecurityContext{SeccompProfile: &reconcile.SeccompProfile{Type: podspec.SeccompLocalhost, LocalhostProfile: "no-mkdir.json"}}
 	pod := runtimetest.NewPod("seccomp", c)
 	upChecked(t, rt, e, pod)
 	if out, _ := waitOutput(t, rt, pod, "main"); out != "refused\n" {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/podspec"
 )
 
 // CreateSandbox records the pod, then sets up its directories and volumes,
@@ -43,7 +44,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) 
 	if err := r.restoreLogs(pod.ID, p); err != nil {
 		log.Warn("cannot restore the logs of the pod's previous instance", "error", err)
 	}
-	hostname := PodHostname(pod)
+	hostname := podHostname(pod)
 	pins := map[int]string{}
 	if !pod.Spec.HostIPC {
 		pins[unix.CLONE_NEWIPC] = p.IPC
@@ -104,26 +105,11 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) 
 			}
 		}
 	}
-	hostResolv, err := hostResolvConf(pod.Spec.HostNetwork)
+	host, err := hostFacts(pod.Spec.HostNetwork)
 	if err != nil {
 		return err
 	}
-	var hostHosts []byte
-	if pod.Spec.HostNetwork {
-		if hostHosts, err = os.ReadFile("/etc/hosts"); err != nil && !os.IsNotExist(err) {
-			return err
-		}
-	}
-	files := map[string][]byte{
-		"hosts": HostsFile(HostsInput{
-			IP: ip, Hostname: hostname, Subdomain: pod.Spec.Subdomain, Namespace: pod.ID.Namespace,
-			Aliases: pod.Spec.HostAliases, Host: hostHosts, HostNetwork: pod.Spec.HostNetwork,
-		}),
-		"hostname": []byte(hostname + "\n"),
-		"resolv.conf": ResolvConf(ResolvInput{
-			Host: hostResolv, Policy: pod.Spec.DNSPolicy, Config: pod.Spec.DNSConfig, HostNetwork: pod.Spec.HostNetwork,
-		}),
-	}
+	files := podspec.EtcFiles(pod, ip, host)
 	for name, b := range files {
 		if err := writeFileAtomic(p.etc(name), b, 0o644); err != nil {
 			return err

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/v2/contrib/seccomp"
@@ -16,59 +15,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/reconcile/podspec"
 )
-
-// Seccomp profile types.
-const (
-	SeccompRuntimeDefault = "RuntimeDefault"
-	SeccompUnconfined     = "Unconfined"
-	SeccompLocalhost      = "Localhost"
-)
-
-// EffectiveSecurity is a container's security settings with the pod's
-// filled in where the container sets none, as Kubernetes merges them.
-type EffectiveSecurity struct {
-	RunAsUser, RunAsGroup    *int64
-	RunAsNonRoot             bool
-	SupplementalGroups       []int64
-	FSGroup                  *int64
-	Privileged               bool
-	ReadOnlyRootFilesystem   bool
-	AllowPrivilegeEscalation *bool
-	Capabilities             *reconcile.Capabilities
-	Seccomp                  *reconcile.SeccompProfile
-	Sysctls                  []reconcile.Sysctl
-}
-
-// Security merges the pod's and the container's securityContext.
-func Security(pod *reconcile.DesiredPod, c *reconcile.Container) EffectiveSecurity {
-	var e EffectiveSecurity
-	if ps := pod.Spec.SecurityContext; ps != nil {
-		e.RunAsUser, e.RunAsGroup = ps.RunAsUser, ps.RunAsGroup
-		e.RunAsNonRoot = ps.RunAsNonRoot != nil && *ps.RunAsNonRoot
-		e.SupplementalGroups, e.FSGroup = ps.SupplementalGroups, ps.FSGroup
-		e.Seccomp, e.Sysctls = ps.SeccompProfile, ps.Sysctls
-	}
-	if cs := c.SecurityContext; cs != nil {
-		if cs.RunAsUser != nil {
-			e.RunAsUser = cs.RunAsUser
-		}
-		if cs.RunAsGroup != nil {
-			e.RunAsGroup = cs.RunAsGroup
-		}
-		if cs.RunAsNonRoot != nil {
-			e.RunAsNonRoot = *cs.RunAsNonRoot
-		}
-		if cs.SeccompProfile != nil {
-			e.Seccomp = cs.SeccompProfile
-		}
-		e.Privileged = cs.Privileged != nil && *cs.Privileged
-		e.ReadOnlyRootFilesystem = cs.ReadOnlyRootFilesystem != nil && *cs.ReadOnlyRootFilesystem
-		e.AllowPrivilegeEscalation = cs.AllowPrivilegeEscalation
-		e.Capabilities = cs.Capabilities
-	}
-	return e
-}
 
 // capName turns a Kubernetes capability name ("NET_ADMIN") into the OCI
 // one ("CAP_NET_ADMIN").
@@ -90,7 +38,7 @@ func capName(s string) string {
 // sysctls.
 func securityOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	c := in.Container
-	e := Security(in.Pod, c)
+	e := podspec.Security(in.Pod, c)
 	var opts []oci.SpecOpts
 	switch {
 	case e.RunAsUser != nil && e.RunAsGroup != nil:
@@ -108,7 +56,7 @@ func securityOpts(in SpecInput) ([]oci.SpecOpts, error) {
 		})
 	}
 	if e.RunAsNonRoot {
-		if err := checkNonRoot(c.Name, e.RunAsUser, in.Image.User); err != nil {
+		if err := podspec.CheckNonRoot(c.Name, e.RunAsUser, in.Image.User); err != nil {
 			return nil, err
 		}
 	}
@@ -179,13 +127,13 @@ func securityOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	if !e.Privileged {
 		prof := e.Seccomp
 		if prof == nil {
-			prof = &reconcile.SeccompProfile{Type: SeccompRuntimeDefault}
+			prof = &reconcile.SeccompProfile{Type: podspec.SeccompRuntimeDefault}
 		}
 		switch prof.Type {
-		case SeccompRuntimeDefault:
+		case podspec.SeccompRuntimeDefault:
 			opts = append(opts, seccomp.WithDefaultProfile())
-		case SeccompUnconfined:
-		case SeccompLocalhost:
+		case podspec.SeccompUnconfined:
+		case podspec.SeccompLocalhost:
 			if len(in.SeccompProfile) == 0 {
 				return nil, fmt.Errorf("container %q: seccomp profile %q is empty or was not loaded", c.Name, prof.LocalhostProfile)
 			}
@@ -203,30 +151,6 @@ func securityOpts(in SpecInput) ([]oci.SpecOpts, error) {
 		}
 	}
 	return opts, nil
-}
-
-// checkNonRoot refuses a container that would run as root when
-// runAsNonRoot is set: its runAsUser, else the image's user, must be a
-// non-zero numeric UID (a user name cannot be verified, as on a kubelet).
-func checkNonRoot(name string, runAsUser *int64, imageUser string) error {
-	if runAsUser != nil {
-		if *runAsUser == 0 {
-			return fmt.Errorf("container %q: runAsNonRoot is set and runAsUser is 0", name)
-		}
-		return nil
-	}
-	u, _, _ := strings.Cut(imageUser, ":")
-	if u == "" || u == "root" {
-		return fmt.Errorf("container %q: runAsNonRoot is set and the image runs as root", name)
-	}
-	uid, err := strconv.ParseUint(u, 10, 32)
-	if err != nil {
-		return fmt.Errorf("container %q: runAsNonRoot is set and the image's user %q is not numeric, so it cannot be verified", name, u)
-	}
-	if uid == 0 {
-		return fmt.Errorf("container %q: runAsNonRoot is set and the image runs as UID 0", name)
-	}
-	return nil
 }
 
 // loadSeccompProfile reads a Localhost seccomp profile from

@@ -77,7 +77,7 @@ func SpecOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("container %q: no command: the image has no entrypoint or cmd and none is given", c.Name)
 	}
-	hostname := PodHostname(in.Pod)
+	hostname := podHostname(in.Pod)
 	env := append([]string{}, in.Image.Env...)
 	for _, kv := range own {
 		k, v, _ := strings.Cut(kv, "=")
@@ -128,7 +128,7 @@ func SpecOpts(in SpecInput) ([]oci.SpecOpts, error) {
 	case in.PIDNamespace != "":
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.PIDNamespace, Path: in.PIDNamespace}))
 	}
-	opts = append(opts, withCgroupMount(Security(in.Pod, c).Privileged))
+	opts = append(opts, withCgroupMount(podspec.Security(in.Pod, c).Privileged))
 	if hasCgroupNS() {
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.CgroupNamespace}))
 	}
@@ -148,26 +148,6 @@ func setEnv(env []string, name, value string) []string {
 		}
 	}
 	return append(env, name+"="+value)
-}
-
-// PodHostname is the pod's hostname: spec.hostname, else the pod's name;
-// a hostNetwork pod has the host's.
-func PodHostname(pod *reconcile.DesiredPod) string {
-	if pod.Spec.HostNetwork {
-		if h, err := os.Hostname(); err == nil {
-			return h
-		}
-	}
-	if pod.Spec.Hostname != "" {
-		return pod.Spec.Hostname
-	}
-	// As the kubelet does: a pod name longer than a hostname may be is
-	// cut to 63 characters, without a trailing '-' or '.'.
-	name := pod.ID.Name
-	if len(name) > 63 {
-		name = strings.TrimRight(name[:63], "-.")
-	}
-	return name
 }
 
 // withCgroupMount mounts the container's own cgroup at /sys/fs/cgroup,

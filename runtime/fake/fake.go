@@ -58,6 +58,29 @@ type pod struct {
 	// env is each container's environment ("kind/name"), resolved as the
 	// real runtime resolves it (podspec.ContainerEnv).
 	env map[string][]string
+	// etc are the pod's /etc/hosts, hostname and resolv.conf, made as the
+	// real runtime makes them (podspec.EtcFiles) on the fake's Host.
+	etc map[string][]byte
+}
+
+// Host is the host the fake's pods run on, as podspec.EtcFiles sees it.
+var Host = podspec.Host{
+	Hostname: "fake-host",
+	Hosts:    []byte("127.0.0.1\tlocalhost\n192.0.2.10\tfake-host\n"),
+	Resolv:   []byte("nameserver 192.0.2.53\nnameserver 127.0.0.53\nsearch example.internal\n"),
+}
+
+// EtcFile returns the content of the pod's /etc/NAME ("hosts", "hostname",
+// "resolv.conf"), as the real runtime would write it.
+func (r *Runtime) EtcFile(id reconcile.PodID, name string) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sp, ok := r.pods[id]
+	if !ok {
+		return nil, false
+	}
+	b, ok := sp.etc[name]
+	return b, ok
 }
 
 // Capacity is the host the fake runtime pretends to be, for
@@ -239,13 +262,14 @@ func (r *Runtime) CreateSandbox(ctx context.Context, p *reconcile.DesiredPod) er
 		existing.obs.SandboxReady = true
 		return nil
 	}
+	ip := fmt.Sprintf("10.0.%d.%d", len(r.pods)/250, len(r.pods)%250+2)
 	r.pods[p.ID] = &pod{
 		obs: reconcile.ObservedPod{
 			ID: p.ID, Hash: p.Hash, Revision: p.Revision, Owner: p.Owner,
-			IP: fmt.Sprintf("10.0.%d.%d", len(r.pods)/250, len(r.pods)%250+2), GracePeriod: p.GracePeriod(),
-			CreatedAt: r.Now(), SandboxReady: true,
+			IP: ip, GracePeriod: p.GracePeriod(), CreatedAt: r.Now(), SandboxReady: true,
 		},
 		done: map[string]chan struct{}{},
+		etc:  podspec.EtcFiles(p, ip, Host),
 	}
 	return nil
 }
@@ -296,6 +320,12 @@ func (r *Runtime) StartContainer(ctx context.Context, p *reconcile.DesiredPod, k
 		sp.env = map[string][]string{}
 	}
 	sp.env[string(kind)+"/"+name] = env
+	// The fake's images run as root (they have no user of their own).
+	if e := podspec.Security(p, spec); e.RunAsNonRoot {
+		if err := podspec.CheckNonRoot(name, e.RunAsUser, ""); err != nil {
+			return err
+		}
+	}
 	// Replace an existing container of the same name.
 	cs := sp.obs.Containers[:0]
 	for _, c := range sp.obs.Containers {

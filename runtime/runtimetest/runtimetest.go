@@ -178,6 +178,33 @@ func Run(t *testing.T, newRuntime Factory) {
 		}
 	})
 
+	t.Run("RunAsNonRootRefusesRoot", func(t *testing.T) {
+		// The test image runs as root: runAsNonRoot (set on the pod, as
+		// Kubernetes merges it into each container) refuses it unless the
+		// container names a non-zero runAsUser.
+		rt, image := newRuntime(t)
+		yes := true
+		pod := NewPod("nonroot", Sleeper("root", image), Sleeper("user", image))
+		pod.Spec.SecurityContext = &reconcile.PodSecurityContext{RunAsNonRoot: &yes}
+		uid := int64(1000)
+		pod.Spec.Containers[1].SecurityContext = &reconcile.SecurityContext{RunAsUser: &uid}
+		ctx := Context(t)
+		t.Cleanup(func() { rt.RemovePod(context.Background(), pod.ID, Grace) })
+		if err := rt.EnsureImage(ctx, image, reconcile.PullIfNotPresent); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.CreateSandbox(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		err := rt.StartContainer(ctx, pod, reconcile.AppContainer, "root")
+		if err == nil || !strings.Contains(err.Error(), "runAsNonRoot") {
+			t.Errorf("StartContainer of a root container with runAsNonRoot = %v; want a runAsNonRoot refusal", err)
+		}
+		if err := rt.StartContainer(ctx, pod, reconcile.AppContainer, "user"); err != nil {
+			t.Errorf("StartContainer with runAsUser 1000: %v", err)
+		}
+	})
+
 	t.Run("WaitExitCode", func(t *testing.T) {
 		rt, image := newRuntime(t)
 		pod := NewPod("job", Exiter("main", image, "3"))
