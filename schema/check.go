@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/token"
 	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -100,6 +101,7 @@ func checkTemplate(x *validator, kind string, selector *reconcile.LabelSelector,
 
 // checkJob checks a Job spec at path.
 func checkJob(x *validator, path []cue.Selector, j *reconcile.JobSpec) {
+	checkReplicas(x, at(path, "parallelism"), j.Parallelism)
 	tpath := at(path, "template")
 	checkKeyPrefixes(x, at(tpath, "metadata"), &j.Template.Metadata)
 	checkAnnotations(x, at(tpath, "metadata"), j.Template.Metadata.Annotations)
@@ -553,4 +555,23 @@ func countSet(bs ...bool) int {
 		}
 	}
 	return n
+}
+
+// maxDataSize is the most a ConfigMap or Secret may hold, keys and
+// values: Kubernetes stores no larger object.
+const maxDataSize = 1 << 20
+
+// checkDataSize bounds the bytes of a ConfigMap's or Secret's data.
+func checkDataSize(x *validator, n int) {
+	if n > maxDataSize {
+		x.report(token.NoPos, nil, fmt.Sprintf("data of %d bytes is more than the limit of 1 MiB (Kubernetes' own)", n))
+	}
+}
+
+// checkReplicas bounds the pods a workload asks for at once, before any of
+// them is planned.
+func checkReplicas(x *validator, path []cue.Selector, n *int32) {
+	if n != nil && *n > x.maxReplicas {
+		x.reportAt(path, fmt.Sprintf("%d pods is more than the limit of %d per workload (--max-replicas raises it)", *n, x.maxReplicas))
+	}
 }

@@ -54,8 +54,9 @@ type cueJob struct {
 	// Dir is the package's directory, relative to the repository root.
 	Dir string
 	// Node supplies the tags, tag variables and @if conditions.
-	Node   reconcile.Node
-	Strict bool
+	Node        reconcile.Node
+	Strict      bool
+	MaxReplicas int32
 	// Files is what the CUE loader may read, by path: cue.mod's files, the
 	// .cue files of Dir, of the directories above it and of the
 	// repository's packages it imports, and the files they embed.
@@ -140,7 +141,7 @@ func (l *loader) prepareCUE() {
 	mod, module := l.readCUEMod()
 	p := &preparer{l: l, module: module, parsed: map[string]*prepared{}}
 	for _, dir := range l.cueOrder {
-		job := &cueJob{Dir: dir, Node: l.opts.Node, Strict: l.opts.Strict, Files: maps.Clone(mod)}
+		job := &cueJob{Dir: dir, Node: l.opts.Node, Strict: l.opts.Strict, MaxReplicas: l.opts.MaxReplicas, Files: maps.Clone(mod)}
 		if !p.collect(job, dir, map[string]bool{}) {
 			continue
 		}
@@ -259,7 +260,7 @@ func (p *preparer) prepare(dir string) *prepared {
 
 // evalJob evaluates one CUE package and validates every object it declares.
 func evalJob(job *cueJob) (res cueResult) {
-	opts := Options{Node: job.Node, Strict: job.Strict}
+	opts := Options{Node: job.Node, Strict: job.Strict, MaxReplicas: job.MaxReplicas}
 	_ = opts.Validate()
 	l := &loader{opts: opts, known: job.Known}
 	defer func() {

@@ -60,7 +60,11 @@
 //   - Bounded input: files larger than Options.MaxFileSize (1 MiB) or holding
 //     more than Options.MaxDocuments (1000) YAML documents are errors; YAML
 //     alias expansion is bounded by the decoder; a panic while evaluating
-//     one file becomes a diagnostic for that file.
+//     one file becomes a diagnostic for that file. A workload asking for
+//     more than Options.MaxReplicas (1000) pods is an error at the field,
+//     and so is a ConfigMap or Secret over 1 MiB. Work stays linear in the
+//     input: a data map of a YAML or JSON document too large for CUE's
+//     evaluator (quadratic in a struct's fields) is checked in Go.
 //   - Nothing outside the repository is read: a symbolic link is followed
 //     only when the fs.FS can read links (fs.ReadLinkFS) and its target,
 //     resolved one link at a time, stays inside the repository and goes

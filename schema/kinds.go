@@ -34,6 +34,7 @@ var kinds = map[string]kindInfo{
 		},
 		check: func(x *validator, obj *reconcile.Object) {
 			s := obj.Deployment
+			checkReplicas(x, sel("spec", "replicas"), s.Replicas)
 			checkTemplate(x, obj.Kind, s.Selector, &s.Template, nil, true)
 		},
 	},
@@ -45,6 +46,7 @@ var kinds = map[string]kindInfo{
 		},
 		check: func(x *validator, obj *reconcile.Object) {
 			s := obj.ReplicaSet
+			checkReplicas(x, sel("spec", "replicas"), s.Replicas)
 			checkTemplate(x, obj.Kind, s.Selector, &s.Template, nil, true)
 		},
 	},
@@ -67,6 +69,7 @@ var kinds = map[string]kindInfo{
 		},
 		check: func(x *validator, obj *reconcile.Object) {
 			s := obj.StatefulSet
+			checkReplicas(x, sel("spec", "replicas"), s.Replicas)
 			claims := map[string]string{}
 			for i, c := range s.VolumeClaimTemplates {
 				p := pathString(sel("spec", "volumeClaimTemplates", i))
@@ -104,12 +107,27 @@ var kinds = map[string]kindInfo{
 	"ConfigMap": {
 		definition: "#ConfigMap",
 		decode:     decodeConfigMap,
-		check:      func(x *validator, obj *reconcile.Object) {},
+		check: func(x *validator, obj *reconcile.Object) {
+			n := 0
+			for k, v := range obj.ConfigMap.Data {
+				n += len(k) + len(v)
+			}
+			for k, v := range obj.ConfigMap.BinaryData {
+				n += len(k) + len(v)
+			}
+			checkDataSize(x, n)
+		},
 	},
 	"Secret": {
 		definition: "#Secret",
 		decode:     decodeSecret,
-		check:      func(x *validator, obj *reconcile.Object) {},
+		check: func(x *validator, obj *reconcile.Object) {
+			n := 0
+			for k, v := range obj.Secret.Data {
+				n += len(k) + len(v)
+			}
+			checkDataSize(x, n)
+		},
 	},
 }
 

@@ -30,6 +30,9 @@ const (
 	DefaultMaxFileSize = 1 << 20
 	// DefaultMaxDocuments is the most YAML documents one file may hold.
 	DefaultMaxDocuments = 1000
+	// DefaultMaxReplicas is the most pods one workload may ask for
+	// (replicas, or a Job's parallelism).
+	DefaultMaxReplicas = 1000
 )
 
 // maxDepth bounds how deep Load looks for objects in a CUE package.
@@ -43,6 +46,10 @@ type Options struct {
 	// MaxDocuments is the most YAML documents one file may hold; more is an
 	// error. Zero means DefaultMaxDocuments.
 	MaxDocuments int
+	// MaxReplicas is the most pods one workload may ask for (replicas, or a
+	// Job's parallelism); more is an error at the field. Zero means
+	// DefaultMaxReplicas.
+	MaxReplicas int32
 	// Strict makes objects of kinds berth does not run (Service,
 	// PersistentVolumeClaim, …) errors instead of warnings.
 	Strict bool
@@ -67,7 +74,7 @@ type Options struct {
 
 // Validate checks o and fills in defaults.
 func (o *Options) Validate() error {
-	if o.MaxFileSize < 0 || o.MaxDocuments < 0 {
+	if o.MaxFileSize < 0 || o.MaxDocuments < 0 || o.MaxReplicas < 0 {
 		return errors.New("schema options: limits must not be negative")
 	}
 	if o.MaxFileSize == 0 {
@@ -75,6 +82,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxDocuments == 0 {
 		o.MaxDocuments = DefaultMaxDocuments
+	}
+	if o.MaxReplicas == 0 {
+		o.MaxReplicas = DefaultMaxReplicas
 	}
 	return nil
 }
@@ -182,6 +192,8 @@ type candidate struct {
 	fromCUE bool
 	// json is the object's data as JSON, when already known.
 	json []byte
+	// big are the data maps taken out of the document (takeBigMaps).
+	big []bigMap
 }
 
 // plainData returns the concrete data of v as a new value without the
@@ -676,6 +688,7 @@ func dropNullData(expr ast.Expr) {
 // addDocument records a YAML or JSON document as a candidate object.
 func (l *loader) addDocument(p string, expr ast.Expr) {
 	dropNullData(expr)
+	big := takeBigMaps(expr)
 	d := l.ctx.BuildExpr(expr)
 	if err := d.Err(); err != nil {
 		l.cueErrors(err, p)
@@ -690,7 +703,7 @@ func (l *loader) addDocument(p string, expr ast.Expr) {
 			Message: "document must be an object with apiVersion and kind, got " + kindName(k)})
 		return
 	}
-	l.add(candidate{d: d, start: start})
+	l.add(candidate{d: d, start: start, big: big})
 }
 
 type cueFile struct {
@@ -798,7 +811,7 @@ func (l *loader) validateObject(c candidate, f *facts) (obj reconcile.Object, ok
 	}()
 	obj = identity(c.d)
 	obj.Source = c.start
-	x := &validator{ctx: l.ctx, object: objectName(obj), root: c.d, start: c.start, strict: l.opts.Strict}
+	x := &validator{ctx: l.ctx, object: objectName(obj), root: c.d, start: c.start, strict: l.opts.Strict, maxReplicas: l.opts.MaxReplicas}
 	defer func() { l.diags, *f = append(l.diags, x.diags...), x.facts }()
 
 	kindV := c.d.LookupPath(cue.MakePath(cue.Str("kind")))
@@ -872,6 +885,9 @@ func (l *loader) validateObject(c candidate, f *facts) (obj reconcile.Object, ok
 			x.report(c.d.Pos(), nil, "cannot decode: "+err.Error())
 		}
 		return obj, false
+	}
+	if len(c.big) > 0 {
+		addBigMaps(x, &obj, c.big)
 	}
 	checkMeta(x, &obj.Metadata)
 	info.check(x, &obj)

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"cuelang.org/go/cue/format"
 	"cuelang.org/go/cue/parser"
 	"cuelang.org/go/cue/token"
+	"cuelang.org/go/encoding/yaml"
 	"github.com/google/go-cmp/cmp"
 
 	"berth.dev/berth/reconcile"
@@ -191,6 +193,29 @@ func TestLoadProblems(t *testing.T) {
 		name: "alias bomb",
 		fsys: fstest.MapFS{"bomb.yaml": {Data: []byte(aliasBomb)}},
 		want: []string{"./bomb.yaml:1:1: invalid YAML: aliases expand to more than 50000 nodes"},
+	}, {
+		name: "YAML nested too deep",
+		fsys: fstest.MapFS{"deep.yaml": {Data: []byte("a: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "\n")}},
+		want: []string{"./deep.yaml: invalid YAML: exceeded max depth of 10000"},
+	}, {
+		name: "JSON nested too deep",
+		fsys: fstest.MapFS{"deep.json": {Data: []byte(`{"a": ` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "}\n")}},
+		want: []string{"./deep.json:1:10006: invalid JSON: invalid character '[' exceeded max depth"},
+	}, {
+		name: "replicas over the bound",
+		fsys: fstest.MapFS{"d.yaml": {Data: []byte(workload("Deployment", "replicas: 1000000"))}},
+		want: []string{"./d.yaml:4:18: Deployment/default/w: spec.replicas: 1000000 pods is more than the limit of 1000 per workload (--max-replicas raises it)"},
+	}, {
+		name: "replicas over a lowered bound, and a Job's parallelism",
+		fsys: fstest.MapFS{
+			"s.yaml": {Data: []byte(workload("StatefulSet", "replicas: 11"))},
+			"j.yaml": {Data: []byte("apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  parallelism: 11\n  template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}\n")},
+		},
+		opts: Options{MaxReplicas: 10},
+		want: []string{
+			"./j.yaml:5:16: Job/default/j: spec.parallelism: 11 pods is more than the limit of 10 per workload (--max-replicas raises it)",
+			"./s.yaml:4:18: StatefulSet/default/w: spec.replicas: 11 pods is more than the limit of 10 per workload (--max-replicas raises it)",
+		},
 	}, {
 		name: "symlink out of the repository",
 		fsys: fstest.MapFS{
@@ -441,6 +466,93 @@ func TestSchemaFormatted(t *testing.T) {
 				continue
 			}
 			t.Errorf("%s is not formatted; BERTH_UPDATE=1 go test ./schema formats it", name)
+		}
+	}
+}
+
+// workload is a Deployment or StatefulSet named w with spec field extra.
+func workload(kind, extra string) string {
+	return "apiVersion: apps/v1\nkind: " + kind + "\nmetadata: {name: w}\nspec: {" + extra +
+		",\n  selector: {matchLabels: {app: w}}, template: {metadata: {labels: {app: w}}, spec: {containers: [{name: c, image: busybox}]}}}\n"
+}
+
+// TestLargeDataMaps checks that a ConfigMap or Secret with a data map too
+// large for CUE's evaluator (more than inlineKeys keys) is read whole and
+// checked by the same rules, each problem at its key: one valid 1 MiB
+// ConfigMap of 88,000 keys took a minute before.
+func TestLargeDataMaps(t *testing.T) {
+	var cm, sec strings.Builder
+	cm.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n")
+	sec.WriteString("apiVersion: v1\nkind: Secret\nmetadata: {name: big}\nstringData: {k1: plain}\ndata:\n")
+	const n = 20000
+	for i := range n {
+		fmt.Fprintf(&cm, "  k%d: v%d\n", i, i)
+		fmt.Fprintf(&sec, "  k%d: dg==\n", i) // "v"
+	}
+	res, err := Load(fstest.MapFS{"cm.yaml": {Data: []byte(cm.String())}, "s.yaml": {Data: []byte(sec.String())}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range res.Objects {
+		switch o.Kind {
+		case "ConfigMap":
+			if len(o.ConfigMap.Data) != n || o.ConfigMap.Data["k19999"] != "v19999" {
+				t.Errorf("ConfigMap: %d keys, k19999=%q", len(o.ConfigMap.Data), o.ConfigMap.Data["k19999"])
+			}
+		case "Secret":
+			if len(o.Secret.Data) != n || string(o.Secret.Data["k2"]) != "v" || string(o.Secret.Data["k1"]) != "plain" {
+				t.Errorf("Secret: %d keys, k1=%q (stringData wins), k2=%q", len(o.Secret.Data), o.Secret.Data["k1"], o.Secret.Data["k2"])
+			}
+		}
+	}
+	bad := strings.Replace(cm.String(), "  k7: v7\n", "  \"k 7\": v7\n", 1)
+	badSec := strings.Replace(sec.String(), "  k9: dg==\n", "  k9: \"not base64!\"\n", 1)
+	_, err = Load(fstest.MapFS{"cm.yaml": {Data: []byte(bad)}, "s.yaml": {Data: []byte(badSec)}}, Options{})
+	want := []string{
+		`./cm.yaml:12:3: ConfigMap/default/big: data."k 7": invalid key: must be a configuration key: alphanumerics, '-', '_' or '.'`,
+		"./s.yaml:15:3: Secret/default/big: data.k9: must be base64 (use stringData for plain text)",
+	}
+	if d := cmp.Diff(want, diagnostics(t, err)); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+}
+
+// TestDataSizeBound checks that a ConfigMap a CUE package makes (no file
+// size bounds it) is refused beyond Kubernetes' 1 MiB, at the object, and
+// that a large map of a YAML document is taken out of CUE's evaluation.
+func TestDataSizeBound(t *testing.T) {
+	fsys := fstest.MapFS{"c/c.cue": {Data: []byte("package c\n\nimport (\n\t\"list\"\n\t\"strings\"\n)\n\n" +
+		"cm: {apiVersion: \"v1\", kind: \"ConfigMap\", metadata: name: \"c\", data: {for i in list.Range(1000, 2100, 1) {\"k\\(i)\": strings.Repeat(\"a\", 1000)}}}\n")}}
+	_, err := Load(fsys, Options{})
+	want := []string{"./c/c.cue:8:1: ConfigMap/default/c: data of 1105500 bytes is more than the limit of 1 MiB (Kubernetes' own)"}
+	if d := cmp.Diff(want, diagnostics(t, err)); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\ndata:\n")
+	for i := range inlineKeys + 1 {
+		fmt.Fprintf(&b, "  k%d: v\n", i)
+	}
+	for _, tt := range []struct {
+		doc  string
+		took int
+	}{
+		{b.String(), inlineKeys + 1},
+		{b.String() + "  n: 1\n", 0},                            // a value CUE must explain
+		{strings.Replace(b.String(), "  k0: v\n", "", 1), 0},    // small enough for CUE
+		{strings.Replace(b.String(), "ConfigMap", "Pod", 1), 0}, // not a ConfigMap
+	} {
+		expr, err := yaml.NewDecoder("m.yaml", strings.NewReader(tt.doc)).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := 0
+		for _, m := range takeBigMaps(expr) {
+			took += len(m.keys)
+		}
+		if took != tt.took {
+			t.Errorf("took %d keys, want %d", took, tt.took)
 		}
 	}
 }

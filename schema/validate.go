@@ -38,6 +38,8 @@ type validator struct {
 	// strict makes warnings errors; warnings counts the warnings in diags.
 	strict   bool
 	warnings int
+	// maxReplicas bounds a workload's pods (Options.MaxReplicas).
+	maxReplicas int32
 	// facts are what the object refers to and claims, for the checks
 	// across the revision.
 	facts facts

@@ -2,6 +2,7 @@ package source
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -232,6 +233,50 @@ func TestDirLimits(t *testing.T) {
 			var ce *ContentError
 			if !errors.Is(err, tc.wantErr) || !errors.As(err, &ce) {
 				t.Fatalf("error %v: want a ContentError wrapping %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestDirShapeLimits checks the bounds on a directory tree's shape: how
+// deep directories nest, and how many entries one holds (refused before
+// listing them all), each named at the directory that exceeds it.
+func TestDirShapeLimits(t *testing.T) {
+	deep := t.TempDir()
+	p := deep
+	for range 8 {
+		p = filepath.Join(p, "d")
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wide := t.TempDir()
+	for i := range 20 {
+		if err := os.Mkdir(filepath.Join(wide, fmt.Sprintf("e%02d", i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		opts    Options
+		errPath string
+	}{
+		{"depth", Options{URL: deep, MaxDepth: 5}, "./d/d/d/d/d/d"},
+		{"depth at the limit", Options{URL: deep, MaxDepth: 8}, ""},
+		{"entries", Options{URL: wide, MaxDirEntries: 19}, "."},
+		{"directories", Options{URL: wide, MaxFiles: 10}, "./e10"},
+		{"entries at the limit", Options{URL: wide, MaxDirEntries: 20}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustOpen(t, tc.opts)
+			if tc.errPath == "" {
+				mustFetch(t, s)
+				return
+			}
+			err := fetchErr(t, s)
+			var ce *ContentError
+			if !errors.Is(err, ErrTooManyFiles) || !errors.As(err, &ce) || ce.Path != tc.errPath {
+				t.Fatalf("error %v: want ErrTooManyFiles at %s", err, tc.errPath)
 			}
 		})
 	}

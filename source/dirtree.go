@@ -1,6 +1,7 @@
 package source
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -46,15 +47,20 @@ func (d *diskTree) lstat(name string) (node, error) {
 	return modeNode(fi.Name(), fi.Mode()), nil
 }
 
-func (d *diskTree) readDir(name string) ([]node, error) {
+func (d *diskTree) readDir(name string, max int) ([]node, error) {
 	f, err := d.root.Open(osName(name))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	ents, err := f.ReadDir(-1)
-	if err != nil {
+	// Read one more than max: a huge directory is refused without
+	// listing it whole.
+	ents, err := f.ReadDir(max + 1)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
+	}
+	if len(ents) > max {
+		return nil, errTooManyEntries
 	}
 	slices.SortFunc(ents, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	nodes := make([]node, 0, len(ents))

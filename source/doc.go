@@ -35,8 +35,11 @@
 //     "." or ".." or containing a slash; symlinks that stay inside resolve to
 //     their target's content (directories included). ".git" entries are
 //     skipped, Git submodules skipped with a warning.
-//   - Content is bounded: Options.MaxFileSize per file (1 MiB by default),
-//     MaxTotalSize and MaxFiles per snapshot.
+//   - Content is bounded: Options.MaxFileSize per file (1 MiB by default,
+//     checked by size before reading), MaxTotalSize and MaxFiles per
+//     snapshot (directories are counted apart against MaxFiles), MaxDepth
+//     for nested directories and MaxDirEntries per directory (checked
+//     before the directory is listed whole).
 //   - Credentials never appear in a Revision, an error or a log line: URLs
 //     are shown without user info and every error is scrubbed of the
 //     passwords and tokens the Source knows.

@@ -106,10 +106,13 @@ func (g *gitTree) lstat(name string) (node, error) {
 	return entryNode(e), nil
 }
 
-func (g *gitTree) readDir(name string) ([]node, error) {
+func (g *gitTree) readDir(name string, max int) ([]node, error) {
 	t, err := g.dir(name)
 	if err != nil {
 		return nil, err
+	}
+	if len(t.Entries) > max {
+		return nil, errTooManyEntries
 	}
 	nodes := make([]node, len(t.Entries))
 	for i := range t.Entries {

@@ -59,7 +59,7 @@ func TestGitTreeHostileEntries(t *testing.T) {
 	blob := storeBlob(t, repo, "x")
 	link := storeBlob(t, repo, "../../outside")
 	sub := craftTree(t, repo, []object.TreeEntry{{Name: "f.yaml", Mode: filemode.Regular, Hash: blob}})
-	lim := limits{maxFile: 1 << 20, maxTotal: 1 << 30, maxFiles: 100}
+	lim := limits{maxFile: 1 << 20, maxTotal: 1 << 30, maxFiles: 100, maxDepth: 64, maxEntries: 100}
 	noWarn := func(string, ...any) {}
 	for _, tc := range []struct {
 		name    string

@@ -17,8 +17,14 @@ const (
 	DefaultMaxFileSize = 1 << 20
 	// DefaultMaxTotalSize bounds the sum of all file sizes of a snapshot.
 	DefaultMaxTotalSize = 64 << 20
-	// DefaultMaxFiles bounds the number of files in a snapshot.
+	// DefaultMaxFiles bounds the number of files in a snapshot, and
+	// apart the number of directories.
 	DefaultMaxFiles = 10000
+	// DefaultMaxDepth bounds how deep directories nest below the
+	// snapshot's root.
+	DefaultMaxDepth = 64
+	// DefaultMaxDirEntries bounds the entries of one directory.
+	DefaultMaxDirEntries = 10000
 )
 
 // Options says which repository, which ref and which subdirectory a Source
@@ -70,6 +76,12 @@ type Options struct {
 	// MaxFiles bounds the number of files in a snapshot; default
 	// DefaultMaxFiles.
 	MaxFiles int
+	// MaxDepth bounds how deep directories nest below the snapshot's
+	// root; default DefaultMaxDepth.
+	MaxDepth int
+	// MaxDirEntries bounds the entries of one directory, checked before
+	// they are listed; default DefaultMaxDirEntries.
+	MaxDirEntries int
 	// ForceDir reads a local path as a directory source even when it is a
 	// Git repository: the files on disk, uncommitted changes included,
 	// instead of the committed HEAD (what "berth vet DIR" wants). It needs a
@@ -155,7 +167,7 @@ func (o *Options) Validate() error {
 	}
 	o.Path = p
 	o.Ref = strings.TrimSpace(o.Ref)
-	if o.MaxFileSize < 0 || o.MaxTotalSize < 0 || o.MaxFiles < 0 {
+	if o.MaxFileSize < 0 || o.MaxTotalSize < 0 || o.MaxFiles < 0 || o.MaxDepth < 0 || o.MaxDirEntries < 0 {
 		return errors.New("source: negative size or file limit")
 	}
 	if o.MaxFileSize == 0 {
@@ -166,6 +178,12 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxFiles == 0 {
 		o.MaxFiles = DefaultMaxFiles
+	}
+	if o.MaxDepth == 0 {
+		o.MaxDepth = DefaultMaxDepth
+	}
+	if o.MaxDirEntries == 0 {
+		o.MaxDirEntries = DefaultMaxDirEntries
 	}
 	if o.Auth.BearerToken != "" && (o.Auth.Username != "" || o.Auth.Password != "") {
 		return errors.New("source: give either a bearer token or a username and password, not both")

@@ -41,8 +41,9 @@ type tree interface {
 	// lstat describes name without following a final symlink; a missing name
 	// returns an error wrapping fs.ErrNotExist.
 	lstat(name string) (node, error)
-	// readDir lists the directory name.
-	readDir(name string) ([]node, error)
+	// readDir lists the directory name, failing with errTooManyEntries
+	// when it holds more than max entries, before reading them all.
+	readDir(name string, max int) ([]node, error)
 	// readlink returns the target of the symlink n at name.
 	readlink(name string, n node) (string, error)
 	// readFile returns the content of the regular file n at name, failing
@@ -56,10 +57,17 @@ type errTooLarge struct{ size int64 }
 
 func (e errTooLarge) Error() string { return "file too large" }
 
+// errTooManyEntries is returned by tree.readDir.
+var errTooManyEntries = errors.New("too many entries")
+
 type limits struct {
 	maxFile  int64
 	maxTotal int64
 	maxFiles int
+	// maxDepth bounds how deep directories nest; maxEntries the entries
+	// of one directory.
+	maxDepth   int
+	maxEntries int
 }
 
 // builder copies the part of a tree under one directory into a memFS,
@@ -69,6 +77,7 @@ type builder struct {
 	lim    limits
 	out    *memFS
 	total  int64
+	dirs   int
 	warn   func(msg string, args ...any)
 	ancest []string // real paths of the directories being walked, for loops
 }
@@ -122,14 +131,24 @@ func (b *builder) walk(real, shown, out string) error {
 			return contentErr(shown, "symlink loop through %q: %w", display(real), ErrUnsafeSymlink)
 		}
 	}
+	// The root is at depth 0.
+	if len(b.ancest) > b.lim.maxDepth {
+		return contentErr(shown, "directories nested deeper than %d levels: %w", b.lim.maxDepth, ErrTooManyFiles)
+	}
 	b.ancest = append(b.ancest, real)
 	defer func() { b.ancest = b.ancest[:len(b.ancest)-1] }()
 
-	ents, err := b.t.readDir(real)
+	ents, err := b.t.readDir(real, b.lim.maxEntries)
+	if errors.Is(err, errTooManyEntries) {
+		return contentErr(shown, "directory has more than %d entries: %w", b.lim.maxEntries, ErrTooManyFiles)
+	}
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", display(shown), err)
 	}
 	if out != "." {
+		if b.dirs++; b.dirs > b.lim.maxFiles {
+			return contentErr(shown, "more than %d directories: %w", b.lim.maxFiles, ErrTooManyFiles)
+		}
 		b.out.addDir(out)
 	}
 	for _, e := range ents {

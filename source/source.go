@@ -235,7 +235,8 @@ func (s *Source) Revision(ctx context.Context, rev string) (*Revision, error) {
 }
 
 func (s *Source) limits() limits {
-	return limits{maxFile: s.opts.MaxFileSize, maxTotal: s.opts.MaxTotalSize, maxFiles: s.opts.MaxFiles}
+	return limits{maxFile: s.opts.MaxFileSize, maxTotal: s.opts.MaxTotalSize, maxFiles: s.opts.MaxFiles,
+		maxDepth: s.opts.MaxDepth, maxEntries: s.opts.MaxDirEntries}
 }
 
 func (s *Source) warn(msg string, args ...any) { s.log.Warn(msg, args...) }

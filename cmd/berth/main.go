@@ -230,8 +230,9 @@ type cli struct {
 	safety          reconcile.Safety
 	timeout         time.Duration
 
-	preview previewFlags // plan
-	mqtt    mqttFlags    // agent: the fleet's status channel
+	maxReplicas int32Flag    // schema.Options.MaxReplicas
+	preview     previewFlags // plan
+	mqtt        mqttFlags    // agent: the fleet's status channel
 }
 
 func (c *cli) commonFlags(fs *flag.FlagSet) {
@@ -252,6 +253,7 @@ func (c *cli) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	c.secretFlags(fs)
+	fs.Var(&c.maxReplicas, "max-replicas", "the most pods one workload may ask for (replicas, a Job's parallelism); more is refused at vet (default 1000)")
 }
 
 func (c *cli) newLogger() (hclog.Logger, error) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,7 +52,7 @@ var loaderCache = schema.NewCache()
 // name and labels feed CUE tags and @if), strict mode, the process's cache,
 // and the CUE sandbox when berth runs as its own binary.
 func (c *cli) schemaOptions() schema.Options {
-	opts := schema.Options{Node: c.node(), Strict: c.strict, Cache: loaderCache, Decrypt: c.decrypt}
+	opts := schema.Options{Node: c.node(), Strict: c.strict, Cache: loaderCache, Decrypt: c.decrypt, MaxReplicas: int32(c.maxReplicas)}
 	if sb := cueSandbox(); sandboxed && sb != nil {
 		opts.Sandbox = sb
 	}
@@ -77,6 +78,20 @@ func sandboxBounds() (time.Duration, int64) {
 	d, _ := time.ParseDuration(os.Getenv("BERTH_CUE_TIMEOUT"))
 	mib, _ := strconv.ParseInt(os.Getenv("BERTH_CUE_MEMORY"), 10, 64)
 	return max(d, 0), max(mib, 0) << 20
+}
+
+// int32Flag is a positive int32 flag; zero means the default.
+type int32Flag int32
+
+func (f *int32Flag) String() string { return strconv.Itoa(int(*f)) }
+
+func (f *int32Flag) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("want a whole number from 1 to %d", math.MaxInt32)
+	}
+	*f = int32Flag(n)
+	return nil
 }
 
 func vetFlags(fs *flag.FlagSet, c *cli) {
@@ -132,6 +147,27 @@ func parseLabelsFile(data []byte) (map[string]string, error) {
 	return labels, sc.Err()
 }
 
+// loadContext is schema.Load that returns when ctx ends (SIGTERM, Ctrl-C)
+// without waiting for a long validation: the load goes on in the
+// background, and the process, exiting, ends it and its CUE child.
+func loadContext(ctx context.Context, fsys fs.FS, opts schema.Options) (*schema.Result, error) {
+	type result struct {
+		res *schema.Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := schema.Load(fsys, opts)
+		done <- result{res, err}
+	}()
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 func runVet(ctx context.Context, c *cli, args []string) error {
 	switch c.output {
 	case "text", "json", "github":
@@ -155,7 +191,10 @@ func runVet(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	opts := c.schemaOptions()
-	res, err := schema.Load(rev.Files, opts)
+	res, err := loadContext(ctx, rev.Files, opts)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	var lerr *schema.Error
 	var diags []schema.Diagnostic
 	var skipped []reconcile.NotForNode

@@ -2,14 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
+
+	"berth.dev/berth/schema"
 )
 
 // writeRepo writes files into a new directory and returns it.
@@ -199,5 +206,38 @@ func TestVetSandboxBinary(t *testing.T) {
 	want := "./bad/bad.cue: CUE evaluation of this package used more than 192 MiB of memory\n"
 	if out.String() != want {
 		t.Errorf("stdout %q, want %q", out.String(), want)
+	}
+}
+
+// blockingFS blocks every Open until release is closed.
+type blockingFS struct {
+	fstest.MapFS
+	opened  chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blockingFS) Open(name string) (fs.File, error) {
+	b.once.Do(func() { close(b.opened) })
+	<-b.release
+	return b.MapFS.Open(name)
+}
+
+// TestVetLoadStopsOnSignal checks that a load still running when the
+// command's context ends (SIGTERM) gives way at once instead of being
+// waited for.
+func TestVetLoadStopsOnSignal(t *testing.T) {
+	fsys := &blockingFS{MapFS: fstest.MapFS{"a.yaml": {Data: []byte("a: 1\n")}}, opened: make(chan struct{}), release: make(chan struct{})}
+	defer close(fsys.release)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := loadContext(ctx, fsys, schema.Options{})
+		done <- err
+	}()
+	<-fsys.opened // the load is under way
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
