@@ -151,6 +151,7 @@ func TestFleetGolden(t *testing.T) {
 		{"fleet-cue", [][]string{{"lab-1"}, {"paris-1", "paris-2"}, {"berlin-1", "berlin-2"}, {"berlin-3"}}, 1, 7},
 		{"fleet-waves", [][]string{{"shop-01", "shop-02", "shop-03", "shop-04", "shop-05", "shop-06", "shop-07", "shop-08", "shop-09", "shop-10"}}, 2, 2},
 		{"fleet-waves-invalid", [][]string{{"shop-01"}}, 1, 2},
+		{"fleet-waves-cue", [][]string{{"shop-01", "shop-02", "shop-03", "shop-04", "shop-05", "shop-06", "shop-07", "shop-08", "shop-09", "shop-10"}}, 2, 2},
 		{"fleet-waves-halted", [][]string{{"shop-01", "shop-02", "shop-03", "shop-04", "shop-05", "shop-06", "shop-07", "shop-08", "shop-09", "shop-10"}}, 2, 2},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,9 @@
 // Package rollout reads a fleet's rollout policy from a revision and
 // decides, for one device, whether the revision may be applied now.
 //
-// The policy is the file berth-rollout.yaml (or .yml, .json) at the root
-// of the definitions. It declares ordered waves; a device belongs to the
+// The policy is the file berth-rollout.yaml (or .yml, .json, or .cue for
+// the same structure in CUE, evaluated on its own) at the root of the
+// definitions. It declares ordered waves; a device belongs to the
 // first wave whose selector matches its labels and whose percent covers
 // its bucket, a stable hash of its node name, so the same devices are
 // always first. A revision without the file rolls out at once, as before.

@@ -23,9 +23,9 @@ import (
 )
 
 // FileNames are the names the policy file may have at the root of the
-// definitions, in the order they are looked for. The loader of manifests
-// skips them.
-var FileNames = []string{"berth-rollout.yaml", "berth-rollout.yml", "berth-rollout.json"}
+// definitions; a revision holds at most one of them. The loader of
+// manifests skips them.
+var FileNames = []string{"berth-rollout.yaml", "berth-rollout.yml", "berth-rollout.json", "berth-rollout.cue"}
 
 // Limits on a policy file.
 const (
@@ -168,44 +168,62 @@ func (e *Error) Error() string {
 // Load reads the policy at the root of fsys. It returns nil and no error
 // when there is none, and an *Error when the policy is invalid.
 func Load(fsys fs.FS) (*Policy, error) {
+	var found []string
 	for _, name := range FileNames {
-		f, err := fsys.Open(name)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+		if _, err := fs.Stat(fsys, name); !errors.Is(err, fs.ErrNotExist) {
+			found = append(found, name)
 		}
-		file := "./" + name
-		if err != nil {
-			return nil, &Error{[]Problem{{Pos: reconcile.Position{File: file}, Message: fmt.Sprintf("cannot read: %v", err)}}}
-		}
-		data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-		f.Close()
-		switch {
-		case err != nil:
-			return nil, &Error{[]Problem{{Pos: reconcile.Position{File: file}, Message: fmt.Sprintf("cannot read: %v", err)}}}
-		case len(data) > MaxFileSize:
-			return nil, &Error{[]Problem{{Pos: reconcile.Position{File: file}, Message: fmt.Sprintf("larger than %d KiB", MaxFileSize>>10)}}}
-		}
-		return Parse(file, data)
 	}
-	return nil, nil
+	if len(found) == 0 {
+		return nil, nil
+	}
+	file := "./" + found[0]
+	if len(found) > 1 {
+		return nil, &Error{[]Problem{{Pos: reconcile.Position{File: "./" + found[1], Line: 1, Column: 1},
+			Message: fmt.Sprintf("a second rollout policy: %s is one already; keep one", file)}}}
+	}
+	f, err := fsys.Open(found[0])
+	if err != nil {
+		return nil, &Error{[]Problem{{Pos: reconcile.Position{File: file}, Message: fmt.Sprintf("cannot read: %v", err)}}}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	f.Close()
+	switch {
+	case err != nil:
+		return nil, &Error{[]Problem{{Pos: reconcile.Position{File: file}, Message: fmt.Sprintf("cannot read: %v", err)}}}
+	case len(data) > MaxFileSize:
+		return nil, &Error{[]Problem{{Pos: reconcile.Position{File: file}, Message: fmt.Sprintf("larger than %d KiB", MaxFileSize>>10)}}}
+	}
+	return Parse(file, data)
 }
 
-// Parse parses and validates the policy file named file (for positions).
+// Parse parses and validates the policy file named file (for positions):
+// YAML or JSON, or CUE when file ends in .cue.
 func Parse(file string, data []byte) (*Policy, error) {
 	p := &parser{file: file}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &Error{[]Problem{{Pos: reconcile.Position{File: file, Line: 1, Column: 1}, Message: "empty: want a mapping with waves"}}}
+	var root *yaml.Node
+	if strings.HasSuffix(file, ".cue") {
+		n, problems := parseCUE(file, data)
+		if problems != nil {
+			return nil, &Error{problems}
 		}
-		return nil, &Error{[]Problem{yamlProblem(file, err)}}
+		root = n
+	} else {
+		var doc yaml.Node
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, &Error{[]Problem{{Pos: reconcile.Position{File: file, Line: 1, Column: 1}, Message: "empty: want a mapping with waves"}}}
+			}
+			return nil, &Error{[]Problem{yamlProblem(file, err)}}
+		}
+		var extra yaml.Node
+		if err := dec.Decode(&extra); err == nil {
+			p.errorf(&extra, "", "one YAML document expected, found another")
+		}
+		root = doc.Content[0]
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		p.errorf(&extra, "", "one YAML document expected, found another")
-	}
-	pol := p.policy(doc.Content[0])
+	pol := p.policy(root)
 	if len(p.problems) > 0 {
 		return nil, &Error{p.problems}
 	}

@@ -83,20 +83,27 @@ func TestParseErrors(t *testing.T) {
 			[]string{`./berth-rollout.yaml:2:7: halt: must be true or false, got "yes please"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("./berth-rollout.yaml", []byte(tc.src))
-			var perr *Error
-			if !errors.As(err, &perr) {
-				t.Fatalf("got %v, want *Error", err)
-			}
-			if len(perr.Problems) != len(tc.want) {
-				t.Fatalf("got %d problems:\n%s\nwant %d", len(perr.Problems), err, len(tc.want))
-			}
-			for i, p := range perr.Problems {
-				if !strings.HasPrefix(p.String(), tc.want[i]) {
-					t.Errorf("problem %d:\n got %s\nwant %s…", i, p, tc.want[i])
-				}
-			}
+			checkProblems(t, "./berth-rollout.yaml", tc.src, tc.want)
 		})
+	}
+}
+
+// checkProblems parses src as file and checks that its problems start
+// with want, in order.
+func checkProblems(t *testing.T, file, src string, want []string) {
+	t.Helper()
+	_, err := Parse(file, []byte(src))
+	var perr *Error
+	if !errors.As(err, &perr) {
+		t.Fatalf("got %v, want *Error", err)
+	}
+	if len(perr.Problems) != len(want) {
+		t.Fatalf("got %d problems:\n%s\nwant %d", len(perr.Problems), err, len(want))
+	}
+	for i, p := range perr.Problems {
+		if !strings.HasPrefix(p.String(), want[i]) {
+			t.Errorf("problem %d:\n got %s\nwant %s…", i, p, want[i])
+		}
 	}
 }
 
