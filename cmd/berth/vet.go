@@ -186,30 +186,38 @@ func runVet(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	rev, _, err := src.Fetch(ctx)
-	if err != nil {
-		return err
-	}
 	opts := c.schemaOptions()
-	res, err := loadContext(ctx, rev.Files, opts)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	var lerr *schema.Error
 	var diags []schema.Diagnostic
 	var skipped []reconcile.NotForNode
 	objects := 0
+	rev, _, err := src.Fetch(ctx)
+	var cerr *source.ContentError
 	switch {
-	case errors.As(err, &lerr):
-		diags = lerr.Diagnostics
+	case errors.As(err, &cerr):
+		// A bound of the repository (size, files, depth, a symbolic
+		// link): a problem of the revision like any other, reported in
+		// every output format.
+		diags = []schema.Diagnostic{{Pos: reconcile.Position{File: cerr.Path}, Message: cerr.Err.Error()}}
 	case err != nil:
 		return err
 	default:
-		diags = res.Warnings
-		objects = len(res.Objects)
-		skipped = reconcile.NotForNodes(res.Objects, opts.Node)
+		res, err := loadContext(ctx, rev.Files, opts)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var lerr *schema.Error
+		switch {
+		case errors.As(err, &lerr):
+			diags = lerr.Diagnostics
+		case err != nil:
+			return err
+		default:
+			diags = res.Warnings
+			objects = len(res.Objects)
+			skipped = reconcile.NotForNodes(res.Objects, opts.Node)
+		}
+		diags = append(diags, rolloutDiagnostics(rev.Files)...)
 	}
-	diags = append(diags, rolloutDiagnostics(rev.Files)...)
 	errs, warns := 0, 0
 	for _, d := range diags {
 		if d.Severity == schema.SeverityError {

@@ -134,6 +134,23 @@ func TestVetOutputs(t *testing.T) {
 			t.Errorf("with --strict: exit %d, stdout %q", code, out)
 		}
 	})
+	t.Run("bounds of the repository", func(t *testing.T) {
+		big := writeRepo(t, map[string]string{"big.yaml": strings.Repeat("#", 1<<20+1)})
+		code, out, _ := vet(t, "-o", "json", big)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1", code)
+		}
+		var rep vetReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("%v in %s", err, out)
+		}
+		want := vetReport{Valid: false, Diagnostics: []vetDiagnostic{
+			{File: "./big.yaml", Severity: "error", Message: "1048577 bytes exceeds the limit of 1 MiB: file too large"},
+		}}
+		if d := cmp.Diff(want, rep); d != "" {
+			t.Errorf("(-want +got):\n%s", d)
+		}
+	})
 	t.Run("bad output", func(t *testing.T) {
 		if code, _, errOut := vet(t, "-o", "xml", dir); code != 1 || !strings.Contains(errOut, "want text, json or github") {
 			t.Errorf("exit %d, stderr %q", code, errOut)
