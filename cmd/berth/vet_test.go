@@ -92,14 +92,7 @@ func TestVetOutputs(t *testing.T) {
 		"apps/svc.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n",
 	})
 	t.Run("json", func(t *testing.T) {
-		code, out, _ := vet(t, "-o", "json", dir)
-		if code != 1 {
-			t.Fatalf("exit %d, want 1", code)
-		}
-		var rep vetReport
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatalf("%v in %s", err, out)
-		}
+		rep := vetFailedJSON(t, dir)
 		want := vetReport{Valid: false, Diagnostics: []vetDiagnostic{
 			{File: "./apps/svc.yaml", Line: 2, Column: 7, Object: "Service/default/web", Path: "kind", Severity: "warning",
 				Message: "Service is not run by berth and is skipped: pods reach each other by pod address, or from outside by hostPort"},
@@ -136,14 +129,7 @@ func TestVetOutputs(t *testing.T) {
 	})
 	t.Run("bounds of the repository", func(t *testing.T) {
 		big := writeRepo(t, map[string]string{"big.yaml": strings.Repeat("#", 1<<20+1)})
-		code, out, _ := vet(t, "-o", "json", big)
-		if code != 1 {
-			t.Fatalf("exit %d, want 1", code)
-		}
-		var rep vetReport
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatalf("%v in %s", err, out)
-		}
+		rep := vetFailedJSON(t, big)
 		want := vetReport{Valid: false, Diagnostics: []vetDiagnostic{
 			{File: "./big.yaml", Severity: "error", Message: "1048577 bytes exceeds the limit of 1 MiB: file too large"},
 		}}
@@ -257,4 +243,19 @@ func TestVetLoadStopsOnSignal(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
+}
+
+// vetFailedJSON runs vet -o json on dir, which must fail, and returns its
+// report.
+func vetFailedJSON(t *testing.T, dir string) vetReport {
+	t.Helper()
+	code, out, _ := vet(t, "-o", "json", dir)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	var rep vetReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v in %s", err, out)
+	}
+	return rep
 }
