@@ -34,7 +34,7 @@ func Watch(ctx context.Context, dir string, debounce time.Duration, ring func(),
 		return err
 	}
 	defer w.Close()
-	if appeared, err := waitFor(ctx, w, dir, log); err != nil || ctx.Err() != nil {
+	if appeared, err := waitFor(ctx, dir, log); err != nil || ctx.Err() != nil {
 		return err
 	} else if appeared {
 		ring()
@@ -116,8 +116,17 @@ func Watch(ctx context.Context, dir string, debounce time.Duration, ring func(),
 // waitFor returns once dir exists, watching the nearest of its parents
 // that does, and reports whether it had to wait: a repository directory
 // missing when the agent starts (a disk mounted later, a checkout not yet
-// made) rings as soon as it appears.
-func waitFor(ctx context.Context, w *fsnotify.Watcher, dir string, log hclog.Logger) (bool, error) {
+// made) rings as soon as it appears. Its watcher is its own, so the
+// parents' events do not reach the watch of dir.
+func waitFor(ctx context.Context, dir string, log hclog.Logger) (bool, error) {
+	if _, err := os.Stat(dir); err == nil {
+		return false, nil
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return false, err
+	}
+	defer w.Close()
 	waited := false
 	for {
 		if _, err := os.Stat(dir); err == nil {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	apievents "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
@@ -343,12 +344,18 @@ func (h *host) mutations() func() []string {
 	ch, errs := cl.EventService().Subscribe(ctx, fmt.Sprintf(`namespace==%q`, h.ns))
 	var mu sync.Mutex
 	var seen []string
+	const marker = "/berth-test/subscribed"
+	live := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case ev := <-ch:
 				if ev == nil {
 					return
+				}
+				if ev.Topic == marker {
+					close(live)
+					continue
 				}
 				mu.Lock()
 				seen = append(seen, ev.Topic)
@@ -358,7 +365,15 @@ func (h *host) mutations() func() []string {
 			}
 		}
 	}()
-	time.Sleep(100 * time.Millisecond) // the subscription is live
+	// The subscription is live once it delivers an event of our own.
+	if err := cl.EventService().Publish(ctx, marker, &apievents.ContainerDelete{ID: "marker"}); err != nil {
+		h.t.Fatal(err)
+	}
+	select {
+	case <-live:
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("the event subscription delivered nothing")
+	}
 	return func() []string {
 		mu.Lock()
 		defer mu.Unlock()

@@ -325,7 +325,13 @@ func TestCompletedJobStaysCompleted(t *testing.T) {
 	m2, _ := h.manager(h.runtime(), manager.Options{})
 	sync(t, m2, "r2", job)
 	waitFor(t, "job complete for the new manager", 10*time.Second, complete(m2))
-	time.Sleep(time.Second)
+	// The barrier: once the new manager has converged, a run it wanted
+	// would have happened.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m2.WaitConverged(ctx); err != nil {
+		t.Fatalf("the new manager did not converge: %v", err)
+	}
 	b, err := os.ReadFile(count)
 	if err != nil {
 		t.Fatal(err)

@@ -40,3 +40,29 @@ func (m *Manager) StopStepped() {
 		w.stopProbes()
 	}
 }
+
+// Quiet reports whether nothing waits to run: no controller pass rung or
+// in progress, and no pod worker rung or syncing. A test that moved a
+// manual clock waits for a pass that began after the move, then for
+// quiet.
+func (m *Manager) Quiet() bool {
+	m.mu.Lock()
+	if m.passing || m.rings.Load() > 0 {
+		m.mu.Unlock()
+		return false
+	}
+	ws := make([]*podWorker, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	for _, w := range ws {
+		w.mu.Lock()
+		busy := w.syncing || w.rings.Load() > 0
+		w.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return m.rings.Load() == 0
+}

@@ -117,12 +117,14 @@ type Manager struct {
 	store *RecordStore
 
 	bell          chan struct{}
+	rings         atomic.Int64  // rings of bell not yet taken (tests wait for quiet)
 	interruptions atomic.Uint64 // see Interruptions
 	// starts holds one token per sandbox or container being created
 	// (Options.MaxParallelStarts).
 	starts chan struct{}
 
 	mu        sync.Mutex
+	passing   bool // a controller pass is in progress (tests wait for quiet)
 	synced    bool
 	revision  string
 	objects   []reconcile.Object
@@ -315,9 +317,11 @@ func (m *Manager) expandOptions(recs *reconcile.Records) reconcile.ExpandOptions
 }
 
 func (m *Manager) ringController() {
+	m.rings.Add(1) // before the bell: the ring is counted until taken
 	select {
 	case m.bell <- struct{}{}:
 	default:
+		m.rings.Add(-1)
 	}
 }
 
@@ -340,9 +344,17 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.watchExits(ctx, ew)
 		}()
 	}
+	rung := false // woken by a ring, counted in rings until now
 	for {
+		m.mu.Lock()
+		m.passing = true
+		m.mu.Unlock()
+		if rung {
+			m.rings.Add(-1)
+		}
 		next := m.pass(ctx)
 		m.mu.Lock()
+		m.passing = false
 		close(m.passed)
 		m.passed = make(chan struct{})
 		m.mu.Unlock()
@@ -351,10 +363,12 @@ func (m *Manager) Run(ctx context.Context) error {
 			timer = m.clock.After(next.Sub(m.clock.Now()))
 		}
 		resync := m.clock.After(m.opts.ResyncInterval)
+		rung = false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-m.bell:
+			rung = true
 		case <-timer:
 		case <-resync:
 			// The next pass lists the pods once and rings every worker.

@@ -176,11 +176,12 @@ func TestStalePodRecordsAreSwept(t *testing.T) {
 // slow pod cancels the pull in flight and starts at once.
 func TestSlowPullDelaysNoOtherPod(t *testing.T) {
 	rt := fake.New(fx.Img, "example.local/slow:1")
-	cancelled := make(chan struct{})
+	pulling, cancelled := make(chan struct{}), make(chan struct{})
 	rt.Pull = func(ctx context.Context, image string) error {
 		if image != "example.local/slow:1" {
 			return nil
 		}
+		close(pulling)
 		<-ctx.Done()
 		close(cancelled)
 		return ctx.Err()
@@ -192,6 +193,11 @@ func TestSlowPullDelaysNoOtherPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "quick running while slow pulls", func() bool { return cmp.Equal(runningPods(rt), []string{"quick"}) })
+	select {
+	case <-pulling: // the pull is in flight
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow pod's pull never began")
+	}
 	if err := m.Sync(context.Background(), "r2", []reconcile.Object{fx.PodObj("slow", "2d"), fx.PodObj("quick", "1d")}); err != nil {
 		t.Fatal(err)
 	}

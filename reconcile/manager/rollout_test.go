@@ -59,10 +59,44 @@ func (f *fakeTime) sync(rev string, objs ...reconcile.Object) {
 	}
 }
 
+// advance moves the clock by d and waits until the manager has acted on
+// it: controller passes that began after the move, each followed by the
+// pod workers it rang, until one leaves nothing rung.
 func (f *fakeTime) advance(d time.Duration) {
-	time.Sleep(3 * time.Millisecond)
+	f.t.Helper()
 	f.clock.Advance(d)
-	time.Sleep(3 * time.Millisecond)
+	f.settle()
+}
+
+// nobody is a pod no worker has: notifying it rings the controller.
+var nobody = reconcile.PodID{Namespace: "-", Name: "-"}
+
+// settle waits for a controller pass that began after the call, and for
+// every pass and sync that follows from it.
+func (f *fakeTime) settle() {
+	f.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for i := 0; ; i++ {
+		passed := f.m.Passed()
+		f.m.Notify(nobody)
+		select {
+		case <-passed:
+		case <-deadline:
+			f.t.Fatal("the manager made no pass within 20s")
+		}
+		// The first pass waited for may have begun before the call.
+		if i == 0 {
+			continue
+		}
+		for !f.m.Quiet() {
+			select {
+			case <-deadline:
+				f.t.Fatal("the manager did not settle within 20s")
+			case <-time.After(100 * time.Microsecond): // poll the condition
+			}
+		}
+		return
+	}
 }
 
 func (f *fakeTime) workload(key string) reconcile.WorkloadStatus {

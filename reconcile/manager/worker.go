@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,6 +34,10 @@ type podWorker struct {
 	hasState bool
 	seenPod  *reconcile.ObservedPod // the manager's last observation of the pod
 	seenAt   time.Time              // when it was listed; zero: none
+	// syncing and rings (rings not yet taken) say whether the worker is
+	// busy, for tests that wait for the manager to be quiet.
+	syncing bool
+	rings   atomic.Int64
 
 	// Owned by the worker goroutine.
 	rec        *reconcile.PodRecord
@@ -47,9 +52,11 @@ type podWorker struct {
 }
 
 func (w *podWorker) ring() {
+	w.rings.Add(1) // before the bell: the ring is counted until taken
 	select {
 	case w.bell <- struct{}{}:
 	default:
+		w.rings.Add(-1)
 	}
 }
 
@@ -93,17 +100,22 @@ func (w *podWorker) run(ctx context.Context) {
 	defer w.stopProbes()
 	var timer <-chan time.Time
 	for {
+		rung := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.bell:
+			rung = true
 		case <-timer:
 		}
 		w.mu.Lock()
 		d, retain := w.desired, w.retain
 		pctx, cancel := context.WithCancel(ctx)
-		w.cancel, w.inflight = cancel, specKey(d, retain)
+		w.cancel, w.inflight, w.syncing = cancel, specKey(d, retain), true
 		w.mu.Unlock()
+		if rung {
+			w.rings.Add(-1)
+		}
 
 		began := time.Now()
 		key := specKey(d, retain)
@@ -136,6 +148,9 @@ func (w *podWorker) run(ctx context.Context) {
 		if !next.IsZero() {
 			timer = w.m.clock.After(next.Sub(w.m.clock.Now()))
 		}
+		w.mu.Lock()
+		w.syncing = false
+		w.mu.Unlock()
 	}
 }
 
