@@ -80,6 +80,7 @@ const maxStack = 64 << 20
 // evaluates them in order and writes one result per job to w. It returns
 // the process exit code.
 func ServeSandbox(r io.Reader, w io.Writer) int {
+	watchParent()
 	debug.SetMaxStack(maxStack)
 	// Collect harder as the heap nears softMemory (or half the bound, if
 	// that is less): packages evaluated in parallel then stay small. The
@@ -147,6 +148,26 @@ func serveBatch(jobs []*cueJob, workers int, enc *gob.Encoder, bw *bufio.Writer)
 		}
 	}
 	return true
+}
+
+// parentEnv tells the child its parent's process ID: the child exits
+// when its parent is gone (killed, or done waiting after SIGTERM), even in
+// the middle of an evaluation that would not end.
+const parentEnv = "BERTH_SANDBOX_PARENT"
+
+// watchParent ends this process once its parent, the process whose ID
+// parentEnv holds, is no longer its parent.
+func watchParent() {
+	parent, err := strconv.Atoi(os.Getenv(parentEnv))
+	if err != nil {
+		return
+	}
+	go func() {
+		for ; os.Getppid() == parent; time.Sleep(200 * time.Millisecond) {
+		}
+		fmt.Fprintln(os.Stderr, "sandbox: the parent process is gone")
+		os.Exit(2)
+	}()
 }
 
 // memoryEnv tells the child the memory bound.
@@ -222,7 +243,7 @@ func (s *Sandbox) start(serial bool) (*sandboxChild, error) {
 	}
 	cmd := exec.Command(s.Command[0], s.Command[1:]...)
 	cmd.Env = append(os.Environ(), s.Env...)
-	cmd.Env = append(cmd.Env, memoryEnv+"="+strconv.FormatInt(s.memoryLimit(), 10))
+	cmd.Env = append(cmd.Env, memoryEnv+"="+strconv.FormatInt(s.memoryLimit(), 10), parentEnv+"="+strconv.Itoa(os.Getpid()))
 	if serial {
 		cmd.Env = append(cmd.Env, serialEnv+"=1")
 	}

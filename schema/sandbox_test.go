@@ -1,8 +1,11 @@
 package schema
 
 import (
+	"bufio"
+	"encoding/gob"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -228,5 +231,64 @@ func TestSandboxKeepsChild(t *testing.T) {
 	}
 	if res.Objects[0].Metadata.Name != "web3" {
 		t.Errorf("got %s", res.Objects[0].Key())
+	}
+}
+
+// TestSandboxChildEndsWithParent checks that a child whose parent is gone
+// (berth killed, or exiting at once on SIGTERM) ends itself, even with an
+// evaluation under way that would run far longer, instead of running on as
+// an orphan.
+func TestSandboxChildEndsWithParent(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, feed, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	// The shell is the parent: it starts the child on fd 3 and ends when
+	// its own input closes.
+	sh := exec.Command("/bin/sh", "-c", `BERTH_SANDBOX_PARENT=$$ "$0" <&3 3<&- & echo $!; read x; true`, exe)
+	sh.Env = append(os.Environ(), sandboxEnv+"=1")
+	sh.ExtraFiles = []*os.File{jobs}
+	hold, err := sh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sh.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	jobs.Close()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(line)
+	endless := []*cueJob{{Dir: "bad", Files: map[string][]byte{"bad/bad.cue": []byte(
+		"package bad\n\nimport \"list\"\n\nx: len([for i in list.Range(0, 2000000000, 1) if i < 0 {i}])\n")}}}
+	if err := gob.NewEncoder(feed).Encode(&endless); err != nil {
+		t.Fatal(err)
+	}
+	hold.Close() // the parent ends
+	if err := sh.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the child to be gone (or a zombie nobody reaps).
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = exec.Command("kill", "-9", pid).Run()
+			t.Fatal("the child still runs 30 s after its parent ended")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
