@@ -20,8 +20,11 @@ import (
 // out of the document and checked here, in linear time, by the same rules.
 const inlineKeys = 256
 
-// configKey is #ConfigKey of the schema.
-var configKey = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+// configKey and dotKey are #ConfigKey of the schema.
+var (
+	configKey = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	dotKey    = regexp.MustCompile(`^(\.|\.\..*)$`)
+)
 
 // bigMap is a data map taken out of a document.
 type bigMap struct {
@@ -114,6 +117,9 @@ func addBigMaps(x *validator, obj *reconcile.Object, maps []bigMap) {
 			switch {
 			case !configKey.MatchString(k):
 				x.report(m.pos[i], path, "invalid key: "+patternRules[`=~^[-._a-zA-Z0-9]+$`])
+				continue
+			case dotKey.MatchString(k):
+				x.report(m.pos[i], path, "invalid key: "+patternRules[`!~^(\.|\.\..*)$`])
 				continue
 			case utf8.RuneCountInString(k) > 253:
 				x.report(m.pos[i], path, "invalid key: must be at most 253 characters long")

@@ -217,6 +217,18 @@ func TestLoadProblems(t *testing.T) {
 			"./s.yaml:4:18: StatefulSet/default/w: spec.replicas: 11 pods is more than the limit of 10 per workload (--max-replicas raises it)",
 		},
 	}, {
+		name: "keys that name no file, an env value with NUL",
+		fsys: fstest.MapFS{
+			"cm.yaml": {Data: []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  \".\": x\n  \"..\": y\n  ..a: z\n  .ok: w\n  a..b: v\n")},
+			"p.yaml":  {Data: []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: busybox, env: [{name: A, value: \"a\\0b\"}, {name: B, value: ok}]}]}\n")},
+		},
+		want: []string{
+			`./cm.yaml:5:3: ConfigMap/default/x: data.".": invalid key: must not be '.' or start with '..' (it names a file of a volume)`,
+			`./cm.yaml:6:3: ConfigMap/default/x: data."..": invalid key: must not be '.' or start with '..' (it names a file of a volume)`,
+			`./cm.yaml:7:3: ConfigMap/default/x: data."..a": invalid key: must not be '.' or start with '..' (it names a file of a volume)`,
+			"./p.yaml:4:70: Pod/default/p: spec.containers.0.env.0.value: must not contain a NUL byte",
+		},
+	}, {
 		name: "symlink out of the repository",
 		fsys: fstest.MapFS{
 			"apps/up.yaml":  {Data: []byte("../../etc/pod.yaml"), Mode: os.ModeSymlink},
@@ -505,11 +517,12 @@ func TestLargeDataMaps(t *testing.T) {
 			}
 		}
 	}
-	bad := strings.Replace(cm.String(), "  k7: v7\n", "  \"k 7\": v7\n", 1)
+	bad := strings.Replace(strings.Replace(cm.String(), "  k7: v7\n", "  \"k 7\": v7\n", 1), "  k8: v8\n", "  \"..\": v8\n", 1)
 	badSec := strings.Replace(sec.String(), "  k9: dg==\n", "  k9: \"not base64!\"\n", 1)
 	_, err = Load(fstest.MapFS{"cm.yaml": {Data: []byte(bad)}, "s.yaml": {Data: []byte(badSec)}}, Options{})
 	want := []string{
 		`./cm.yaml:12:3: ConfigMap/default/big: data."k 7": invalid key: must be a configuration key: alphanumerics, '-', '_' or '.'`,
+		`./cm.yaml:13:3: ConfigMap/default/big: data."..": invalid key: must not be '.' or start with '..' (it names a file of a volume)`,
 		"./s.yaml:15:3: Secret/default/big: data.k9: must be base64 (use stringData for plain text)",
 	}
 	if d := cmp.Diff(want, diagnostics(t, err)); d != "" {

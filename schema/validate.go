@@ -578,6 +578,8 @@ var patternRules = map[string]string{
 	`=~^[a-z0-9](-?[a-z0-9])*$`: "must be an IANA service name: lower-case alphanumerics or '-', " +
 		"starting and ending with an alphanumeric, without \"--\"",
 	`=~^[-._a-zA-Z0-9]+$`: "must be a configuration key: alphanumerics, '-', '_' or '.'",
+	`!~^(\.|\.\..*)$`:     "must not be '.' or start with '..' (it names a file of a volume)",
+	`!~\x00`:              "must not contain a NUL byte",
 	`=~^[0-9]+%$`:         "must be a number or a percentage such as 25%",
 	`=~^metadata\.(labels|annotations)\['[^']+'\]$`: "must be a pod field such as metadata.name, " +
 		"metadata.labels['key'], spec.nodeName or status.podIP",
