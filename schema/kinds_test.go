@@ -175,3 +175,17 @@ func TestParentPackageFiles(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", d)
 	}
 }
+
+// TestNoModuleDownload checks that a CUE module dependency is never
+// fetched: its import is an error that says why, at the import.
+func TestNoModuleDownload(t *testing.T) {
+	fsys := fstest.MapFS{
+		"cue.mod/module.cue": {Data: []byte("module: \"example.com/x@v0\"\nlanguage: version: \"v0.12.0\"\ndeps: \"example.org/lib@v0\": v: \"v0.1.0\"\n")},
+		"a/a.cue":            {Data: []byte("package a\n\nimport \"example.org/lib\"\n\nx: lib.y\n")},
+	}
+	_, err := Load(fsys, Options{})
+	want := []string{`./a/a.cue:3:8: import failed: cannot find package "example.org/lib": cannot fetch example.org/lib@v0.1.0: berth does not download CUE modules: keep the packages in the repository (cue.mod/pkg, cue.mod/usr or the module itself)`}
+	if d := cmp.Diff(want, diagnostics(t, err)); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+}
