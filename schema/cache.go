@@ -186,7 +186,7 @@ func (l *loader) newKeyHash(kind string) hash.Hash {
 	h.Write(schemaKey())
 	writeField(h, kind)
 	writeField(h, strconv.FormatBool(l.opts.Strict))
-	writeField(h, strconv.FormatInt(l.opts.MaxFileSize, 10)+"/"+strconv.Itoa(l.opts.MaxDocuments)+"/"+strconv.Itoa(int(l.opts.MaxReplicas)))
+	writeField(h, strconv.FormatInt(l.opts.MaxFileSize, 10)+"/"+strconv.Itoa(l.opts.MaxDocuments)+"/"+strconv.Itoa(int(l.opts.MaxReplicas))+"/"+strconv.Itoa(l.opts.MaxPods))
 	return h
 }
 

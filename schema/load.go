@@ -33,6 +33,9 @@ const (
 	// DefaultMaxReplicas is the most pods one workload may ask for
 	// (replicas, or a Job's parallelism).
 	DefaultMaxReplicas = 1000
+	// DefaultMaxPods is the most pods a revision may run on the node at
+	// once, all workloads together.
+	DefaultMaxPods = 5000
 )
 
 // maxDepth bounds how deep Load looks for objects in a CUE package.
@@ -50,6 +53,10 @@ type Options struct {
 	// Job's parallelism); more is an error at the field. Zero means
 	// DefaultMaxReplicas.
 	MaxReplicas int32
+	// MaxPods is the most pods the revision may run on the node at once,
+	// all workloads together; more is an error at the workload that
+	// crosses it. Zero means DefaultMaxPods.
+	MaxPods int
 	// Strict makes objects of kinds berth does not run (Service,
 	// PersistentVolumeClaim, …) errors instead of warnings.
 	Strict bool
@@ -74,7 +81,7 @@ type Options struct {
 
 // Validate checks o and fills in defaults.
 func (o *Options) Validate() error {
-	if o.MaxFileSize < 0 || o.MaxDocuments < 0 || o.MaxReplicas < 0 {
+	if o.MaxFileSize < 0 || o.MaxDocuments < 0 || o.MaxReplicas < 0 || o.MaxPods < 0 {
 		return errors.New("schema options: limits must not be negative")
 	}
 	if o.MaxFileSize == 0 {
@@ -85,6 +92,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxReplicas == 0 {
 		o.MaxReplicas = DefaultMaxReplicas
+	}
+	if o.MaxPods == 0 {
+		o.MaxPods = DefaultMaxPods
 	}
 	return nil
 }
@@ -145,7 +155,7 @@ func Load(fsys fs.FS, opts Options) (*Result, error) {
 		}
 	}
 
-	diags := sortDiagnostics(append(l.diags, checkRevision(l.loaded, opts.Node)...))
+	diags := sortDiagnostics(append(l.diags, checkRevision(l.loaded, opts.Node, opts.MaxPods)...))
 	var warnings []Diagnostic
 	failed := false
 	for _, d := range diags {

@@ -161,7 +161,7 @@ func newConfigKeys(objs []loaded) configKeys {
 // revision: references to ConfigMaps and Secrets (and their keys) that it
 // does not declare, unless optional, and host ports that two pods on node
 // would bind. It returns the problems.
-func checkRevision(objs []loaded, node reconcile.Node) []Diagnostic {
+func checkRevision(objs []loaded, node reconcile.Node, maxPods int) []Diagnostic {
 	var diags []Diagnostic
 	report := func(o *reconcile.Object, at place, msg string) {
 		diags = append(diags, Diagnostic{Pos: at.Pos, Object: o.Key(), Path: at.Path, Message: msg})
@@ -173,9 +173,15 @@ func checkRevision(objs []loaded, node reconcile.Node) []Diagnostic {
 		pods int
 	}
 	ports := map[string][]binder{}
+	total := 0
 	for i := range objs {
 		lo := &objs[i]
 		o := &lo.Obj
+		if lo.OK && runsPods(o) && len(reconcile.NotForNodes([]reconcile.Object{*o}, node)) == 0 {
+			if total += podsOnHost(o); total > maxPods && total-podsOnHost(o) <= maxPods {
+				report(o, place{Pos: o.Source}, fmt.Sprintf("with this %s the revision runs %d pods on this host, more than the limit of %d (--max-pods raises it)", o.Kind, total, maxPods))
+			}
+		}
 		for _, r := range lo.Facts.Refs {
 			keys, ok := ck[r.Kind+"/"+o.Metadata.Namespace+"/"+r.Name]
 			if r.Optional {
@@ -223,6 +229,12 @@ func checkRevision(objs []loaded, node reconcile.Node) []Diagnostic {
 func sameAddress(a, b string) bool {
 	unset := func(s string) bool { return s == "" || s == "0.0.0.0" || s == "::" }
 	return a == b || unset(a) || unset(b)
+}
+
+// runsPods reports whether o is a pod or a workload that makes pods.
+func runsPods(o *reconcile.Object) bool {
+	return o.Pod != nil || o.Deployment != nil || o.ReplicaSet != nil || o.StatefulSet != nil ||
+		o.DaemonSet != nil || o.Job != nil || o.CronJob != nil
 }
 
 // podsOnHost is how many pods of o run on the host at once.

@@ -217,6 +217,16 @@ func TestLoadProblems(t *testing.T) {
 			"./s.yaml:4:18: StatefulSet/default/w: spec.replicas: 11 pods is more than the limit of 10 per workload (--max-replicas raises it)",
 		},
 	}, {
+		name: "pods of the revision over the bound",
+		fsys: fstest.MapFS{
+			"a.yaml": {Data: []byte(workload("Deployment", "replicas: 3"))},
+			"b.yaml": pod("b"),
+			"c.yaml": {Data: []byte(strings.Replace(workload("StatefulSet", "replicas: 2"), "name: w", "name: s", 1))},
+			"d.yaml": pod("d"),
+		},
+		opts: Options{MaxPods: 5},
+		want: []string{"./c.yaml:1:1: StatefulSet/default/s: with this StatefulSet the revision runs 6 pods on this host, more than the limit of 5 (--max-pods raises it)"},
+	}, {
 		name: "keys that name no file, an env value with NUL",
 		fsys: fstest.MapFS{
 			"cm.yaml": {Data: []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  \".\": x\n  \"..\": y\n  ..a: z\n  .ok: w\n  a..b: v\n")},

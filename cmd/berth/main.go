@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/reconcile"
+	"berth.dev/berth/schema"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -231,6 +232,7 @@ type cli struct {
 	timeout         time.Duration
 
 	maxReplicas int32Flag    // schema.Options.MaxReplicas
+	maxPods     int          // schema.Options.MaxPods
 	preview     previewFlags // plan
 	mqtt        mqttFlags    // agent: the fleet's status channel
 }
@@ -254,6 +256,7 @@ func (c *cli) commonFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	c.secretFlags(fs)
 	fs.Var(&c.maxReplicas, "max-replicas", "the most pods one workload may ask for (replicas, a Job's parallelism); more is refused at vet (default 1000)")
+	fs.IntVar(&c.maxPods, "max-pods", schema.DefaultMaxPods, "the most pods a revision may run on this node at once; more is refused at vet")
 }
 
 func (c *cli) newLogger() (hclog.Logger, error) {

@@ -52,7 +52,8 @@ var loaderCache = schema.NewCache()
 // name and labels feed CUE tags and @if), strict mode, the process's cache,
 // and the CUE sandbox when berth runs as its own binary.
 func (c *cli) schemaOptions() schema.Options {
-	opts := schema.Options{Node: c.node(), Strict: c.strict, Cache: loaderCache, Decrypt: c.decrypt, MaxReplicas: int32(c.maxReplicas)}
+	opts := schema.Options{Node: c.node(), Strict: c.strict, Cache: loaderCache, Decrypt: c.decrypt,
+		MaxReplicas: int32(c.maxReplicas), MaxPods: max(c.maxPods, 0)}
 	if sb := cueSandbox(); sandboxed && sb != nil {
 		opts.Sandbox = sb
 	}
