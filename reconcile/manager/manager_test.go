@@ -1,8 +1,6 @@
 package manager_test
 
 import (
-	"berth.dev/berth/reconcile/manager"
-	fx "berth.dev/berth/reconcile/reconciletest"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"berth.dev/berth/reconcile/manager"
+	fx "berth.dev/berth/reconcile/reconciletest"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -481,4 +482,68 @@ func TestStartsAreBounded(t *testing.T) {
 	if _, most := rt.counts(); most != 2 {
 		t.Errorf("at most %d sandboxes were created at once, want 2 (MaxParallelStarts)", most)
 	}
+}
+
+// heldObserve holds a worker's look at a pod whose container runs, once,
+// until the test releases it: a controller pass can then see the pod
+// running before its worker has said so.
+type heldObserve struct {
+	*fake.Runtime
+	hold     string // the revision whose pod is held
+	held     chan struct{}
+	release  chan struct{}
+	holdOnce sync.Once
+}
+
+func (h *heldObserve) ObservePod(ctx context.Context, id reconcile.PodID) (*reconcile.ObservedPod, error) {
+	o, err := h.Runtime.ObservePod(ctx, id)
+	if err == nil && o != nil && o.Revision == h.hold {
+		for _, c := range o.Containers {
+			if c.State == reconcile.StateRunning {
+				h.holdOnce.Do(func() {
+					close(h.held)
+					<-h.release
+				})
+			}
+		}
+	}
+	return o, err
+}
+
+// A pass that sees a new pod running before its worker publishes it must
+// not swallow the worker's news: the rollout goes on at once, not at the
+// next resync.
+func TestRolloutGoesOnWhenAPassSawThePodFirst(t *testing.T) {
+	rt := &heldObserve{Runtime: fake.New(fx.Img), hold: "r2", held: make(chan struct{}), release: make(chan struct{})}
+	m := manager.New(rt, manager.Options{StateDir: t.TempDir(), Node: fx.Node, ResyncInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deploy := func(arg string) []reconcile.Object {
+		o := fx.Deployment("web", 1, arg)
+		one, zero := reconcile.FromInt(1), reconcile.FromInt(0)
+		o.Deployment.Strategy.RollingUpdate = &reconcile.RollingUpdateDeployment{MaxSurge: &one, MaxUnavailable: &zero}
+		return []reconcile.Object{o}
+	}
+	if err := m.Sync(ctx, "r1", deploy("1d")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first pod", func() bool { return len(runningPods(rt.Runtime)) == 1 })
+	v2 := deploy("2d")
+	if err := m.Sync(ctx, "r2", v2); err != nil {
+		t.Fatal(err)
+	}
+	<-rt.held
+	// A pass now lists the new pod running while its worker is held.
+	passed := m.Passed()
+	if err := m.Sync(ctx, "r2", v2); err != nil {
+		t.Fatal(err)
+	}
+	<-passed
+	close(rt.release)
+	eventually(t, "the old pod removed", func() bool {
+		pods, err := rt.List(ctx)
+		return err == nil && len(pods) == 1 && pods[0].Revision == "r2"
+	})
 }

@@ -32,6 +32,7 @@ type podWorker struct {
 	inflight string // hash of the spec being worked on
 	status   reconcile.PodStatus
 	hasState bool
+	primed   bool // status is prime's, not yet published by the worker
 	seenPod  *reconcile.ObservedPod // the manager's last observation of the pod
 	seenAt   time.Time              // when it was listed; zero: none
 	// syncing and rings (rings not yet taken) say whether the worker is
@@ -225,7 +226,7 @@ func (w *podWorker) prime(o *reconcile.ObservedPod, d *reconcile.DesiredPod) {
 	if st.Ready {
 		st.ReadySince = w.m.clock.Now()
 	}
-	w.status, w.hasState = st, true
+	w.status, w.hasState, w.primed = st, true, true
 }
 
 // current returns the latest observation of the pod: the manager's, when
@@ -762,13 +763,17 @@ func (w *podWorker) publish(obs *reconcile.ObservedPod, rec *reconcile.PodRecord
 	} else if st.Ready {
 		st.ReadySince = w.m.clock.Now()
 	}
-	w.status, w.hasState = st, has
+	// A primed status was made after the pass decided: the first status
+	// the worker publishes rings the controller even when it is the same,
+	// or a pass would never decide on it.
+	primed := w.primed
+	w.status, w.hasState, w.primed = st, has, false
 	w.mu.Unlock()
 	if rec != nil && rec == w.rec && (rec.Ready != st.Ready || w.recDirty) {
 		rec.Ready, w.recDirty = st.Ready, false
 		w.saveRecord()
 	}
-	if prev.Phase != st.Phase || prev.Ready != st.Ready || prev.Restarts() != st.Restarts() || prev.Hash != st.Hash {
+	if primed || prev.Phase != st.Phase || prev.Ready != st.Ready || prev.Restarts() != st.Restarts() || prev.Hash != st.Hash {
 		w.m.ringController()
 	}
 }
