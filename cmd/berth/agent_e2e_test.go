@@ -346,6 +346,7 @@ func (h *host) mutations() func() []string {
 	var seen []string
 	const marker = "/berth-test/subscribed"
 	live := make(chan struct{})
+	var liveOnce sync.Once
 	go func() {
 		for {
 			select {
@@ -354,7 +355,7 @@ func (h *host) mutations() func() []string {
 					return
 				}
 				if ev.Topic == marker {
-					close(live)
+					liveOnce.Do(func() { close(live) })
 					continue
 				}
 				mu.Lock()
@@ -365,14 +366,21 @@ func (h *host) mutations() func() []string {
 			}
 		}
 	}()
-	// The subscription is live once it delivers an event of our own.
-	if err := cl.EventService().Publish(ctx, marker, &apievents.ContainerDelete{ID: "marker"}); err != nil {
-		h.t.Fatal(err)
-	}
-	select {
-	case <-live:
-	case <-time.After(30 * time.Second):
-		h.t.Fatal("the event subscription delivered nothing")
+	// The subscription is live once it delivers an event of our own; the
+	// client subscribes in the background, so one published before that
+	// is not seen: publish until one is.
+	deadline := time.After(30 * time.Second)
+	for delivered := false; !delivered; {
+		if err := cl.EventService().Publish(ctx, marker, &apievents.ContainerDelete{ID: "marker"}); err != nil {
+			h.t.Fatal(err)
+		}
+		select {
+		case <-live:
+			delivered = true
+		case <-time.After(100 * time.Millisecond): // then publish again
+		case <-deadline:
+			h.t.Fatal("the event subscription delivered nothing")
+		}
 	}
 	return func() []string {
 		mu.Lock()
