@@ -270,19 +270,13 @@ func evalJob(job *cueJob) (res cueResult) {
 		res = cueResult{Loaded: l.loaded, Diags: l.diags}
 	}()
 	l.ensureCUE()
-	inst, tagPos := loadInstance(job)
+	inst, places := loadInstance(job)
 	if inst == nil {
 		return
 	}
 	if inst.Err != nil {
 		for _, e := range cueerrors.Errors(inst.Err) {
-			// A node value a typed tag refuses has no position: give it
-			// the tag's.
-			if format, args := e.Msg(); !e.Position().IsValid() && strings.HasSuffix(format, "injection tag %q") {
-				tag, _ := args[len(args)-1].(string)
-				e = cueerrors.Wrap(cueerrors.Newf(tagPos[tag], "@tag(%s): node value refused", tag), e)
-			}
-			l.cueErrors(e, job.Dir)
+			l.cueErrors(places.place(e), job.Dir)
 		}
 		return
 	}
@@ -302,9 +296,9 @@ const overlayRoot = "/proc/self/berth-repository"
 
 // loadInstance loads the package of job.Dir with cue/load, from job.Files
 // and berth's schema only, with the node's tags and tag variables. It
-// returns nil when @if excludes every file of the directory, and where each
-// tag is declared.
-func loadInstance(job *cueJob) (*build.Instance, map[string]token.Pos) {
+// returns nil when @if excludes every file of the directory, and where the
+// package's attributes are.
+func loadInstance(job *cueJob) (*build.Instance, *attrPlaces) {
 	overlay := map[string]load.Source{}
 	for name, data := range job.Files {
 		overlay[path.Join(overlayRoot, name)] = load.FromBytes(data)
@@ -315,7 +309,7 @@ func loadInstance(job *cueJob) (*build.Instance, map[string]token.Pos) {
 	for name, data := range SchemaFiles() {
 		overlay[path.Join(overlayRoot, schemaDir, path.Base(name))] = load.FromBytes(data)
 	}
-	tags, tagPos := nodeTags(job.Files, job.Node)
+	tags, places := nodeTags(job.Files, job.Node)
 	for {
 		cfg := &load.Config{
 			Dir:       overlayRoot,
@@ -339,7 +333,7 @@ func loadInstance(job *cueJob) (*build.Instance, map[string]token.Pos) {
 				continue
 			}
 		}
-		return inst, tagPos
+		return inst, places
 	}
 }
 
@@ -378,8 +372,8 @@ func unusedTag(err error) string {
 // of the files reads, and a bare "KEY" for each label an @if tests whose
 // value is not "false". Tags no file declares are not passed (cue refuses
 // them); label keys that are not CUE identifiers cannot be tags. It also
-// returns where each tag is declared.
-func nodeTags(files map[string][]byte, node reconcile.Node) ([]string, map[string]token.Pos) {
+// returns where the attributes are.
+func nodeTags(files map[string][]byte, node reconcile.Node) ([]string, *attrPlaces) {
 	values := maps.Clone(node.Labels)
 	if values == nil {
 		values = map[string]string{}
@@ -387,12 +381,13 @@ func nodeTags(files map[string][]byte, node reconcile.Node) ([]string, map[strin
 	if node.Name != "" {
 		values["node"] = node.Name
 	}
-	valued, bare := map[string]token.Pos{}, map[string]bool{}
-	for name, data := range files {
+	places := &attrPlaces{tags: map[string]token.Pos{}, vars: map[string]token.Pos{}}
+	valued, bare := places.tags, map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		if path.Ext(name) != ".cue" || strings.HasPrefix(name, "cue.mod/") {
 			continue
 		}
-		f, err := parser.ParseFile(fileName(name), data)
+		f, err := parser.ParseFile(fileName(name), files[name])
 		if err != nil {
 			continue
 		}
@@ -400,6 +395,9 @@ func nodeTags(files map[string][]byte, node reconcile.Node) ([]string, map[strin
 			if a, ok := d.(*ast.Attribute); ok {
 				if k, body := a.Split(); k == "if" {
 					if e, err := parser.ParseExpr("@if", body); err == nil {
+						if !places.badIf.IsValid() && !buildExpr(e) {
+							places.badIf = a.Pos()
+						}
 						ast.Walk(e, func(n ast.Node) bool {
 							if id, ok := n.(*ast.Ident); ok {
 								bare[id.Name] = true
@@ -414,9 +412,18 @@ func nodeTags(files map[string][]byte, node reconcile.Node) ([]string, map[strin
 			if fd, ok := n.(*ast.Field); ok {
 				for _, a := range fd.Attrs {
 					if k, body := a.Split(); k == "tag" {
-						name, _, _ := strings.Cut(body, ",")
-						if _, seen := valued[strings.TrimSpace(name)]; !seen {
-							valued[strings.TrimSpace(name)] = a.Pos()
+						args := strings.Split(body, ",")
+						for i, arg := range args {
+							arg = strings.TrimSpace(arg)
+							m := valued
+							if v, ok := strings.CutPrefix(arg, "var="); ok {
+								m, arg = places.vars, v
+							} else if i > 0 {
+								continue
+							}
+							if _, seen := m[arg]; !seen {
+								m[arg] = a.Pos()
+							}
 						}
 					}
 				}
@@ -436,7 +443,51 @@ func nodeTags(files map[string][]byte, node reconcile.Node) ([]string, map[strin
 			tags = append(tags, k)
 		}
 	}
-	return tags, valued
+	return tags, places
+}
+
+// attrPlaces are where a package's attributes are, to place the errors
+// cue/load reports without a position.
+type attrPlaces struct {
+	// tags and vars are the first @tag of each tag and tag variable.
+	tags, vars map[string]token.Pos
+	// badIf is the first @if that is not a build expression.
+	badIf token.Pos
+}
+
+// place gives e the position of the attribute it is about when it has
+// none.
+func (p *attrPlaces) place(e cueerrors.Error) cueerrors.Error {
+	format, args := e.Msg()
+	if e.Position().IsValid() || p == nil || len(args) == 0 {
+		return e
+	}
+	name, _ := args[len(args)-1].(string)
+	switch {
+	case strings.HasSuffix(format, "injection tag %q"):
+		return cueerrors.Wrap(cueerrors.Newf(p.tags[name], "@tag(%s): node value refused", name), e)
+	case format == "tag variable '%s' not found":
+		return cueerrors.Newf(p.vars[name], format, args...)
+	case strings.HasSuffix(format, "in build attribute"):
+		return cueerrors.Newf(p.badIf, format, args...)
+	}
+	return e
+}
+
+// buildExpr reports whether e is what @if accepts: names combined with !,
+// && and || in parentheses.
+func buildExpr(e ast.Expr) bool {
+	switch e := e.(type) {
+	case *ast.Ident:
+		return true
+	case *ast.ParenExpr:
+		return buildExpr(e.X)
+	case *ast.UnaryExpr:
+		return e.Op == token.NOT && buildExpr(e.X)
+	case *ast.BinaryExpr:
+		return (e.Op == token.LAND || e.Op == token.LOR) && buildExpr(e.X) && buildExpr(e.Y)
+	}
+	return false
 }
 
 // nodeTagVars are the tag variables (`@tag(x,var=arch)`) berth provides:

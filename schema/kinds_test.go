@@ -126,8 +126,14 @@ func TestTagVariables(t *testing.T) {
 	if d := cmp.Diff(want, res.Objects[0].ConfigMap.Data); d != "" {
 		t.Errorf("data (-want +got):\n%s", d)
 	}
+	// @if takes names, not comparisons, as the cue command has it.
+	fsys := cm("_os: 1\n_arch: 1\n_host: 1\n_zone: 1")
+	fsys["z/eu.cue"] = &fstest.MapFile{Data: []byte("@if(zone == \"eu-1\")\n\npackage z\n")}
+	if _, err := Load(fsys, Options{Node: node}); err == nil || !strings.Contains(err.Error(), "./z/eu.cue:1:1: invalid operator == in build attribute") {
+		t.Errorf("@if with ==: got %v", err)
+	}
 	for _, tt := range []struct{ body, want string }{
-		{"_os: string @tag(os,var=now)\n_arch: 1\n_host: 1\n_zone: 1", "tag variable 'now' not found"},
+		{"_os: string @tag(os,var=now)\n_arch: 1\n_host: 1\n_zone: 1", "./z/z.cue:3:13: tag variable 'now' not found"},
 		{"_os: string @tag(\"topology.kubernetes.io/zone\")\n_arch: 1\n_host: 1\n_zone: 1", `./z/z.cue:3:13: invalid identifier "topology.kubernetes.io/zone"`},
 	} {
 		_, err := Load(cm(tt.body), Options{Node: node})
