@@ -32,7 +32,7 @@ type podWorker struct {
 	inflight string // hash of the spec being worked on
 	status   reconcile.PodStatus
 	hasState bool
-	primed   bool // status is prime's, not yet published by the worker
+	primed   bool                   // status is prime's, not yet published by the worker
 	seenPod  *reconcile.ObservedPod // the manager's last observation of the pod
 	seenAt   time.Time              // when it was listed; zero: none
 	// syncing and rings (rings not yet taken) say whether the worker is
