@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/internal/testenv"
@@ -116,23 +118,41 @@ func TestContract(t *testing.T) {
 
 func ctx(t *testing.T) context.Context { return runtimetest.Context(t) }
 
-// logOf returns what a container wrote to its log, one line per line,
-// once the log driver has caught up (the log stopped growing).
+// held reports whether a process has path open.
+func held(path string) bool {
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && target == path {
+			return true
+		}
+	}
+	return false
+}
+
+// logOf returns what an exited container wrote to its log, one line per
+// line, once the log driver has written all of it: the container's task
+// is deleted, so its shim closes the container's streams, and the driver,
+// which holds the log open from before the container started, lets it go
+// once it has copied what the streams still held.
 func logOf(t *testing.T, rt *containerd.Runtime, id reconcile.PodID, name string) string {
 	t.Helper()
+	c := namespaces.WithNamespace(ctx(t), rt.Namespace())
+	if ctr, err := rt.Client().LoadContainer(c, containerd.ContainerID(id, name)); err == nil {
+		if task, err := ctr.Task(c, nil); err == nil {
+			if st, err := task.Status(c); err != nil || st.Status != client.Stopped {
+				t.Fatalf("logOf reads the log of an exited container; %s is %v (%v)", name, st.Status, err)
+			}
+			if _, err := task.Delete(c); err != nil {
+				t.Fatalf("delete the exited task of %s: %v", name, err)
+			}
+		}
+	}
 	path := rt.Paths(id).LogPath(name)
-	last, stable := int64(-1), 0
-	for deadline := time.Now().Add(5 * time.Second); stable < 3 && time.Now().Before(deadline); {
-		var size int64
-		if st, err := os.Stat(path); err == nil {
-			size = st.Size()
+	for deadline := time.Now().Add(30 * time.Second); held(path); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log driver of %s still holds its log 30s after its task was deleted", name)
 		}
-		if size == last {
-			stable++
-		} else {
-			last, stable = size, 0
-		}
-		time.Sleep(30 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // poll the condition
 	}
 	lines, err := crilog.ReadLines(rt.Paths(id).LogPath(name), crilog.ReadOptions{Tail: -1})
 	if err != nil {
