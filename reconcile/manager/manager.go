@@ -123,15 +123,19 @@ type Manager struct {
 	// (Options.MaxParallelStarts).
 	starts chan struct{}
 
-	mu        sync.Mutex
-	passing   bool // a controller pass is in progress (tests wait for quiet)
-	synced    bool
-	revision  string
-	objects   []reconcile.Object
-	workers   map[reconcile.PodID]*podWorker
-	known     map[reconcile.PodID]*reconcile.DesiredPod // the last spec handed to each worker
-	workloads []reconcile.WorkloadStatus
-	deploys   map[string]*reconcile.DeploymentRecord
+	mu      sync.Mutex
+	passing bool // a controller pass is in progress (tests wait for quiet)
+	// syncList is what the last Sync listed (at syncListed), for the pass
+	// that follows it; nil once a pass used it.
+	syncList   []reconcile.ObservedPod
+	syncListed time.Time
+	synced     bool
+	revision   string
+	objects    []reconcile.Object
+	workers    map[reconcile.PodID]*podWorker
+	known      map[reconcile.PodID]*reconcile.DesiredPod // the last spec handed to each worker
+	workloads  []reconcile.WorkloadStatus
+	deploys    map[string]*reconcile.DeploymentRecord
 	// jobStatuses and cronStatuses are the Job and CronJob rows of the
 	// workloads' status, from the last pass.
 	jobStatuses  []reconcile.WorkloadStatus
@@ -198,6 +202,7 @@ func (m *Manager) SyncKeeping(ctx context.Context, revision string, objs []recon
 	if err != nil {
 		return err
 	}
+	listed := time.Now()
 	observed, err := m.rt.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list pods: %w", err)
@@ -220,6 +225,7 @@ func (m *Manager) SyncKeeping(ctx context.Context, revision string, objs []recon
 	}
 	m.mu.Lock()
 	m.synced, m.revision, m.objects, m.keep = true, revision, objs, kept
+	m.syncList, m.syncListed = observed, listed
 	m.gen++
 	m.mu.Unlock()
 	m.ringController()
@@ -487,16 +493,22 @@ func (m *Manager) dropWorker(w *podWorker) bool {
 func (m *Manager) pass(ctx context.Context) time.Time {
 	m.mu.Lock()
 	synced, rev, objs, gen := m.synced, m.revision, m.objects, m.gen
+	observed, listed := m.syncList, m.syncListed
+	m.syncList = nil
 	m.mu.Unlock()
 	if !synced {
 		return time.Time{}
 	}
 	now := m.clock.Now()
-	listed := time.Now()
-	observed, err := m.rt.List(ctx)
-	if err != nil {
-		m.log.Warn("list pods", "error", err)
-		return now.Add(m.opts.ResyncInterval)
+	if observed == nil {
+		// Else the pass right after a Sync decides on the pods Sync
+		// listed: a worker that acted since re-observes its own pod.
+		listed = time.Now()
+		var err error
+		if observed, err = m.rt.List(ctx); err != nil {
+			m.log.Warn("list pods", "error", err)
+			return now.Add(m.opts.ResyncInterval)
+		}
 	}
 	recs, err := m.store.Load()
 	if err != nil && recs != nil {
