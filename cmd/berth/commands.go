@@ -92,7 +92,7 @@ func (c *cli) load(ctx context.Context) (*revision, error) {
 	if err != nil {
 		return nil, err
 	}
-	objs, err := c.validate(rev)
+	objs, err := c.validate(ctx, rev)
 	if err != nil {
 		return nil, err
 	}
@@ -116,9 +116,13 @@ func urlKey(u string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// validate loads the revision's files and prints every problem.
-func (c *cli) validate(rev *source.Revision) ([]reconcile.Object, error) {
-	res, err := schema.Load(rev.Files, c.schemaOptions())
+// validate loads the revision's files and prints every problem; it
+// returns at once when ctx ends (SIGTERM), as vet does.
+func (c *cli) validate(ctx context.Context, rev *source.Revision) ([]reconcile.Object, error) {
+	res, err := loadContext(ctx, rev.Files, c.schemaOptions())
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	var diags *schema.Error
 	if errors.As(err, &diags) {
 		fmt.Fprintf(c.stderr, "revision %s is invalid (%d problems); nothing was changed:\n", source.ShortCommit(rev.Commit), len(diags.Diagnostics))
