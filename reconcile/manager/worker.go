@@ -47,6 +47,7 @@ type podWorker struct {
 	probes     map[string]*containerProbes
 	execWarn   sync.Once
 	panicked   string // specKey of a spec whose sync panicked
+	holding    bool   // the sync in progress holds a start token
 	// startFailed holds the containers ("kind/name") whose last start
 	// failed: they are started again on the backoff curve.
 	startFailed map[string]bool
@@ -399,8 +400,16 @@ func (w *podWorker) sync(ctx context.Context, d *reconcile.DesiredPod, retain bo
 				return time.Time{}, false, fmt.Errorf("remove old pod: %w", err)
 			}
 		}
+		// One start token for the whole creation: the sandbox and the
+		// containers this sync starts, so a pod, once begun, is finished
+		// before the next pod's sandbox is made.
+		release, err := w.holdStart(ctx)
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		defer release()
 		w.acted()
-		if err := w.starting(ctx, func() error { return m.rt.CreateSandbox(ctx, d) }); err != nil {
+		if err := m.rt.CreateSandbox(ctx, d); err != nil {
 			return time.Time{}, false, fmt.Errorf("create sandbox: %w", err)
 		}
 		if rec.StartTime.IsZero() {
@@ -594,15 +603,33 @@ func (w *podWorker) start(ctx context.Context, d *reconcile.DesiredPod, kind rec
 	return time.Time{}, nil
 }
 
-// starting runs create, a sandbox or container creation, holding one of
-// the manager's start tokens (Options.MaxParallelStarts).
-func (w *podWorker) starting(ctx context.Context, create func() error) error {
+// holdStart takes one of the manager's start tokens
+// (Options.MaxParallelStarts) until release is called; the container
+// starts of the same sync run under it.
+func (w *podWorker) holdStart(ctx context.Context) (release func(), err error) {
 	select {
 	case w.m.starts <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	defer func() { <-w.m.starts }()
+	w.holding = true
+	return func() {
+		w.holding = false
+		<-w.m.starts
+	}, nil
+}
+
+// starting runs create, a container start, under a start token: the
+// sync's own when it holds one, else one taken for it.
+func (w *podWorker) starting(ctx context.Context, create func() error) error {
+	if w.holding {
+		return create()
+	}
+	release, err := w.holdStart(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	return create()
 }
 
