@@ -10,7 +10,7 @@
 #   podman  start    `podman kube play --network <bridge>` (+ until all run)
 #           down     `podman kube down`
 # and the runtime's memory per pod with N running: PSS of berth's shims and
-# log drivers against podman's conmons (smaps_rollup), divided by N.
+# log daemons against podman's conmons (smaps_rollup), divided by N.
 # Prints a table of medians and the ratios podman/berth.
 #
 #   make bench-compare     (root; builds bin/berth; installs podman if missing)
@@ -112,12 +112,12 @@ for n in $SIZES; do
 		t=$(now); "$berth" apply --repo "$work/repo-$n" >/dev/null; R[berth-nochange-$n]+="$(ms "$t") "
 		if [ "$rep" = 1 ]; then
 			sleep "$SETTLE_S"
-			# shims of berth's containerd namespace, and the log drivers they started
+			# shims of berth's containerd namespace, and the log daemons of their groups
 			mapfile -t shims < <(berth_shims "$work")
 			mapfile -t drivers < <(berth_log_drivers "$work")
 			R[berth-pss-$n]=$(( ($(pss "${shims[@]}") + $(pss "${drivers[@]}")) / n ))
 			R[berth-pss-shim-$n]=$(( $(pss "${shims[@]}") / n ))
-			R[berth-procs-$n]="${#shims[@]} shims, ${#drivers[@]} log drivers"
+			R[berth-procs-$n]="${#shims[@]} shims, ${#drivers[@]} log daemons"
 		fi
 		sleep "$SETTLE_S"
 		t=$(now); "$berth" apply --repo "$work/empty" --allow-delete-all >/dev/null; R[berth-down-$n]+="$(ms "$t") "

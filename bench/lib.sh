@@ -60,8 +60,10 @@ berth_shims() {
 	done
 }
 
-# berth_log_drivers WORK: PIDs of the berth-log drivers those shims started.
-berth_log_drivers() { pids_matching "berth-log $1/berth/"; }
+# berth_log_drivers WORK: PIDs of berth's log processes under WORK: the log
+# daemon of each shim group (and the per-container berth-log drivers that
+# shims started before berth had log daemons).
+berth_log_drivers() { pids_matching "berth-log $1/berth/"; pids_matching "berth-log-daemon $1/berth/"; }
 
 # gen_pods DIR N: N two-container pods in DIR, one file each (web = httpd,
 # sleeper = sleep; the workload of ../shared/bench/anchors).

@@ -1,8 +1,8 @@
-// Command berth-log is berth's container log driver as a small program of
-// its own: a container's shim starts one per container, so its memory is
-// paid per container. It does what `berth` does when started as the
-// driver (see package crilog), without the rest of berth loaded; berth
-// uses it when it is installed next to the berth binary.
+// Command berth-log is berth's container log daemon as a small program of
+// its own: berth starts one per shim group, and it writes the logs of the
+// group's containers (see package crilog). It does what `berth` does when
+// started as the daemon, without the rest of berth loaded; berth uses it
+// when it is installed next to the berth binary.
 package main
 
 import (
@@ -14,7 +14,7 @@ import (
 
 func main() {
 	if !crilog.IsDriver() {
-		fmt.Fprintln(os.Stderr, "berth-log: containerd's shim starts this program to write a container's log; it is not run by hand")
+		fmt.Fprintln(os.Stderr, "berth-log: berth starts this program to write its containers' logs; it is not run by hand")
 		os.Exit(2)
 	}
 	os.Exit(crilog.DriverMain())

@@ -16,8 +16,8 @@ import (
 	"berth.dev/berth/runtime/containerd/crilog"
 )
 
-// A container's shim starts berth as its log driver (see package crilog);
-// that process does only that.
+// berth starts itself as a shim group's log daemon when berth-log is not
+// installed next to it (see package crilog); that process does only that.
 func init() {
 	if crilog.IsDriver() {
 		os.Exit(crilog.DriverMain())
@@ -200,6 +200,6 @@ type containerLogFlags struct {
 }
 
 func (l *containerLogFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&l.raw, "raw-logs", false, "write containers' output as it comes, without timestamps, rotation or a log driver process per container (least memory)")
-	fs.IntVar(&l.podsPerShim, "pods-per-shim", ctrd.DefaultPodsPerShim, "pods sharing one runc shim (1: a shim per pod); killing a shim kills the containers of all its pods")
+	fs.BoolVar(&l.raw, "raw-logs", false, "write containers' output as it comes, without timestamps or rotation, and without a log daemon")
+	fs.IntVar(&l.podsPerShim, "pods-per-shim", ctrd.DefaultPodsPerShim, "pods sharing one runc shim and one log daemon (1: a shim per pod); killing a shim kills the containers of all its pods")
 }

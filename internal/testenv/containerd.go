@@ -297,9 +297,9 @@ func NewContainerd(tb testing.TB) *Containerd {
 // daemon cannot start, Main prints why and returns 1: the tests fail, they
 // are not skipped.
 //
-// When the binary was started by a containerd shim as berth's log driver
-// (runtimes in tests use the test binary as their log driver), Main runs
-// the driver instead and returns its exit code.
+// When the binary was started as berth's log daemon (runtimes in tests
+// use the test binary as their log daemon), Main runs the daemon instead
+// and returns its exit code.
 //
 // With -short (make test-unit) no daemon starts and *c stays nil: the
 // tests that need it skip in Namespace, the others run.

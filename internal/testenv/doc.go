@@ -25,6 +25,6 @@
 // Registry and RegistryWithAuth (htpasswd) start Debian's docker-registry
 // on loopback; DockerArchive and BusyboxArchiveConfig make the other image
 // archive format and images with more configuration (STOPSIGNAL, user).
-// Main also serves as the containers' log driver when a shim starts the
-// test binary as one (runtimes in tests use it as their log driver).
+// Main also serves as the log daemon when a runtime starts the test
+// binary as one (runtimes in tests use it as their log daemon).
 package testenv

@@ -13,7 +13,7 @@ import (
 )
 
 // TestKilledSharedShimRestartsItsPods kills the runc shim that several
-// pods share (the default groups up to 8 pods per shim): the manager must
+// pods share (the default groups up to 16 pods per shim): the manager must
 // see every one of their containers exit and restart them, and the
 // pods' status must report the restart and its reason.
 func TestKilledSharedShimRestartsItsPods(t *testing.T) {

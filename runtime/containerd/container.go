@@ -11,13 +11,11 @@ import (
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/leases"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/reconcile/podspec"
-	"berth.dev/berth/runtime/containerd/crilog"
 )
 
 // StartContainer replaces the named container of pod: it removes an
@@ -130,9 +128,10 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		r.cleanupFailedStart(ctx, id)
 		return err
 	}
-	logTo := cio.LogURI(crilog.URI(r.logOpts.driver, p.LogPath(name), r.logOpts.maxSize, r.logOpts.maxFiles))
-	if r.logOpts.raw {
-		logTo = cio.LogFile(p.LogPath(name))
+	logTo, err := r.taskIO(group, id, p.LogPath(name))
+	if err != nil {
+		r.cleanupFailedStart(ctx, id)
+		return err
 	}
 	task, err := ctr.NewTask(mctx, logTo)
 	switch {
@@ -149,6 +148,7 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 		r.cleanupFailedStart(ctx, id)
 		return fmt.Errorf("create task %s: %w", id, err)
 	}
+	r.attachLog(group, id)
 	if err := task.Start(mctx); err != nil {
 		r.cleanupFailedStart(ctx, id)
 		return fmt.Errorf("start task %s: %w", id, err)
@@ -252,7 +252,7 @@ func (r *Runtime) removeContainer(ctx context.Context, id string, grace time.Dur
 	if err := r.client.LeasesService().Delete(ctx, leases.Lease{ID: id}, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete lease %s: %w", id, err)
 	}
-	return nil
+	return r.releaseLog(id)
 }
 
 // stopTask stops a running task (see terminate) and deletes it. A task

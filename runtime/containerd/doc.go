@@ -23,13 +23,15 @@
 //   - A hostNetwork pod has no network namespace and no CNI attachment;
 //     host port mappings are recorded on the sandbox record, so CNI DEL
 //     can remove them whatever happened in between.
-//   - Containers' output is written in the CRI log format by containerd's
-//     binary log driver (berth-log, see package crilog), started by each
-//     container's shim, so logging does not depend on berth running.
+//   - Containers' output is written in the CRI log format by one log
+//     daemon per shim group (berth-log, see package crilog and logs.go),
+//     reading FIFOs the containers' shims write to, so logging does not
+//     depend on berth running; removing a container's task releases its
+//     FIFOs.
 //   - Each container has a deterministic ID, a snapshot with the same key
 //     held by a lease with the same ID, and an OCI spec built by the pure
 //     function SpecOpts.
-//   - Pods share runc shims: up to Options.PodsPerShim pods (default 8)
+//   - Pods share runc shims: up to Options.PodsPerShim pods (default 16)
 //     form a shim group (the io.containerd.runc.v2.group annotation),
 //     chosen when a pod's first container starts and recorded on its
 //     sandbox record, so all containers of a pod are in one shim. Killing

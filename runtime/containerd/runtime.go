@@ -79,15 +79,15 @@ type Options struct {
 	// NetNSDir is where network namespaces are pinned; default
 	// /var/run/netns, so `ip netns` lists them.
 	NetNSDir string
-	// LogDriver is the executable each container's shim starts to write
-	// its logs in the CRI format (see package crilog); default: berth-log
-	// next to the running executable if it is there, else the running
-	// executable, which must then call crilog.DriverMain when
-	// crilog.IsDriver (berth and testenv.Main do).
+	// LogDriver is the executable that runs a shim group's log daemon
+	// (see package crilog); default: berth-log next to the running
+	// executable if it is there, else the running executable, which must
+	// then call crilog.DriverMain when crilog.IsDriver (berth and
+	// testenv.Main do).
 	LogDriver string
 	// RawLogs makes the shims append containers' output to their log files
-	// as it comes, without timestamps or rotation, and without a log driver
-	// process per container (the smallest memory footprint).
+	// as it comes, without timestamps or rotation, and without a log
+	// daemon.
 	RawLogs bool
 	// Policy is what this host allows pods beyond an unprivileged
 	// container (privileged, host namespaces, added capabilities,
@@ -241,6 +241,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	r.gcBell = make(chan struct{}, 1)
 	r.CollectGarbage(ctx)
+	r.startLogDaemons()
 	return r, nil
 }
 

@@ -14,7 +14,7 @@ import (
 const LabelShimGroup = "berth.dev/shim-group"
 
 // DefaultPodsPerShim is the default of Options.PodsPerShim.
-const DefaultPodsPerShim = 8
+const DefaultPodsPerShim = 16
 
 // shimGroup returns the shim group of the pod whose sandbox record is sb,
 // choosing one the first time one of its containers starts: the

@@ -4,16 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -162,92 +156,12 @@ func ignoreEOF(err error) error {
 	return err
 }
 
-// Driver arguments in the log URI (the shim passes each query key and its
-// value as two arguments, in no particular order).
-const (
-	argPath     = "berth-log"
-	argMaxSize  = "berth-log-max-size"
-	argMaxFiles = "berth-log-max-files"
-)
+// IsDriver reports whether this process was started by berth as a shim
+// group's log daemon (see EnsureDaemon): berth, berth-log and test
+// binaries then call DriverMain and exit with its code.
+func IsDriver() bool { return IsDaemon() }
 
-// URI returns the containerd log URI that makes the shim run exe as the
-// log driver writing to path.
-func URI(exe, path string, maxSize int64, maxFiles int) *url.URL {
-	q := url.Values{}
-	q.Set(argPath, path)
-	q.Set(argMaxSize, strconv.FormatInt(maxSize, 10))
-	q.Set(argMaxFiles, strconv.Itoa(maxFiles))
-	return &url.URL{Scheme: "binary", Path: exe, RawQuery: q.Encode()}
-}
-
-// IsDriver reports whether this process was started by a shim as berth's
-// log driver.
-func IsDriver() bool {
-	if os.Getenv("CONTAINER_ID") == "" || os.Getenv("CONTAINER_NAMESPACE") == "" {
-		return false
-	}
-	for _, a := range os.Args[1:] {
-		if a == argPath {
-			return true
-		}
-	}
-	return false
-}
-
-// DriverMain runs the log driver: it copies file descriptors 3 (stdout)
-// and 4 (stderr) into the log file named by its arguments, after closing
-// descriptor 5 to tell the shim it is ready, and returns the exit code
-// once both streams end. It keeps its memory small: one thread for Go
-// code, an eager garbage collector.
-func DriverMain() int {
-	runtime.GOMAXPROCS(1)
-	// The shim sends SIGTERM when it closes the container's streams; the
-	// driver ends on its own once it has written what they still held
-	// (the shim kills it if that takes too long).
-	signal.Ignore(syscall.SIGTERM)
-	debug.SetGCPercent(20)
-	debug.SetMemoryLimit(4 << 20)
-	args := map[string]string{}
-	for i := 1; i+1 < len(os.Args); i += 2 {
-		args[os.Args[i]] = os.Args[i+1]
-	}
-	maxSize, _ := strconv.ParseInt(args[argMaxSize], 10, 64)
-	maxFiles, _ := strconv.Atoi(args[argMaxFiles])
-	w, err := NewWriter(args[argPath], maxSize, maxFiles)
-	ready := os.NewFile(5, "ready")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "berth log driver: %v\n", err)
-		ready.Close()
-		return 1
-	}
-	defer w.Close()
-	stdout, stderr := os.NewFile(3, "stdout"), os.NewFile(4, "stderr")
-	if err := ready.Close(); err != nil {
-		fmt.Fprintf(os.Stderr, "berth log driver: ready: %v\n", err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for _, s := range []struct {
-		name string
-		f    *os.File
-	}{{"stdout", stdout}, {"stderr", stderr}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := w.Copy(s.name, s.f); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		fmt.Fprintf(os.Stderr, "berth log driver: %v\n", firstErr)
-		return 1
-	}
-	return 0
-}
+// DriverMain runs the log daemon (see IsDriver) and returns its exit
+// code. It keeps its memory small: one thread for Go code, an eager
+// garbage collector.
+func DriverMain() int { return daemonMain() }

@@ -126,17 +126,6 @@ func TestFollowAcrossRotation(t *testing.T) {
 	}
 }
 
-func TestURIRoundTrip(t *testing.T) {
-	u := URI("/usr/bin/berth", "/var/lib/berth/pods/x/logs/a b.log", 1024, 3)
-	if u.Scheme != "binary" || u.Path != "/usr/bin/berth" {
-		t.Fatalf("uri %s", u)
-	}
-	q := u.Query()
-	if q.Get(argPath) != "/var/lib/berth/pods/x/logs/a b.log" || q.Get(argMaxSize) != "1024" || q.Get(argMaxFiles) != "3" {
-		t.Errorf("query %v", q)
-	}
-}
-
 func TestReadRawLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "raw.log")
 	if err := os.WriteFile(path, []byte("plain one\nplain two\n"), 0o600); err != nil {

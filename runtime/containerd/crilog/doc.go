@@ -8,10 +8,12 @@
 // entry) and the message. Files rotate by size: <path> is the newest,
 // <path>.1 … <path>.N-1 the older ones.
 //
-// The writer runs as containerd's "binary" log driver: the container's
-// shim starts a process with the container's stdout and stderr as file
-// descriptors 3 and 4 and a readiness pipe as 5 (see DriverMain), so logs
-// keep being written while berth itself is not running. Invariants: a
-// line is written whole or not at all; rotation never loses a line; the
-// reader joins partial lines back.
+// The writer runs in a log daemon, one per shim group (see Register,
+// EnsureDaemon): the group's shims write each container's stdout and
+// stderr into FIFOs in the daemon's directory, the daemon holds them open
+// (so a stopped daemon loses nothing: the pipes keep what is written until
+// the next daemon reads it) and writes the entries, so logs keep being
+// written while berth itself is not running. Invariants: a line is
+// written whole or not at all; rotation never loses a line; the reader
+// joins partial lines back.
 package crilog
