@@ -21,11 +21,6 @@ func TestKilledSharedShimRestartsItsPods(t *testing.T) {
 	rt := h.runtime()
 	m, _ := h.manager(rt, manager.Options{InitialBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	names := []string{"one", "two", "three"}
-	var objs []reconcile.Object
-	for _, n := range names {
-		objs = append(objs, pod(n, reconcile.PodSpec{Containers: []reconcile.Container{sh("main", "exec sleep 3600"), sh("side", "exec sleep 3600")}}))
-	}
-	sync(t, m, "r1", objs...)
 	running := func(n string) bool {
 		st, ok := status(m, n)
 		if !ok || len(st.Containers) != 2 {
@@ -38,9 +33,14 @@ func TestKilledSharedShimRestartsItsPods(t *testing.T) {
 		}
 		return true
 	}
-	waitFor(t, "the pods to run", time.Minute, func() bool {
-		return running("one") && running("two") && running("three")
-	})
+	// One pod after the other: starts at the same time go to different
+	// shims.
+	var objs []reconcile.Object
+	for _, n := range names {
+		objs = append(objs, pod(n, reconcile.PodSpec{Containers: []reconcile.Container{sh("main", "exec sleep 3600"), sh("side", "exec sleep 3600")}}))
+		sync(t, m, "r"+n, objs...)
+		waitFor(t, "pod "+n+" to run", time.Minute, func() bool { return running(n) })
+	}
 	pods, err := rt.List(context.Background())
 	if err != nil {
 		t.Fatal(err)

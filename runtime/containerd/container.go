@@ -67,10 +67,11 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 	if err != nil {
 		return err
 	}
-	group, err := r.shimGroup(ctx, sb)
+	group, started, err := r.shimGroup(ctx, sb)
 	if err != nil {
 		return err
 	}
+	defer started()
 	in := SpecInput{Pod: pod, Container: c, Image: imgSpec.Config, Paths: p, SubPaths: subPaths, PodIP: sb.Labels[LabelIP], HostIP: hostIP(), ShimGroup: group}
 	if sp := podspec.Security(pod, c).Seccomp; sp != nil && sp.Type == podspec.SeccompLocalhost {
 		if in.SeccompProfile, err = r.loadSeccompProfile(sp.LocalhostProfile); err != nil {

@@ -119,8 +119,10 @@ type Runtime struct {
 	policy      reconcile.NodePolicy
 	log         hclog.Logger
 	podsPerShim int
-	// groupMu serializes the choice of shim groups (shimGroup).
-	groupMu sync.Mutex
+	// groupMu serializes the choice of shim groups and guards groupBusy,
+	// the starts in flight by group (shimGroup).
+	groupMu   sync.Mutex
+	groupBusy map[string]int
 	// ownNetwork is the name of berth's own bridge network, empty when
 	// the user's CNI configuration is used.
 	ownNetwork string
@@ -222,6 +224,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		logOpts:     logOptions{raw: opts.RawLogs, driver: opts.LogDriver, maxSize: opts.LogMaxSize, maxFiles: opts.LogMaxFiles},
 		log:         opts.Logger.Named("containerd"),
 		podsPerShim: opts.PodsPerShim,
+		groupBusy:   map[string]int{},
 	}
 	if opts.CNIConfDir == "" {
 		r.ownNetwork = opts.NetworkName

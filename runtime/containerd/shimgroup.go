@@ -17,22 +17,41 @@ const LabelShimGroup = "berth.dev/shim-group"
 const DefaultPodsPerShim = 16
 
 // shimGroup returns the shim group of the pod whose sandbox record is sb,
-// choosing one the first time one of its containers starts: the
-// lowest-numbered group with fewer than podsPerShim pods, recorded on the
+// choosing one the first time one of its containers starts, and counts a
+// start in flight in that group until done is called. The choice is the
+// lowest-numbered group with fewer than podsPerShim pods and no start in
+// flight in this process (a shim creates and starts one container at a
+// time, so concurrent starts go to different shims), recorded on the
 // sandbox record so that every later container of the pod (a restart, an
 // init container, after a berth restart) joins the same shim. Choices in
 // this process are serialized, so a group never holds more than
 // podsPerShim pods of one berth process; two berth processes starting pods
 // at the same moment may each add one.
-func (r *Runtime) shimGroup(ctx context.Context, sb containers.Container) (string, error) {
+func (r *Runtime) shimGroup(ctx context.Context, sb containers.Container) (group string, done func(), err error) {
 	if r.podsPerShim <= 1 {
-		return sb.ID, nil
-	}
-	if g := sb.Labels[LabelShimGroup]; g != "" {
-		return g, nil
+		return sb.ID, func() {}, nil
 	}
 	r.groupMu.Lock()
 	defer r.groupMu.Unlock()
+	if group, err = r.chooseShimGroup(ctx, sb); err != nil {
+		return "", nil, err
+	}
+	r.groupBusy[group]++
+	return group, func() {
+		r.groupMu.Lock()
+		defer r.groupMu.Unlock()
+		if r.groupBusy[group]--; r.groupBusy[group] <= 0 {
+			delete(r.groupBusy, group)
+		}
+	}, nil
+}
+
+// chooseShimGroup returns sb's recorded group or records a new choice;
+// r.groupMu is held.
+func (r *Runtime) chooseShimGroup(ctx context.Context, sb containers.Container) (string, error) {
+	if g := sb.Labels[LabelShimGroup]; g != "" {
+		return g, nil
+	}
 	sbs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelRole, RoleSandbox))
 	if err != nil {
 		return "", fmt.Errorf("list sandboxes: %w", err)
@@ -50,7 +69,7 @@ func (r *Runtime) shimGroup(ctx context.Context, sb containers.Container) (strin
 	var g string
 	for n := 1; ; n++ {
 		g = "shim-" + strconv.Itoa(n)
-		if count[g] < r.podsPerShim {
+		if count[g] < r.podsPerShim && r.groupBusy[g] == 0 {
 			break
 		}
 	}
