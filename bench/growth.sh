@@ -8,7 +8,7 @@
 #   nochange  `berth apply` again with the N pods running (3 per repetition)
 #   down      `berth apply` of an empty repository (--allow-delete-all)
 # and once per N, with the N pods running:
-#   runtime   PSS of berth's shims and berth-log drivers, divided by N (as
+#   runtime   PSS of berth's shims and log daemons, divided by N (as
 #             bench/compare.sh computes it)
 #   agent     RSS of `berth agent` started on the same repository with the
 #             N pods running, once it reports them all ready and 5 s after
@@ -39,7 +39,7 @@ fi
 # plot: $DATA (one row per N) to $PLOT.
 plot() {
 	gnuplot <<GP
-	set terminal svg size 1050,360 dynamic font "sans,11" background "white"
+	set terminal svg size 1050,400 dynamic noenhanced font "sans,11" background "white"
 	set output "$PLOT"
 	set datafile separator "\t"
 	set key autotitle columnhead
@@ -48,7 +48,7 @@ plot() {
 	set xrange [0.8:*]
 	set yrange [0:*]
 	set grid ytics
-	set key top left
+	set key below
 	set xlabel "pods"
 	set multiplot layout 1,3 title "$(sed -n '1s/^# //p' "$DATA"): cost as the number of pods grows"
 	set title "wall time per pod (ms)"
@@ -56,7 +56,7 @@ plot() {
 	     "" using 1:(\$4/\$1) with linespoints lw 2 title "teardown", \
 	     "" using 1:(\$3/\$1) with linespoints lw 2 title "no-change apply"
 	set title "runtime memory per pod (PSS, KiB)"
-	plot "$DATA" using 1:5 with linespoints lw 2 title "shims + berth-log"
+	plot "$DATA" using 1:5 with linespoints lw 2 title "shims + log daemons"
 	set title "berth agent RSS (MiB)"
 	plot "$DATA" using 1:(\$6/1024) with linespoints lw 2 title "whole agent"
 	unset multiplot
@@ -131,7 +131,7 @@ for n in $SIZES; do
 			mapfile -t shims < <(berth_shims "$work")
 			mapfile -t drivers < <(berth_log_drivers "$work")
 			R[pss-$n]=$((($(pss "${shims[@]}") + $(pss "${drivers[@]}")) / n))
-			R[procs-$n]="${#shims[@]} shims, ${#drivers[@]} log drivers"
+			R[procs-$n]="${#shims[@]} shims, ${#drivers[@]} log daemons"
 			R[agent-$n]=$(agent_rss "$n")
 		fi
 		R[down-$n]+="$(ms "$berth" apply --repo "$work/empty" --allow-delete-all) "
