@@ -96,6 +96,7 @@ func (r *Runtime) RunGarbageCollection(ctx context.Context) {
 		case <-timer.C:
 		}
 		next := gcInterval
+		r.startLogDaemons() // a log daemon that died meanwhile
 		if !r.CollectGarbage(ctx) && ctx.Err() == nil {
 			next = gcRetry
 		}
