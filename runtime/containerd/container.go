@@ -9,7 +9,9 @@ import (
 	"time"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -45,11 +47,11 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 	if sb.Labels[LabelSandboxReady] != "true" || !sandboxPinned(pod, p) {
 		return fmt.Errorf("pod %s: %w", pod.ID, errSandboxNotReady)
 	}
-	id := ContainerID(pod.ID, name)
 	mctx, cancel := r.cleanupContext(ctx, pod.GracePeriod()+removeSlack)
 	defer cancel()
-	if err := r.removeContainer(mctx, id, pod.GracePeriod()); err != nil {
-		return fmt.Errorf("remove previous container %s: %w", id, err)
+	id, prev, err := r.nextInstance(mctx, pod.ID, name, pod.GracePeriod())
+	if err != nil {
+		return err
 	}
 
 	img, err := r.client.GetImage(ctx, NormalizeImage(c.Image))
@@ -157,6 +159,14 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *reconcile.DesiredPod,
 	if _, err := ctr.SetLabels(mctx, map[string]string{LabelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
 		r.log.Warn("record start time failed", "container", id, "error", err)
 	}
+	if prev != "" {
+		// The last instance, exited, once the new one runs. Should this
+		// fail, List shows the newer one and the next start or the pod's
+		// removal takes it.
+		if err := r.removeContainer(mctx, prev, 0); err != nil {
+			r.log.Warn("remove the container's last instance", "container", prev, "error", err)
+		}
+	}
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		// As on a kubelet: a failed postStart hook kills the container.
 		ports := map[string]int32{}
@@ -185,15 +195,79 @@ func (r *Runtime) cleanupFailedStart(ctx context.Context, id string) {
 	}
 }
 
+// nextInstance returns the ID the next instance of the named container
+// of pod is made with (see InstanceIDs) and the ID of its last instance
+// to remove once the new one runs ("" when there is none to remove then).
+// A last instance that still runs is removed now (TERM, KILL after
+// grace), so two instances never run at once; so is anything left in the
+// new instance's slot.
+func (r *Runtime) nextInstance(ctx context.Context, pod reconcile.PodID, name string, grace time.Duration) (id, prev string, err error) {
+	slots := InstanceIDs(pod, name)
+	last, err := r.latestInstance(ctx, pod, name)
+	if err != nil {
+		return "", "", err
+	}
+	id = slots[0]
+	if last != nil {
+		prev = last.ID
+		if last.ID == slots[0] {
+			id = slots[1]
+		}
+		resp, err := r.client.TaskService().Get(ctx, &tasksapi.GetRequest{ContainerID: last.ID})
+		if err == nil && resp.Process.Status != tasktypes.Status_STOPPED {
+			if err := r.removeContainer(ctx, last.ID, grace); err != nil {
+				return "", "", fmt.Errorf("remove previous container %s: %w", last.ID, err)
+			}
+			prev = ""
+		}
+	}
+	if err := r.removeContainer(ctx, id, grace); err != nil {
+		return "", "", fmt.Errorf("remove previous container %s: %w", id, err)
+	}
+	return id, prev, nil
+}
+
+// latestInstance returns the record of the newest instance of the named
+// container of pod (nil: none).
+func (r *Runtime) latestInstance(ctx context.Context, pod reconcile.PodID, name string) (*containers.Container, error) {
+	var latest *containers.Container
+	for _, cid := range InstanceIDs(pod, name) {
+		c, err := r.client.ContainerService().Get(ctx, cid)
+		switch {
+		case errdefs.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("container %s: %w", cid, err)
+		}
+		if latest == nil || c.CreatedAt.After(latest.CreatedAt) {
+			latest = &c
+		}
+	}
+	return latest, nil
+}
+
+// loadContainer loads the newest instance of the named container of pod;
+// an error wrapping errdefs.ErrNotFound when there is none.
+func (r *Runtime) loadContainer(ctx context.Context, pod reconcile.PodID, name string) (client.Container, error) {
+	c, err := r.latestInstance(ctx, pod, name)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, fmt.Errorf("container %q of %s: %w", name, pod, errdefs.ErrNotFound)
+	}
+	return r.client.LoadContainer(ctx, c.ID)
+}
+
 // WaitContainer blocks until the task of the named container exits and
 // returns its exit code. A task that already exited returns at once.
 func (r *Runtime) WaitContainer(ctx context.Context, id reconcile.PodID, kind reconcile.ContainerKind, name string) (int, error) {
 	ctx = r.nsctx(ctx)
-	cid := ContainerID(id, name)
-	ctr, err := r.client.LoadContainer(ctx, cid)
+	ctr, err := r.loadContainer(ctx, id, name)
 	if err != nil {
-		return 0, fmt.Errorf("container %s: %w", cid, err)
+		return 0, err
 	}
+	cid := ctr.ID()
 	labels, err := ctr.Labels(ctx)
 	if err != nil {
 		return 0, err

@@ -137,7 +137,11 @@ func held(path string) bool {
 func logOf(t *testing.T, rt *containerd.Runtime, id reconcile.PodID, name string) string {
 	t.Helper()
 	c := namespaces.WithNamespace(ctx(t), rt.Namespace())
-	if ctr, err := rt.Client().LoadContainer(c, containerd.ContainerID(id, name)); err == nil {
+	for _, cid := range containerd.InstanceIDs(id, name) {
+		ctr, err := rt.Client().LoadContainer(c, cid)
+		if err != nil {
+			continue
+		}
 		if task, err := ctr.Task(c, nil); err == nil {
 			if st, err := task.Status(c); err != nil || st.Status != client.Stopped {
 				t.Fatalf("logOf reads the log of an exited container; %s is %v (%v)", name, st.Status, err)
@@ -372,5 +376,43 @@ func TestSharedShim(t *testing.T) {
 	a, b := ppid(pods[0].Containers[0].PID), ppid(pods[0].Containers[1].PID)
 	if a != b {
 		t.Errorf("containers of one pod have different shims (parents %s and %s)", a, b)
+	}
+}
+
+// TestRestartAlternatesInstances: a container started again after it
+// exited is made under its other ID and started before the last instance
+// is removed; one instance remains, and the next start goes back to the
+// first ID.
+func TestRestartAlternatesInstances(t *testing.T) {
+	rt, _ := newRuntime(t)
+	pod := runtimetest.NewPod("alt", runtimetest.Exiter("main", testImage, "3"))
+	runtimetest.Up(t, rt, pod)
+	c := namespaces.WithNamespace(ctx(t), rt.Namespace())
+	ids := containerd.InstanceIDs(pod.ID, "main")
+	instances := func() []string {
+		var out []string
+		for _, cid := range ids {
+			if _, err := rt.Client().ContainerService().Get(c, cid); err == nil {
+				out = append(out, cid)
+			}
+		}
+		return out
+	}
+	for i, want := range []string{ids[0], ids[1], ids[0]} {
+		if i > 0 {
+			if err := rt.StartContainer(ctx(t), pod, reconcile.AppContainer, "main"); err != nil {
+				t.Fatalf("start %d: %v", i, err)
+			}
+		}
+		if code, err := rt.WaitContainer(ctx(t), pod.ID, reconcile.AppContainer, "main"); err != nil || code != 3 {
+			t.Fatalf("start %d: WaitContainer = %d, %v; want 3", i, code, err)
+		}
+		if got := instances(); len(got) != 1 || got[0] != want {
+			t.Fatalf("after start %d: instances %v, want only %s", i, got, want)
+		}
+		pods, err := rt.List(ctx(t))
+		if err != nil || len(pods) != 1 || len(pods[0].Containers) != 1 || pods[0].Containers[0].ID != want {
+			t.Fatalf("after start %d: List = %+v, %v; want one container %s", i, pods, err, want)
+		}
 	}
 }

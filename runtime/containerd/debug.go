@@ -81,7 +81,7 @@ func (r *Runtime) Debug(ctx context.Context, id reconcile.PodID, opts DebugOptio
 		specOpts = append(specOpts, oci.WithTTY)
 	}
 	if opts.Target != "" {
-		t, err := r.client.LoadContainer(ctx, ContainerID(id, opts.Target))
+		t, err := r.loadContainer(ctx, id, opts.Target)
 		if err != nil {
 			return 0, fmt.Errorf("target container %q: %w", opts.Target, err)
 		}

@@ -30,7 +30,13 @@
 //     FIFOs.
 //   - Each container has a deterministic ID, a snapshot with the same key
 //     held by a lease with the same ID, and an OCI spec built by the pure
-//     function SpecOpts.
+//     function SpecOpts. Its instances alternate between two IDs
+//     (InstanceIDs): a start makes the new instance under the ID the last
+//     one does not use, starts it, and only then removes the last one
+//     (exited; a running one is stopped first), so a restart does not wait
+//     for the old task's and snapshot's deletion. List shows the newer of
+//     two; an instance left by a crash between the two steps goes at the
+//     container's next start or with its pod.
 //   - Pods share runc shims: up to Options.PodsPerShim pods (default 16)
 //     form a shim group (the io.containerd.runc.v2.group annotation),
 //     chosen when a pod's first container starts and recorded on its

@@ -80,11 +80,11 @@ func (r *Runtime) Exec(ctx context.Context, id reconcile.PodID, container string
 	if len(cmd) == 0 {
 		return 0, errors.New("exec: no command")
 	}
-	cid := ContainerID(id, container)
-	ctr, err := r.client.LoadContainer(ctx, cid)
+	ctr, err := r.loadContainer(ctx, id, container)
 	if err != nil {
-		return 0, fmt.Errorf("container %q of %s: %w", container, id, err)
+		return 0, err
 	}
+	cid := ctr.ID()
 	labels, err := ctr.Labels(ctx)
 	if err != nil {
 		return 0, err

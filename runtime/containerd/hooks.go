@@ -170,14 +170,14 @@ var _ reconcile.ContainerStopper = (*Runtime)(nil)
 // not running, or does not exist, is left alone.
 func (r *Runtime) StopContainer(ctx context.Context, id reconcile.PodID, kind reconcile.ContainerKind, name string, grace time.Duration) error {
 	ctx = r.nsctx(ctx)
-	cid := ContainerID(id, name)
-	ctr, err := r.client.LoadContainer(ctx, cid)
+	ctr, err := r.loadContainer(ctx, id, name)
 	if errdefs.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	cid := ctr.ID()
 	labels, err := ctr.Labels(ctx)
 	if err != nil {
 		return err

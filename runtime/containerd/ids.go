@@ -69,11 +69,23 @@ func SandboxID(id reconcile.PodID) string {
 	return shortID(id.Namespace + "_" + id.Name)
 }
 
-// ContainerID returns the containerd ID of the named container of a pod:
-// "<namespace>_<name>_<container>", shortened like SandboxID. It is also
-// the key of the container's snapshot and the ID of its lease.
+// ContainerID returns the containerd ID of the named container of a pod as
+// it is first made: "<namespace>_<name>_<container>", shortened like
+// SandboxID. It is also the key of the container's snapshot and the ID of
+// its lease. Each start alternates between this ID and a second one
+// (InstanceIDs).
 func ContainerID(id reconcile.PodID, name string) string {
 	return shortID(id.Namespace + "_" + id.Name + "_" + name)
+}
+
+// InstanceIDs are the two IDs a container's instances alternate between
+// from one start to the next: the new instance is made and started in the
+// slot the last one does not use, and the last one, exited, is removed
+// after, so a restart does not wait for the old task's and snapshot's
+// deletion (a kubelet makes a new container for each attempt too). The
+// second is "<container id>.1": container names have no ".".
+func InstanceIDs(id reconcile.PodID, name string) [2]string {
+	return [2]string{ContainerID(id, name), shortID(id.Namespace + "_" + id.Name + "_" + name + ".1")}
 }
 
 // NetNSName returns the name of the pod's network namespace as `ip netns`

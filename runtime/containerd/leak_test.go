@@ -401,9 +401,13 @@ func TestZombieTaskIsDeleted(t *testing.T) {
 	base := snapshotHost(t, rt, e)
 	pod := runtimetest.NewPod("zombie", runtimetest.Sleeper("app", testImage))
 	runtimetest.Up(t, rt, pod)
-	id := containerd.ContainerID(pod.ID, "app")
-	makeZombie := func() {
+	// The zombie is made of the container's running instance: the first
+	// ID, then, once started again, the other (containerd.InstanceIDs).
+	ids := containerd.InstanceIDs(pod.ID, "app")
+	var id string
+	makeZombie := func(instance string) {
 		t.Helper()
+		id = instance
 		c := namespaces.WithNamespace(context.Background(), e.ns)
 		ctr, err := rt.Client().LoadContainer(c, id)
 		if err != nil {
@@ -438,14 +442,17 @@ func TestZombieTaskIsDeleted(t *testing.T) {
 			t.Fatalf("the zombie task is still reported: %v", err)
 		}
 	}
-	makeZombie()
+	makeZombie(ids[0])
 	if err := rt.StartContainer(ctx(t), pod, reconcile.AppContainer, "app"); err != nil {
 		t.Fatalf("StartContainer over a zombie task: %v", err)
 	}
 	if pods := runtimetest.MustList(t, rt); len(pods) != 1 || pods[0].Containers[0].State != reconcile.StateRunning {
 		t.Fatalf("after the replacement: %+v", pods)
 	}
-	makeZombie()
+	if _, err := os.Stat(filepath.Join(ctrd.Dir(), "state", "io.containerd.runtime.v2.task", e.ns, ids[0])); err == nil {
+		t.Errorf("the first zombie's bundle is left after the replacement")
+	}
+	makeZombie(ids[1])
 	if err := rt.RemovePod(ctx(t), pod.ID, runtimetest.Grace); err != nil {
 		t.Fatal(err)
 	}

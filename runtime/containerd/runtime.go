@@ -365,6 +365,7 @@ func (r *Runtime) ObservePod(ctx context.Context, id reconcile.PodID) (*reconcil
 // container's state taken from its task in tasks (none: created).
 func (r *Runtime) observed(ctrs []containers.Container, tasks map[string]*tasktypes.Process) []reconcile.ObservedPod {
 	pods := map[reconcile.PodID]*reconcile.ObservedPod{}
+	newest := map[instanceKey]time.Time{}
 	get := func(l map[string]string) *reconcile.ObservedPod {
 		id := reconcile.PodID{Namespace: l[LabelPodNamespace], Name: l[LabelPodName]}
 		p, ok := pods[id]
@@ -390,6 +391,17 @@ func (r *Runtime) observed(ctrs []containers.Container, tasks map[string]*taskty
 			if p.Hash == "" {
 				setPodLabels(p, l)
 			}
+			// Of a container's two instances (a restart's new one and
+			// the last one, about to be removed), the newer stands.
+			key := instanceKey{p.ID, l[LabelContainerKind], l[LabelContainerName]}
+			if at, seen := newest[key]; seen && !c.CreatedAt.After(at) {
+				continue
+			} else if seen {
+				p.Containers = slices.DeleteFunc(p.Containers, func(oc reconcile.ObservedContainer) bool {
+					return string(oc.Kind) == key.kind && oc.Name == key.name
+				})
+			}
+			newest[key] = c.CreatedAt
 			p.Containers = append(p.Containers, r.observedContainer(c, tasks[c.ID]))
 		}
 	}
@@ -405,6 +417,12 @@ func (r *Runtime) observed(ctrs []containers.Container, tasks map[string]*taskty
 		out = append(out, *p)
 	}
 	return out
+}
+
+// instanceKey names one container of a pod, whichever instance.
+type instanceKey struct {
+	pod        reconcile.PodID
+	kind, name string
 }
 
 // observedContainer is one container as its labels and its task (nil:
