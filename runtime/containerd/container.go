@@ -213,8 +213,12 @@ func (r *Runtime) nextInstance(ctx context.Context, pod reconcile.PodID, name st
 		if last.ID == slots[0] {
 			id = slots[1]
 		}
+		// Only a task known to have exited (or to be gone) may outlive
+		// the new one's start: when containerd cannot say, the last
+		// instance is removed first, as one that runs.
 		resp, err := r.client.TaskService().Get(ctx, &tasksapi.GetRequest{ContainerID: last.ID})
-		if err == nil && resp.Process.Status != tasktypes.Status_STOPPED {
+		err = errgrpc.ToNative(err)
+		if exited := errdefs.IsNotFound(err) || (err == nil && resp.Process.Status == tasktypes.Status_STOPPED); !exited {
 			if err := r.removeContainer(ctx, last.ID, grace); err != nil {
 				return "", "", fmt.Errorf("remove previous container %s: %w", last.ID, err)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/hashicorp/go-hclog"
 
 	"berth.dev/berth/internal/testenv"
@@ -414,5 +415,28 @@ func TestRestartAlternatesInstances(t *testing.T) {
 		if err != nil || len(pods) != 1 || len(pods[0].Containers) != 1 || pods[0].Containers[0].ID != want {
 			t.Fatalf("after start %d: List = %+v, %v; want one container %s", i, pods, err, want)
 		}
+	}
+
+	// berth killed between a new instance's creation and the old one's
+	// removal: the exited old one is left beside the new. Listing shows
+	// the new one; garbage collection removes the old.
+	old, err := rt.Client().ContainerService().Get(c, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Client().NewContainer(c, ids[1], client.WithContainerLabels(old.Labels), client.WithRuntime(old.Runtime.Name, nil), client.WithSpec(&oci.Spec{})); err != nil {
+		t.Fatal(err)
+	}
+	if got := instances(); len(got) != 2 {
+		t.Fatalf("instances %v, want both", got)
+	}
+	if pods := runtimetest.MustList(t, rt); len(pods) != 1 || len(pods[0].Containers) != 1 || pods[0].Containers[0].ID != ids[1] {
+		t.Fatalf("with two instances, List = %+v; want only the newer, %s", pods, ids[1])
+	}
+	if !rt.CollectGarbage(ctx(t)) {
+		t.Fatal("garbage collection failed")
+	}
+	if got := instances(); len(got) != 1 || got[0] != ids[1] {
+		t.Fatalf("after garbage collection: instances %v, want only %s", got, ids[1])
 	}
 }

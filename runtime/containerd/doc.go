@@ -33,10 +33,12 @@
 //     function SpecOpts. Its instances alternate between two IDs
 //     (InstanceIDs): a start makes the new instance under the ID the last
 //     one does not use, starts it, and only then removes the last one
-//     (exited; a running one is stopped first), so a restart does not wait
-//     for the old task's and snapshot's deletion. List shows the newer of
-//     two; an instance left by a crash between the two steps goes at the
-//     container's next start or with its pod.
+//     (exited; one that runs, or whose state containerd cannot tell, is
+//     stopped first), so a restart does not wait for the old task's and
+//     snapshot's deletion. List shows the newer of two; an exited instance
+//     left by a crash between the two steps goes at the next garbage
+//     collection (every command's start, and the agent's every 10
+//     minutes), the container's next start or with its pod.
 //   - Pods share runc shims: up to Options.PodsPerShim pods (default 16)
 //     form a shim group (the io.containerd.runc.v2.group annotation),
 //     chosen when a pod's first container starts and recorded on its

@@ -8,6 +8,11 @@ import (
 	"strings"
 	"time"
 
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	gocni "github.com/containerd/go-cni"
 
 	"berth.dev/berth/reconcile"
@@ -59,10 +64,11 @@ const (
 // command runs it at start; the agent runs RunGarbageCollection too.
 func (r *Runtime) CollectGarbage(ctx context.Context) bool {
 	ctx = r.nsctx(ctx)
+	ok := r.collectOldInstances(ctx)
 	allocated := r.allocations()
 	kept, _ := os.ReadDir(r.keptLogsRoot())
 	if len(allocated) == 0 && len(kept) == 0 {
-		return true
+		return ok
 	}
 	// Listed after the allocations were read: a sandbox's record exists
 	// before its CNI ADD, so a live allocation always has one here.
@@ -77,7 +83,50 @@ func (r *Runtime) CollectGarbage(ctx context.Context) bool {
 		live[c.ID] = true
 	}
 	r.collectKeptLogs(kept, live)
-	return r.collectNetwork(ctx, allocated, live)
+	return r.collectNetwork(ctx, allocated, live) && ok
+}
+
+// collectOldInstances removes the older of a container's two instances
+// (see InstanceIDs) when it no longer runs: what a start stopped between
+// the new instance's start and the old one's removal leaves behind.
+// Listing already shows only the newer; this frees the older's snapshot,
+// lease and log registration.
+func (r *Runtime) collectOldInstances(ctx context.Context) bool {
+	recs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelRole, RoleContainer))
+	if err != nil {
+		r.log.Warn("garbage collection: list containers", "error", err)
+		return false
+	}
+	newest := map[instanceKey]containers.Container{}
+	var older []string
+	for _, c := range recs {
+		l := c.Labels
+		key := instanceKey{reconcile.PodID{Namespace: l[LabelPodNamespace], Name: l[LabelPodName]}, l[LabelContainerKind], l[LabelContainerName]}
+		n, seen := newest[key]
+		switch {
+		case !seen:
+			newest[key] = c
+		case c.CreatedAt.After(n.CreatedAt):
+			older, newest[key] = append(older, n.ID), c
+		default:
+			older = append(older, c.ID)
+		}
+	}
+	ok := true
+	for _, id := range older {
+		resp, err := r.client.TaskService().Get(ctx, &tasksapi.GetRequest{ContainerID: id})
+		err = errgrpc.ToNative(err)
+		if err == nil && resp.Process.Status != tasktypes.Status_STOPPED || err != nil && !errdefs.IsNotFound(err) {
+			continue // a start in progress removes it
+		}
+		if err := r.removeContainer(ctx, id, 0); err != nil {
+			r.log.Warn("garbage collection: remove a container's old instance", "container", id, "error", err)
+			ok = false
+			continue
+		}
+		r.log.Info("removed a container's old instance", "container", id)
+	}
+	return ok
 }
 
 // RunGarbageCollection runs CollectGarbage until ctx ends: every
