@@ -192,24 +192,28 @@ event_ns() {
 		[ "$ns" -ge "${3:-0}" ] && { echo "$ns"; return; }
 	done < <(awk -v t="$1" '$6 == t' "$work/events.txt" | grep -E -- "$2")
 }
-task_pid() { # task_pid CONTAINER-ID: the running task's PID, or nothing
-	ctr -a "$BERTH_CONTAINERD_ADDRESS" -n bench tasks ls 2>/dev/null | awk -v id="$1" '$1 == id && $3 == "RUNNING" {print $2}'
+# task_of POD: "ID PID" of the running task of POD's sleeper container.
+# A restart makes the new instance under the container's other ID
+# ("<id>" and "<id>.1"), so both are looked at.
+task_of() {
+	ctr -a "$BERTH_CONTAINERD_ADDRESS" -n bench tasks ls 2>/dev/null |
+		awk -v re="^default_$1_sleeper(\\.1)?$" '$1 ~ re && $3 == "RUNNING" {print $1, $2}' | head -1
 }
 restart=()
 for i in $(seq "$REPS"); do
-	cid=$(ctr -a "$BERTH_CONTAINERD_ADDRESS" -n bench containers ls -q | grep "pod-$i" | grep sleeper | head -1)
-	old=$(task_pid "$cid")
-	[ -n "$old" ] || { echo "bench: no task for pod-$i" >&2; exit 1; }
+	read -r cid old < <(task_of "pod-$i") || true
+	[ -n "${old:-}" ] || { echo "bench: no task for pod-$i" >&2; exit 1; }
 	kill -9 "$old"
+	ncid= new=
 	for _ in $(seq 3000); do
-		new=$(task_pid "$cid")
+		read -r ncid new < <(task_of "pod-$i") || true
 		[ -n "$new" ] && [ "$new" != "$old" ] && break
 		sleep 0.005
 	done
-	for _ in $(seq 100); do grep -q "/tasks/start .*\"$cid\".*\"pid\":$new[,}]" "$work/events.txt" && break; sleep 0.02; done
+	for _ in $(seq 100); do grep -q "/tasks/start .*\"$ncid\".*\"pid\":$new[,}]" "$work/events.txt" && break; sleep 0.02; done
 	died=$(event_ns /tasks/exit "\"container_id\":\"$cid\".*\"pid\":$old,")
-	started=$(event_ns /tasks/start "\"container_id\":\"$cid\".*\"pid\":$new[,}]")
-	[ -n "$died" ] && [ -n "$started" ] || { echo "bench: no exit or start event for $cid" >&2; exit 1; }
+	started=$(event_ns /tasks/start "\"container_id\":\"$ncid\".*\"pid\":$new[,}]")
+	[ -n "$died" ] && [ -n "$started" ] || { echo "bench: no exit or start event for $cid → $ncid" >&2; exit 1; }
 	restart+=($(((started - died) / 1000000)))
 	# The next kill must not fall in this container's backoff: use another pod.
 done
