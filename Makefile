@@ -63,7 +63,7 @@ bench-plan: build ## measure berth plan --inventory: 500 devices in 10 label gro
 bench-vet: build ## measure berth vet on 1000 objects in YAML and in CUE (no containerd)
 	bench/vet.sh
 
-bench-agent: deps build ## berth agent: push to pod replaced (webhook, local directory) and the idle footprint with 50 pods
+bench-agent: deps build ## berth agent with 50 pods: push to pod replaced (webhook, local directory), idle footprint, exit to restart, a Deployment of 3 rolled (bench/agent.sh)
 	$(SUDO) bench/agent.sh
 
 bench-fleet: deps build ## a three-wave rollout on 500 agents with the simulated runtime, one git daemon and one mosquitto on loopback (no containerd)
