@@ -231,7 +231,7 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	err = manager.Converge(cctx, rt, rev.src.Commit, rev.objects, opts)
+	err = manager.Converge(cctx, rt, rev.src.Commit, rev.objects, observed, opts)
 	if c.output == "json" {
 		mu.Lock()
 		out := struct {

@@ -28,7 +28,7 @@ func converge(t *testing.T, rt reconcile.Runtime, rev string, objs ...reconcile.
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return manager.Converge(ctx, rt, rev, objs, manager.Options{StateDir: t.TempDir()})
+	return manager.Converge(ctx, rt, rev, objs, nil, manager.Options{StateDir: t.TempDir()})
 }
 
 func TestApplyThenNoChangeTouchesNothing(t *testing.T) {
@@ -111,7 +111,7 @@ func TestApplyOneFailureDoesNotStopOthers(t *testing.T) {
 	}
 	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	err := manager.Converge(tctx, rt, "r1", []reconcile.Object{fx.PodObj("bad"), fx.PodObj("good1"), fx.PodObj("good2")},
+	err := manager.Converge(tctx, rt, "r1", []reconcile.Object{fx.PodObj("bad"), fx.PodObj("good1"), fx.PodObj("good2")}, nil,
 		manager.Options{StateDir: t.TempDir()})
 	var pe *manager.PendingError
 	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "default/bad") {
@@ -143,7 +143,7 @@ func TestFakeRuntimeResolvesKubernetesEnv(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := manager.Converge(ctx, rt, "r1", []reconcile.Object{o}, manager.Options{StateDir: t.TempDir()}); err != nil {
+	if err := manager.Converge(ctx, rt, "r1", []reconcile.Object{o}, nil, manager.Options{StateDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	env, ok := rt.Env(reconcile.PodID{Namespace: "default", Name: "web"}, reconcile.AppContainer, "main")

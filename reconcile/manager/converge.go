@@ -30,7 +30,11 @@ func (e *PendingError) Unwrap() error { return e.Err }
 // revision: every rollout step done, every pod running its spec) or ctx
 // ends (a *PendingError). The pods keep running when it returns; what a
 // running agent does afterwards (restarts, probes) is the agent's.
-func Converge(ctx context.Context, rt reconcile.Runtime, revision string, objs []reconcile.Object, opts Options) error {
+//
+// observed, when not nil, is rt's pods as the caller listed them just
+// before (to print the plan): the first pass decides on them instead of
+// listing again, as it does on Sync's own list.
+func Converge(ctx context.Context, rt reconcile.Runtime, revision string, objs []reconcile.Object, observed []reconcile.ObservedPod, opts Options) error {
 	m := New(rt, opts)
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
@@ -39,7 +43,7 @@ func Converge(ctx context.Context, rt reconcile.Runtime, revision string, objs [
 		stop()
 		<-done
 	}()
-	if err := m.Sync(ctx, revision, objs); err != nil {
+	if err := m.sync(ctx, revision, objs, nil, observed); err != nil {
 		return err
 	}
 	return m.WaitConverged(ctx)

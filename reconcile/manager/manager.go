@@ -194,6 +194,12 @@ func (m *Manager) Sync(ctx context.Context, revision string, objs []reconcile.Ob
 // keep, which the revision does not declare, are left running as they are
 // (an agent that runs a cached revision offline prunes nothing).
 func (m *Manager) SyncKeeping(ctx context.Context, revision string, objs []reconcile.Object, keep []reconcile.PodID) error {
+	return m.sync(ctx, revision, objs, keep, nil)
+}
+
+// sync is SyncKeeping on the runtime's pods as observed lists them (nil:
+// listed here).
+func (m *Manager) sync(ctx context.Context, revision string, objs []reconcile.Object, keep []reconcile.PodID, observed []reconcile.ObservedPod) error {
 	recs, err := m.store.Load()
 	if err != nil && recs == nil {
 		return fmt.Errorf("read records: %w", err)
@@ -203,9 +209,10 @@ func (m *Manager) SyncKeeping(ctx context.Context, revision string, objs []recon
 		return err
 	}
 	listed := time.Now()
-	observed, err := m.rt.List(ctx)
-	if err != nil {
-		return fmt.Errorf("list pods: %w", err)
+	if observed == nil {
+		if observed, err = m.rt.List(ctx); err != nil {
+			return fmt.Errorf("list pods: %w", err)
+		}
 	}
 	kept := make(map[reconcile.PodID]bool, len(keep))
 	for _, id := range keep {
@@ -506,7 +513,9 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 		listed = time.Now()
 		var err error
 		if observed, err = m.rt.List(ctx); err != nil {
-			m.log.Warn("list pods", "error", err)
+			if ctx.Err() == nil { // else the manager is stopping: nothing is wrong
+				m.log.Warn("list pods", "error", err)
+			}
 			return now.Add(m.opts.ResyncInterval)
 		}
 	}

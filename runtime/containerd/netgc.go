@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	gocni "github.com/containerd/go-cni"
@@ -59,31 +61,56 @@ const (
 // CollectGarbage releases what removals left behind on purpose, and
 // reports whether it released everything it found: the network
 // attachments of sandboxes of this containerd namespace that no longer
-// exist (a removal whose CNI DEL kept failing), and the logs kept of
-// removed pods that were not made again within an hour. Each berth
-// command runs it at start; the agent runs RunGarbageCollection too.
+// exist (a removal whose CNI DEL kept failing), the logs kept of removed
+// pods that were not made again within an hour, and the older of a
+// container's two instances once it no longer runs. Each berth command
+// runs it at start (with the stale leases, on one list of the
+// namespace's containers); the agent runs RunGarbageCollection too.
 func (r *Runtime) CollectGarbage(ctx context.Context) bool {
+	ok, _ := r.collect(ctx, false)
+	return ok
+}
+
+// collect is CollectGarbage, and withLeases also deleteStaleLeases, whose
+// error it returns. What it reads of berth's own records is read before
+// the containers are listed: a sandbox's record exists before its CNI ADD,
+// and a container's before its start lets go of the lease, so a live
+// allocation or lease always has its container in the list.
+func (r *Runtime) collect(ctx context.Context, withLeases bool) (bool, error) {
 	ctx = r.nsctx(ctx)
-	ok := r.collectOldInstances(ctx)
 	allocated := r.allocations()
 	kept, _ := os.ReadDir(r.keptLogsRoot())
-	if len(allocated) == 0 && len(kept) == 0 {
-		return ok
+	var ls []leases.Lease
+	if withLeases {
+		var err error
+		if ls, err = r.client.LeasesService().List(ctx, labelFilter(LabelManaged, "true")); err != nil {
+			return false, fmt.Errorf("delete stale leases: %w", err)
+		}
 	}
-	// Listed after the allocations were read: a sandbox's record exists
-	// before its CNI ADD, so a live allocation always has one here.
-	recs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelRole, RoleSandbox))
+	recs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true"))
 	if err != nil {
-		r.log.Warn("garbage collection: list sandboxes", "error", err)
-		return false
+		if withLeases {
+			return false, fmt.Errorf("delete stale leases: %w", err)
+		}
+		r.log.Warn("garbage collection: list containers", "error", err)
+		return false, nil
+	}
+	if err := r.deleteStaleLeases(ctx, ls, recs); err != nil {
+		return false, fmt.Errorf("delete stale leases: %w", err)
+	}
+	ok := r.collectOldInstances(ctx, recs)
+	if len(allocated) == 0 && len(kept) == 0 {
+		return ok, nil
 	}
 	live := map[string]bool{}
 	for _, c := range recs {
-		live[c.Labels[LabelCNIID]] = true
-		live[c.ID] = true
+		if c.Labels[LabelRole] == RoleSandbox {
+			live[c.Labels[LabelCNIID]] = true
+			live[c.ID] = true
+		}
 	}
 	r.collectKeptLogs(kept, live)
-	return r.collectNetwork(ctx, allocated, live) && ok
+	return r.collectNetwork(ctx, allocated, live) && ok, nil
 }
 
 // collectOldInstances removes the older of a container's two instances
@@ -91,16 +118,14 @@ func (r *Runtime) CollectGarbage(ctx context.Context) bool {
 // the new instance's start and the old one's removal leaves behind.
 // Listing already shows only the newer; this frees the older's snapshot,
 // lease and log registration.
-func (r *Runtime) collectOldInstances(ctx context.Context) bool {
-	recs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelRole, RoleContainer))
-	if err != nil {
-		r.log.Warn("garbage collection: list containers", "error", err)
-		return false
-	}
+func (r *Runtime) collectOldInstances(ctx context.Context, recs []containers.Container) bool {
 	newest := map[instanceKey]containers.Container{}
 	var older []string
 	for _, c := range recs {
 		l := c.Labels
+		if l[LabelRole] != RoleContainer {
+			continue
+		}
 		key := instanceKey{reconcile.PodID{Namespace: l[LabelPodNamespace], Name: l[LabelPodName]}, l[LabelContainerKind], l[LabelContainerName]}
 		n, seen := newest[key]
 		switch {
