@@ -32,8 +32,9 @@ demo-clean: ## remove the demo's pods, stop its containerd and delete its state
 test: deps ## run unit and integration tests (as root: real containerd, runc, CNI)
 	$(SUDO) env "PATH=$$PATH" BERTH_TEST_SSH=1 $(GO) test -p $(TEST_PACKAGES) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-test-faults: deps build ## fault suite (as root): kill bin/berth apply and containerd at random points, two applies at once, a reboot; check convergence and leaks
-	$(SUDO) env "PATH=$$PATH" BERTH_BIN=$(abspath $(BIN)) $(GO) test -tags faults -count=1 -timeout $(TEST_TIMEOUT) ./internal/faults/
+test-faults: deps build ## fault suite (as root): kill bin/berth apply and containerd at random points, two applies at once, a reboot, a pod worker's panic; check convergence and leaks
+	CGO_ENABLED=0 $(GO) build -trimpath -tags faults -ldflags '$(LDFLAGS)' -o $(dir $(BIN))berth-faults ./cmd/berth
+	$(SUDO) env "PATH=$$PATH" BERTH_BIN=$(abspath $(BIN)) BERTH_FAULTS_BIN=$(abspath $(dir $(BIN))berth-faults) $(GO) test -tags faults -count=1 -timeout $(TEST_TIMEOUT) ./internal/faults/
 
 test-unit: ## run only the tests that need neither root nor containerd (no private containerd starts)
 	$(GO) test -count=1 -short ./...

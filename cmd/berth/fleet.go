@@ -67,7 +67,7 @@ func (c *cli) agentRuntime(ctx context.Context) (agentRuntime, error) {
 		if err != nil {
 			return nil, err
 		}
-		return rt, nil
+		return faultRuntime(rt), nil
 	case "sim":
 		c.log.Warn("simulated runtime: no container runs (benchmarks only)")
 		return sim.New(), nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"berth.dev/berth/agent"
 	"berth.dev/berth/internal/testenv"
+	"berth.dev/berth/reconcile"
 )
 
 // agentProc is berth agent running for a host, its output kept.
@@ -25,12 +27,14 @@ type agentProc struct {
 }
 
 // startAgent runs berth agent on the host's repository until the test
-// ends (stopped before the host's cleanup applies).
-func (h *host) startAgent() *agentProc {
+// ends (stopped before the host's cleanup applies), with env added to
+// its environment.
+func (h *host) startAgent(env ...string) *agentProc {
 	h.t.Helper()
 	cmd := h.command(context.Background(), "agent", "--repo", h.repo, "--interval", "2s", "--jitter", "0",
 		"--health-settle", "2s", "--health-deadline", "2m")
 	cmd.Args = append(cmd.Args, "--log-level", "info")
+	cmd.Env = append(os.Environ(), env...)
 	a := &agentProc{cmd: cmd, out: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = a.out, a.out
 	if err := cmd.Start(); err != nil {
@@ -143,4 +147,96 @@ func TestKillContainerdUnderAgent(t *testing.T) {
 		t.Logf("trial %d: killed %s into the rollout, down %s, settled %s after the restart",
 			i, delay.Round(time.Millisecond), outage, time.Since(back).Round(100*time.Millisecond))
 	}
+}
+
+// TestWorkerPanicUnderAgent panics the real agent's worker of one pod
+// (bin/berth-faults, built with the faults tag, panics making the sandbox
+// of the pod BERTH_FAULT_PANIC_POD names): the agent keeps running and
+// serving its API, the pod is shown failed with reason WorkerPanic, and
+// the other pods run, and go on being managed: a change to one of them
+// is carried out after the panic.
+func TestWorkerPanicUnderAgent(t *testing.T) {
+	bin := os.Getenv("BERTH_FAULTS_BIN")
+	if bin == "" {
+		t.Fatal("BERTH_FAULTS_BIN is not set: run make test-faults, which builds bin/berth-faults")
+	}
+	h := newHost(t, "")
+	h.bin = bin // without BERTH_FAULT_PANIC_POD, the same as bin/berth
+	h.write(map[string]string{"good.yaml": pod("good", "1"), "bad.yaml": pod("bad", "1"), "other.yaml": pod("other", "1")})
+	a := h.startAgent("BERTH_FAULT_PANIC_POD=bad")
+	// waitPods waits until the agent shows bad failed by the panic and
+	// good and other running with the given VALUE of good.
+	waitPods := func(good string) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			select {
+			case <-a.done:
+				t.Fatalf("the agent exited after a pod worker's panic:\n%s", a.out.String())
+			default:
+			}
+			var problems []string
+			st := h.agentStatus()
+			if st == nil {
+				problems = append(problems, "no agent status")
+			} else {
+				phase := map[string]string{}
+				for _, p := range st.Pods {
+					phase[p.ID.Name] = string(p.Phase) + "/" + p.Reason
+				}
+				if phase["bad"] != string(reconcile.PodFailed)+"/"+reconcile.ReasonWorkerPanic {
+					problems = append(problems, fmt.Sprintf("bad is %q, want Failed/WorkerPanic", phase["bad"]))
+				}
+			}
+			o := h.observe()
+			for _, name := range []string{"good", "other"} {
+				if o.running[name] == 0 {
+					problems = append(problems, name+" does not run")
+				}
+			}
+			if _, ok := o.sandboxes["bad"]; ok {
+				problems = append(problems, "bad has a sandbox")
+			}
+			if len(problems) == 0 && good != "" {
+				env, err := h.podEnv("good", "VALUE")
+				if err != nil || env != good {
+					problems = append(problems, fmt.Sprintf("good has VALUE %q (%v), want %q", env, err, good))
+				}
+			}
+			if len(problems) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after the panic:\n  %s\nagent log:\n%s", strings.Join(problems, "\n  "), a.out.String())
+			}
+			time.Sleep(200 * time.Millisecond) // poll the host as an operator would
+		}
+	}
+	waitPods("1")
+	if !strings.Contains(a.out.String(), "injected by BERTH_FAULT_PANIC_POD") {
+		t.Errorf("the agent's log does not show the panic:\n%s", a.out.String())
+	}
+	// The other pods' workers, and the engine, go on: a change to good
+	// replaces it.
+	h.write(map[string]string{"good.yaml": pod("good", "2"), "bad.yaml": pod("bad", "1"), "other.yaml": pod("other", "1")})
+	waitPods("2")
+}
+
+// podEnv is the value of the environment variable key in the running app
+// container of the named pod.
+func (h *host) podEnv(name, key string) (string, error) {
+	pid := h.observe().running[name]
+	if pid == 0 {
+		return "", fmt.Errorf("%s does not run", name)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("no %s in the environment of %s", key, name)
 }
