@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -52,9 +53,11 @@ func Network(tb testing.TB) Net {
 		ipam := filepath.Join("/var/lib/cni/networks", net.Name)
 		deleteLink(net.Bridge)
 		os.RemoveAll(ipam)
+		RemoveMasquerade(net.Name)
 		tb.Cleanup(func() {
 			deleteLink(net.Bridge)
 			os.RemoveAll(ipam)
+			RemoveMasquerade(net.Name)
 			f.Close()
 		})
 		return net
@@ -68,4 +71,26 @@ func deleteLink(name string) {
 		return
 	}
 	_ = exec.Command("ip", "link", "delete", name).Run()
+}
+
+// RemoveMasquerade deletes berth's masquerade rule set of the network (the
+// POSTROUTING rule with the comment "berth masquerade: <network>" and the
+// chain it jumps to), which stays while the network does.
+func RemoveMasquerade(network string) {
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		return
+	}
+	comment := "berth masquerade: " + network
+	for _, l := range strings.Split(string(out), "\n") {
+		// -A POSTROUTING -s <subnet> -m comment --comment "<comment>" -j <chain>
+		f := strings.Fields(l)
+		if len(f) < 4 || f[0] != "-A" || f[1] != "POSTROUTING" || f[2] != "-s" || !strings.Contains(l, `"`+comment+`"`) {
+			continue
+		}
+		chain := f[len(f)-1]
+		_ = exec.Command("iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", f[3], "-m", "comment", "--comment", comment, "-j", chain).Run()
+		_ = exec.Command("iptables", "-w", "-t", "nat", "-F", chain).Run()
+		_ = exec.Command("iptables", "-w", "-t", "nat", "-X", chain).Run()
+	}
 }

@@ -17,9 +17,10 @@ import (
 )
 
 // DefaultConfList returns berth's own CNI network: a bridge with host-local
-// IPAM, acting as the gateway, masquerading outbound traffic and letting
-// pods reach themselves through a port mapping (hairpin), followed by the
-// portmap plugin for hostPort. go-cni adds the loopback network on its
+// IPAM, acting as the gateway and letting pods reach themselves through a
+// port mapping (hairpin), followed by the portmap plugin for hostPort.
+// Outbound traffic is masqueraded by one rule set for the whole subnet
+// (ensureMasquerade), not by the plugin per pod. go-cni adds the loopback network on its
 // own. host-local keeps its allocations in the network's own store,
 // /var/lib/cni/networks/<name>, so every berth instance on the network
 // (the demo next to an installation) allocates from the same record.
@@ -32,7 +33,7 @@ func DefaultConfList(name, bridge, subnet string) ([]byte, error) {
 				"type":        "bridge",
 				"bridge":      bridge,
 				"isGateway":   true,
-				"ipMasq":      true,
+				"ipMasq":      false, // one rule set for the subnet: ensureMasquerade
 				"hairpinMode": true,
 				"ipam": map[string]any{
 					"type":   "host-local",
@@ -155,6 +156,11 @@ func cniOpts(id reconcile.PodID, cid string, ports []gocni.PortMapping) []gocni.
 // cniAdd attaches the pinned netns at path to the networks as CNI
 // container cid, mapping the given host ports, and returns the pod's IPv4 (or first) address.
 func (r *Runtime) cniAdd(ctx context.Context, id reconcile.PodID, cid, path string, ports []gocni.PortMapping) (string, error) {
+	if r.ownNetwork != "" {
+		if err := r.masquerade(); err != nil {
+			return "", fmt.Errorf("cni add: %w", err)
+		}
+	}
 	res, err := r.cni.Setup(ctx, cid, path, cniOpts(id, cid, ports)...)
 	if err != nil {
 		return "", fmt.Errorf("cni add: %w", err)
@@ -196,7 +202,10 @@ func (r *Runtime) cniDel(ctx context.Context, id reconcile.PodID, cid, path stri
 	if err := r.cni.Remove(ctx, cid, path, cniOpts(id, cid, ports)...); err != nil {
 		return fmt.Errorf("cni del: %w", err)
 	}
-	if !pinned && r.ownNetwork != "" {
+	// The plugin's own masquerade chain of a pod an older berth made (with
+	// ipMasq on), which the plugin no longer removes; or, with the
+	// namespace gone, never did.
+	if r.ownNetwork != "" {
 		if err := teardownIPMasq(r.ownNetwork, cid); err != nil {
 			return fmt.Errorf("cni del: %w", err)
 		}

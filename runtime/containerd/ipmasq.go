@@ -66,3 +66,65 @@ func teardownIPMasq(network, id string) error {
 	}
 	return nil
 }
+
+// Masquerading for berth's own network is one rule set for the whole pod
+// subnet, not the bridge plugin's chain per pod: the plugin's ipMasq runs
+// iptables about nine times on every CNI ADD and DEL, each run reading the
+// whole nat table, so a pod's network set-up and teardown cost grew with
+// the number of pods. The set is a chain, MasqueradeChain(network):
+//
+//	-d <subnet> -j RETURN          (pod to pod: not masqueraded)
+//	-d 224.0.0.0/4 -j RETURN       (multicast: as the plugin)
+//	-j MASQUERADE
+//
+// jumped to from POSTROUTING for traffic from the subnet, with the comment
+// MasqueradeComment(network). ensureMasquerade writes it before a
+// process's first CNI ADD; it stays while berth's network does.
+
+// MasqueradeChain is the nat chain of network's masquerade rule set.
+func MasqueradeChain(network string) string {
+	sum := sha512.Sum512([]byte(network))
+	return fmt.Sprintf("BERTH-MASQ-%x", sum)[:28]
+}
+
+// MasqueradeComment marks the POSTROUTING rule that jumps to it.
+func MasqueradeComment(network string) string {
+	return "berth masquerade: " + network
+}
+
+// ensureMasquerade writes the network's masquerade chain (afresh) and
+// adds the POSTROUTING jump to it unless it is there.
+func ensureMasquerade(network, subnet string) error {
+	chain := MasqueradeChain(network)
+	restore := exec.Command("iptables-restore", "-w", "--noflush")
+	restore.Stdin = strings.NewReader(fmt.Sprintf("*nat\n:%s - [0:0]\n-F %s\n-A %s -d %s -j RETURN\n-A %s -d 224.0.0.0/4 -j RETURN\n-A %s -j MASQUERADE\nCOMMIT\n",
+		chain, chain, chain, subnet, chain, chain))
+	if b, err := restore.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore masquerade chain: %v: %s", err, b)
+	}
+	jump := []string{"POSTROUTING", "-s", subnet, "-m", "comment", "--comment", MasqueradeComment(network), "-j", chain}
+	if exec.Command("iptables", append([]string{"-w", "-t", "nat", "-C"}, jump...)...).Run() == nil {
+		return nil
+	}
+	if b, err := exec.Command("iptables", append([]string{"-w", "-t", "nat", "-A"}, jump...)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables add masquerade rule: %v: %s", err, b)
+	}
+	return nil
+}
+
+// masquerade runs ensureMasquerade for berth's own network once in this
+// process (again after a failure): before its first CNI ADD, so a pod
+// made by any berth process has its outbound traffic masqueraded, and
+// rules deleted by hand come back with the next pod.
+func (r *Runtime) masquerade() error {
+	r.masqMu.Lock()
+	defer r.masqMu.Unlock()
+	if r.masqDone {
+		return nil
+	}
+	if err := ensureMasquerade(r.ownNetwork, r.ownSubnet); err != nil {
+		return err
+	}
+	r.masqDone = true
+	return nil
+}

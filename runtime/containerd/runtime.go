@@ -124,8 +124,11 @@ type Runtime struct {
 	groupMu   sync.Mutex
 	groupBusy map[string]int
 	// ownNetwork is the name of berth's own bridge network, empty when
-	// the user's CNI configuration is used.
-	ownNetwork string
+	// the user's CNI configuration is used; ownSubnet is its subnet, and
+	// masqDone says this process has written its masquerade rules.
+	ownNetwork, ownSubnet string
+	masqMu                sync.Mutex
+	masqDone              bool
 	// gcBell asks RunGarbageCollection for a collection soon (netgc.go).
 	gcBell chan struct{}
 }
@@ -227,7 +230,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		groupBusy:   map[string]int{},
 	}
 	if opts.CNIConfDir == "" {
-		r.ownNetwork = opts.NetworkName
+		r.ownNetwork, r.ownSubnet = opts.NetworkName, opts.Subnet
 	}
 	r.registry.Insecure = append(slices.Clone(opts.Registry.Insecure), opts.InsecureRegistries...)
 	authFile, explicit := opts.Registry.AuthFile, opts.Registry.AuthFile != ""
