@@ -31,7 +31,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) 
 	if err := r.Admit(pod); err != nil {
 		return fmt.Errorf("pod %s: %w", pod.ID, err)
 	}
-	rec, err := r.ensureSandboxRecord(ctx, pod)
+	rec, fresh, err := r.ensureSandboxRecord(ctx, pod)
 	if err != nil {
 		return err
 	}
@@ -93,9 +93,12 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) 
 		if ip == "" {
 			// An earlier attempt may have attached and crashed before
 			// recording the address: release it first so IPAM does not
-			// leak.
-			if err := r.cniDel(ctx, pod.ID, cniID(pod.ID, rec.Labels), p.NetNS, ports); err != nil {
-				log.Debug("cni del before add failed", "error", err)
+			// leak. A record made by this call has a CNI container ID
+			// nothing ever attached.
+			if !fresh {
+				if err := r.cniDel(ctx, pod.ID, cniID(pod.ID, rec.Labels), p.NetNS, ports); err != nil {
+					log.Debug("cni del before add failed", "error", err)
+				}
 			}
 			if ip, err = r.cniAdd(ctx, pod.ID, cniID(pod.ID, rec.Labels), p.NetNS, ports); err != nil {
 				return err
@@ -140,8 +143,9 @@ func sandboxPinned(pod *reconcile.DesiredPod, p PodPaths) bool {
 }
 
 // ensureSandboxRecord creates the pod's sandbox record or returns the
-// existing one, with its identity labels brought up to date.
-func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.DesiredPod) (containers.Container, error) {
+// existing one, with its identity labels brought up to date; fresh says
+// this call made it.
+func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.DesiredPod) (rec containers.Container, fresh bool, err error) {
 	id := SandboxID(pod.ID)
 	labels := podLabels(pod)
 	labels[LabelRole] = RoleSandbox
@@ -154,9 +158,9 @@ func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.Desire
 	// day; this one New deletes once this process is gone.
 	lease := shortID(id + ".record")
 	if err := r.createLease(ctx, lease, id); err != nil {
-		return containers.Container{}, fmt.Errorf("create lease: %w", err)
+		return containers.Container{}, false, fmt.Errorf("create lease: %w", err)
 	}
-	_, err := r.client.NewContainer(leases.WithLease(ctx, lease), id,
+	_, err = r.client.NewContainer(leases.WithLease(ctx, lease), id,
 		client.WithContainerLabels(created),
 		client.WithRuntime(runtimeName, nil),
 		client.WithSpec(&oci.Spec{Version: specs.Version}),
@@ -165,14 +169,15 @@ func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.Desire
 		r.log.Warn("delete lease", "lease", lease, "error", derr)
 	}
 	if err != nil && !errdefs.IsAlreadyExists(err) {
-		return containers.Container{}, fmt.Errorf("create sandbox record: %w", err)
+		return containers.Container{}, false, fmt.Errorf("create sandbox record: %w", err)
 	}
-	rec, err := r.client.ContainerService().Get(ctx, id)
+	fresh = err == nil
+	rec, err = r.client.ContainerService().Get(ctx, id)
 	if err != nil {
-		return containers.Container{}, fmt.Errorf("load sandbox record: %w", err)
+		return containers.Container{}, false, fmt.Errorf("load sandbox record: %w", err)
 	}
 	if rec.Labels[LabelManaged] != "true" {
-		return containers.Container{}, fmt.Errorf("container %s: %w", id, errNotManaged)
+		return containers.Container{}, false, fmt.Errorf("container %s: %w", id, errNotManaged)
 	}
 	stale := map[string]string{}
 	for k, v := range labels {
@@ -182,11 +187,11 @@ func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.Desire
 	}
 	if len(stale) > 0 {
 		if err := r.setLabels(ctx, id, stale); err != nil {
-			return containers.Container{}, err
+			return containers.Container{}, false, err
 		}
 		maps.Copy(rec.Labels, stale)
 	}
-	return rec, nil
+	return rec, fresh, nil
 }
 
 func (r *Runtime) setLabels(ctx context.Context, id string, labels map[string]string) error {
