@@ -205,7 +205,7 @@ func (r *Runtime) cniDel(ctx context.Context, id reconcile.PodID, cid, path stri
 	// The plugin's own masquerade chain of a pod an older berth made (with
 	// ipMasq on), which the plugin no longer removes; or, with the
 	// namespace gone, never did.
-	if r.ownNetwork != "" {
+	if r.ownNetwork != "" && r.legacyMasq(cid) {
 		if err := teardownIPMasq(r.ownNetwork, cid); err != nil {
 			return fmt.Errorf("cni del: %w", err)
 		}

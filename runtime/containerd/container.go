@@ -216,9 +216,7 @@ func (r *Runtime) nextInstance(ctx context.Context, pod reconcile.PodID, name st
 		// Only a task known to have exited (or to be gone) may outlive
 		// the new one's start: when containerd cannot say, the last
 		// instance is removed first, as one that runs.
-		resp, err := r.client.TaskService().Get(ctx, &tasksapi.GetRequest{ContainerID: last.ID})
-		err = errgrpc.ToNative(err)
-		if exited := errdefs.IsNotFound(err) || (err == nil && resp.Process.Status == tasktypes.Status_STOPPED); !exited {
+		if !r.taskExited(ctx, last.ID) {
 			if err := r.removeContainer(ctx, last.ID, grace); err != nil {
 				return "", "", fmt.Errorf("remove previous container %s: %w", last.ID, err)
 			}
@@ -229,6 +227,15 @@ func (r *Runtime) nextInstance(ctx context.Context, pod reconcile.PodID, name st
 		return "", "", fmt.Errorf("remove previous container %s: %w", id, err)
 	}
 	return id, prev, nil
+}
+
+// taskExited reports whether containerd says the task of container id
+// has exited or does not exist; false when it runs or containerd cannot
+// say.
+func (r *Runtime) taskExited(ctx context.Context, id string) bool {
+	resp, err := r.client.TaskService().Get(ctx, &tasksapi.GetRequest{ContainerID: id})
+	err = errgrpc.ToNative(err)
+	return errdefs.IsNotFound(err) || (err == nil && resp.Process.Status == tasktypes.Status_STOPPED)
 }
 
 // latestInstance returns the record of the newest instance of the named

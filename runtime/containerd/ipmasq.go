@@ -128,3 +128,27 @@ func (r *Runtime) masquerade() error {
 	r.masqDone = true
 	return nil
 }
+
+// legacyMasq reports whether the nat table holds the bridge plugin's
+// masquerade chain of CNI container cid: a pod an older berth made, with
+// ipMasq on. The table is read once per process (such chains predate it;
+// berth makes none), not on every pod's removal; again after a failed read,
+// which answers true so that teardownIPMasq reports the failure.
+func (r *Runtime) legacyMasq(cid string) bool {
+	r.masqMu.Lock()
+	defer r.masqMu.Unlock()
+	if r.legacyChains == nil {
+		out, err := exec.Command("iptables-save", "-t", "nat").Output()
+		if err != nil {
+			return true
+		}
+		r.legacyChains = map[string]bool{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if decl, ok := strings.CutPrefix(l, ":"); ok {
+				name, _, _ := strings.Cut(decl, " ")
+				r.legacyChains[name] = true
+			}
+		}
+	}
+	return r.legacyChains[ipMasqChain(r.ownNetwork, cid)]
+}

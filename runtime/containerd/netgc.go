@@ -2,19 +2,14 @@ package containerd
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
-	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
-	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/leases"
-	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	gocni "github.com/containerd/go-cni"
 
 	"berth.dev/berth/reconcile"
@@ -72,7 +67,8 @@ func (r *Runtime) CollectGarbage(ctx context.Context) bool {
 }
 
 // collect is CollectGarbage, and withLeases also deleteStaleLeases, whose
-// error it returns. What it reads of berth's own records is read before
+// error (listing the leases or containers, or deleting a lease) it
+// returns. What it reads of berth's own records is read before
 // the containers are listed: a sandbox's record exists before its CNI ADD,
 // and a container's before its start lets go of the lease, so a live
 // allocation or lease always has its container in the list.
@@ -84,19 +80,19 @@ func (r *Runtime) collect(ctx context.Context, withLeases bool) (bool, error) {
 	if withLeases {
 		var err error
 		if ls, err = r.client.LeasesService().List(ctx, labelFilter(LabelManaged, "true")); err != nil {
-			return false, fmt.Errorf("delete stale leases: %w", err)
+			return false, err
 		}
 	}
 	recs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true"))
 	if err != nil {
 		if withLeases {
-			return false, fmt.Errorf("delete stale leases: %w", err)
+			return false, err
 		}
 		r.log.Warn("garbage collection: list containers", "error", err)
 		return false, nil
 	}
 	if err := r.deleteStaleLeases(ctx, ls, recs); err != nil {
-		return false, fmt.Errorf("delete stale leases: %w", err)
+		return false, err
 	}
 	ok := r.collectOldInstances(ctx, recs)
 	if len(allocated) == 0 && len(kept) == 0 {
@@ -119,29 +115,9 @@ func (r *Runtime) collect(ctx context.Context, withLeases bool) (bool, error) {
 // Listing already shows only the newer; this frees the older's snapshot,
 // lease and log registration.
 func (r *Runtime) collectOldInstances(ctx context.Context, recs []containers.Container) bool {
-	newest := map[instanceKey]containers.Container{}
-	var older []string
-	for _, c := range recs {
-		l := c.Labels
-		if l[LabelRole] != RoleContainer {
-			continue
-		}
-		key := instanceKey{reconcile.PodID{Namespace: l[LabelPodNamespace], Name: l[LabelPodName]}, l[LabelContainerKind], l[LabelContainerName]}
-		n, seen := newest[key]
-		switch {
-		case !seen:
-			newest[key] = c
-		case c.CreatedAt.After(n.CreatedAt):
-			older, newest[key] = append(older, n.ID), c
-		default:
-			older = append(older, c.ID)
-		}
-	}
 	ok := true
-	for _, id := range older {
-		resp, err := r.client.TaskService().Get(ctx, &tasksapi.GetRequest{ContainerID: id})
-		err = errgrpc.ToNative(err)
-		if err == nil && resp.Process.Status != tasktypes.Status_STOPPED || err != nil && !errdefs.IsNotFound(err) {
+	for id := range olderInstances(recs) {
+		if !r.taskExited(ctx, id) {
 			continue // a start in progress removes it
 		}
 		if err := r.removeContainer(ctx, id, 0); err != nil {

@@ -129,6 +129,9 @@ type Runtime struct {
 	ownNetwork, ownSubnet string
 	masqMu                sync.Mutex
 	masqDone              bool
+	// legacyChains are the nat chains as this process first read them
+	// (legacyMasq); nil until then.
+	legacyChains map[string]bool
 	// gcBell asks RunGarbageCollection for a collection soon (netgc.go).
 	gcBell chan struct{}
 }
@@ -244,7 +247,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	r.gcBell = make(chan struct{}, 1)
 	if _, err := r.collect(ctx, true); err != nil {
 		cl.Close()
-		return nil, err
+		return nil, fmt.Errorf("delete stale leases: %w", err)
 	}
 	r.startLogDaemons()
 	return r, nil
@@ -377,7 +380,7 @@ func (r *Runtime) ObservePod(ctx context.Context, id reconcile.PodID) (*reconcil
 // container's state taken from its task in tasks (none: created).
 func (r *Runtime) observed(ctrs []containers.Container, tasks map[string]*tasktypes.Process) []reconcile.ObservedPod {
 	pods := map[reconcile.PodID]*reconcile.ObservedPod{}
-	newest := map[instanceKey]time.Time{}
+	older := olderInstances(ctrs)
 	get := func(l map[string]string) *reconcile.ObservedPod {
 		id := reconcile.PodID{Namespace: l[LabelPodNamespace], Name: l[LabelPodName]}
 		p, ok := pods[id]
@@ -405,16 +408,9 @@ func (r *Runtime) observed(ctrs []containers.Container, tasks map[string]*taskty
 			}
 			// Of a container's two instances (a restart's new one and
 			// the last one, about to be removed), the newer stands.
-			key := instanceKey{p.ID, l[LabelContainerKind], l[LabelContainerName]}
-			if at, seen := newest[key]; seen && !c.CreatedAt.After(at) {
-				continue
-			} else if seen {
-				p.Containers = slices.DeleteFunc(p.Containers, func(oc reconcile.ObservedContainer) bool {
-					return string(oc.Kind) == key.kind && oc.Name == key.name
-				})
+			if !older[c.ID] {
+				p.Containers = append(p.Containers, r.observedContainer(c, tasks[c.ID]))
 			}
-			newest[key] = c.CreatedAt
-			p.Containers = append(p.Containers, r.observedContainer(c, tasks[c.ID]))
 		}
 	}
 	out := make([]reconcile.ObservedPod, 0, len(pods))
@@ -431,10 +427,33 @@ func (r *Runtime) observed(ctrs []containers.Container, tasks map[string]*taskty
 	return out
 }
 
-// instanceKey names one container of a pod, whichever instance.
-type instanceKey struct {
-	pod        reconcile.PodID
-	kind, name string
+// olderInstances returns the IDs of the app containers of ctrs that a
+// newer instance of the same container (see InstanceIDs) in ctrs
+// supersedes.
+func olderInstances(ctrs []containers.Container) map[string]bool {
+	type key struct {
+		pod        reconcile.PodID
+		kind, name string
+	}
+	newest := map[key]containers.Container{}
+	older := map[string]bool{}
+	for _, c := range ctrs {
+		l := c.Labels
+		if l[LabelRole] != RoleContainer {
+			continue
+		}
+		k := key{reconcile.PodID{Namespace: l[LabelPodNamespace], Name: l[LabelPodName]}, l[LabelContainerKind], l[LabelContainerName]}
+		n, seen := newest[k]
+		switch {
+		case !seen:
+			newest[k] = c
+		case c.CreatedAt.After(n.CreatedAt):
+			older[n.ID], newest[k] = true, c
+		default:
+			older[c.ID] = true
+		}
+	}
+	return older
 }
 
 // observedContainer is one container as its labels and its task (nil:
