@@ -425,10 +425,26 @@ func TestRollingUpdateOnRealPods(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Pods being removed do not count toward maxSurge, as for a
-		// Deployment controller.
-		staying := 0
+		// Deployment controller. A removal can end between the list and
+		// the question, so a pod counts as staying only if it is not
+		// being removed and a later list still has it.
+		var maybe []reconcile.PodID
 		for _, p := range pods {
 			if !m.Removing(p.ID) {
+				maybe = append(maybe, p.ID)
+			}
+		}
+		later, err := rt.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		present := map[reconcile.PodID]bool{}
+		for _, p := range later {
+			present[p.ID] = true
+		}
+		staying := 0
+		for _, id := range maybe {
+			if present[id] {
 				staying++
 			}
 		}
