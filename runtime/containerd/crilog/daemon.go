@@ -1,6 +1,7 @@
 package crilog
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -229,7 +230,7 @@ func runDaemon(dir string, ready io.Closer, stop <-chan os.Signal) int {
 		return 0
 	}
 	defer rl.Close()
-	wake, err := watch(filepath.Join(d.dir, streamsDir))
+	changes, err := watch(filepath.Join(d.dir, streamsDir))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "berth log daemon %s: %v\n", d.dir, err)
 		return 1
@@ -240,22 +241,33 @@ func runDaemon(dir string, ready io.Closer, stop <-chan os.Signal) int {
 	tick := time.NewTicker(rescanEvery)
 	defer tick.Stop()
 	for {
+		// A wake-up looks at the containers whose files changed; the
+		// ticker's at every registration, as a safety net.
+		full := false
 		select {
 		case <-stop:
 			d.closeAll()
 			return 0
-		case _, ok := <-wake:
+		case _, ok := <-changes.wake:
 			if !ok {
 				d.closeAll() // the directory is gone
 				return 0
 			}
 		case <-tick.C:
+			full = true
 		}
 		if _, err := os.Stat(filepath.Join(d.dir, streamsDir)); err != nil {
 			d.closeAll()
 			return 0
 		}
-		if d.scan() > 0 {
+		ids, all := changes.take()
+		var open int
+		if full || all {
+			open = d.scan()
+		} else {
+			open = d.update(ids)
+		}
+		if open > 0 {
 			idleSince = time.Now()
 			continue
 		}
@@ -305,37 +317,15 @@ func (s *stream) release() {
 // scan opens the registrations not open yet (or registered again with new
 // FIFOs) and closes those removed; it returns how many are open.
 func (d *daemon) scan() int {
-	sd := filepath.Join(d.dir, streamsDir)
-	ents, _ := os.ReadDir(sd)
+	ents, _ := os.ReadDir(filepath.Join(d.dir, streamsDir))
 	seen := map[string]bool{}
-	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok {
-			continue
-		}
-		seen[id] = true
-		base := filepath.Join(sd, id)
-		if s := d.streams[id]; s != nil {
-			if s.current(base) {
-				if len(s.holds) > 0 && attached(base) {
-					s.release()
-				}
-				continue
-			}
-			closeStreams(s)
-			delete(d.streams, id)
-		}
-		s, err := openStream(base, attached(base))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // unregistered meanwhile
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "berth log daemon: %s: %v\n", id, err)
-			continue
-		}
-		d.streams[id] = s
-	}
 	var gone []*stream
+	for _, e := range ents {
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+			seen[id] = true
+			gone = d.sync(id, true, gone)
+		}
+	}
 	for id, s := range d.streams {
 		if !seen[id] {
 			gone = append(gone, s)
@@ -344,6 +334,55 @@ func (d *daemon) scan() int {
 	}
 	closeStreams(gone...)
 	return len(d.streams)
+}
+
+// update does what scan does for the containers ids only (those whose
+// files changed); it returns how many registrations are open.
+func (d *daemon) update(ids map[string]bool) int {
+	var gone []*stream
+	for id := range ids {
+		_, err := os.Stat(filepath.Join(d.dir, streamsDir, id+".json"))
+		gone = d.sync(id, err == nil, gone)
+	}
+	closeStreams(gone...)
+	return len(d.streams)
+}
+
+// sync brings container id's stream in line with its registration: opens
+// it when registered and not open (or open on FIFOs that were replaced,
+// after reading the old ones to their end), lets go of the daemon's write
+// ends once the shim has attached, and appends to gone, for the caller to
+// close, a stream no longer registered.
+func (d *daemon) sync(id string, registered bool, gone []*stream) []*stream {
+	base := filepath.Join(d.dir, streamsDir, id)
+	if s := d.streams[id]; s != nil {
+		if registered && s.current(base) {
+			if len(s.holds) > 0 && attached(base) {
+				s.release()
+			}
+			return gone
+		}
+		delete(d.streams, id)
+		if !registered {
+			return append(gone, s)
+		}
+		// Registered again: what the old FIFOs hold goes into the log
+		// before what the new ones bring.
+		closeStreams(s)
+	}
+	if !registered {
+		return gone
+	}
+	s, err := openStream(base, attached(base))
+	if errors.Is(err, os.ErrNotExist) {
+		return gone // unregistered meanwhile
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth log daemon: %s: %v\n", id, err)
+		return gone
+	}
+	d.streams[id] = s
+	return gone
 }
 
 func (d *daemon) closeAll() {
@@ -447,9 +486,41 @@ func closeStreams(ss ...*stream) {
 	}
 }
 
-// watch returns a channel that receives when entries of dir are created,
-// removed or renamed, and is closed when dir itself is removed.
-func watch(dir string) (<-chan struct{}, error) {
+// watcher tells which containers' files in a directory were created,
+// removed or renamed.
+type watcher struct {
+	// wake receives when there are changes to take; it is closed when
+	// the directory itself is removed.
+	wake chan struct{}
+	mu   sync.Mutex
+	ids  map[string]bool
+	// all: the kernel's event queue overflowed, so which containers
+	// changed is unknown.
+	all bool
+}
+
+// take returns the containers whose files changed since the last take,
+// or all=true when any may have.
+func (w *watcher) take() (ids map[string]bool, all bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids, all = w.ids, w.all
+	w.ids, w.all = map[string]bool{}, false
+	return ids, all
+}
+
+// streamID is the container a file of the streams directory belongs to.
+func streamID(name string) string {
+	for _, suffix := range []string{".json.tmp", ".json", ".attached", ".stdout", ".stderr"} {
+		if id, ok := strings.CutSuffix(name, suffix); ok {
+			return id
+		}
+	}
+	return name
+}
+
+// watch watches dir's entries being created, removed or renamed.
+func watch(dir string) (*watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, err
@@ -459,27 +530,40 @@ func watch(dir string) (<-chan struct{}, error) {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "inotify")
-	ch := make(chan struct{}, 1)
+	w := &watcher{wake: make(chan struct{}, 1), ids: map[string]bool{}}
 	go func() {
-		defer close(ch)
-		buf := make([]byte, 4096)
+		defer close(w.wake)
+		buf := make([]byte, 64<<10)
 		for {
 			n, err := f.Read(buf)
 			if err != nil {
 				return
 			}
+			w.mu.Lock()
 			for off := 0; off+unix.SizeofInotifyEvent <= n; {
 				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
 				if ev.Mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) != 0 {
+					w.mu.Unlock()
 					return
+				}
+				name := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+				if i := bytes.IndexByte(name, 0); i >= 0 {
+					name = name[:i]
+				}
+				switch {
+				case ev.Mask&unix.IN_Q_OVERFLOW != 0 || len(name) == 0:
+					w.all = true
+				default:
+					w.ids[streamID(string(name))] = true
 				}
 				off += unix.SizeofInotifyEvent + int(ev.Len)
 			}
+			w.mu.Unlock()
 			select {
-			case ch <- struct{}{}:
+			case w.wake <- struct{}{}:
 			default:
 			}
 		}
 	}()
-	return ch, nil
+	return w, nil
 }
