@@ -2,6 +2,7 @@ package containerd_test
 
 import (
 	"context"
+	"github.com/google/go-cmp/cmp"
 	"net"
 	"os"
 	"os/exec"
@@ -433,10 +434,75 @@ func TestRestartAlternatesInstances(t *testing.T) {
 	if pods := runtimetest.MustList(t, rt); len(pods) != 1 || len(pods[0].Containers) != 1 || pods[0].Containers[0].ID != ids[1] {
 		t.Fatalf("with two instances, List = %+v; want only the newer, %s", pods, ids[1])
 	}
+	if p, err := rt.ObservePod(ctx(t), pod.ID); err != nil || p == nil || len(p.Containers) != 1 || p.Containers[0].ID != ids[1] {
+		t.Fatalf("with two instances, ObservePod = %+v, %v; want only the newer, %s", p, err, ids[1])
+	}
 	if !rt.CollectGarbage(ctx(t)) {
 		t.Fatal("garbage collection failed")
 	}
 	if got := instances(); len(got) != 1 || got[0] != ids[1] {
 		t.Fatalf("after garbage collection: instances %v, want only %s", got, ids[1])
 	}
+}
+
+// TestObservePodByRecordsAndByLabel: a pod's sandbox record names its
+// containers, so observing the pod gets its records by ID; a record that
+// does not (made by an older berth) is observed through the list by
+// label. Both show what List shows, and a record kept for a pod's new spec
+// still names the old spec's containers.
+func TestObservePodByRecordsAndByLabel(t *testing.T) {
+	rt, _ := newRuntime(t)
+	pod := runtimetest.NewPod("obs", runtimetest.Sleeper("app", testImage), runtimetest.Exiter("side", testImage, "0"))
+	runtimetest.Up(t, rt, pod)
+	if _, err := rt.WaitContainer(ctx(t), pod.ID, reconcile.AppContainer, "side"); err != nil {
+		t.Fatal(err)
+	}
+	c := namespaces.WithNamespace(ctx(t), rt.Namespace())
+	sb, err := rt.Client().ContainerService().Get(c, containerd.SandboxID(pod.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sb.Labels[containerd.LabelContainerNames]; got != "app,side" {
+		t.Fatalf("sandbox record names %q, want %q", got, "app,side")
+	}
+	same := func(step string) {
+		t.Helper()
+		listed := runtimetest.MustList(t, rt)
+		if len(listed) != 1 || len(listed[0].Containers) != 2 {
+			t.Fatalf("%s: List = %+v; want the pod with two containers", step, listed)
+		}
+		got, err := rt.ObservePod(ctx(t), pod.ID)
+		if err != nil || got == nil {
+			t.Fatalf("%s: ObservePod = %+v, %v", step, got, err)
+		}
+		if diff := cmp.Diff(listed[0], *got); diff != "" {
+			t.Fatalf("%s: ObservePod differs from List (-List +ObservePod):\n%s", step, diff)
+		}
+	}
+	same("by records")
+
+	// As an older berth made it: no names.
+	sb.Labels[containerd.LabelContainerNames] = ""
+	if _, err := rt.Client().ContainerService().Update(c, sb, "labels."+containerd.LabelContainerNames); err != nil {
+		t.Fatal(err)
+	}
+	same("by label")
+
+	// The sandbox made again for a spec with other containers (a removal
+	// cut short left the record): the names of both specs.
+	sb.Labels[containerd.LabelContainerNames] = "app,side"
+	if _, err := rt.Client().ContainerService().Update(c, sb, "labels."+containerd.LabelContainerNames); err != nil {
+		t.Fatal(err)
+	}
+	next := runtimetest.NewPod("obs", runtimetest.Sleeper("web", testImage))
+	if err := rt.CreateSandbox(ctx(t), next); err != nil {
+		t.Fatal(err)
+	}
+	if sb, err = rt.Client().ContainerService().Get(c, containerd.SandboxID(pod.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if got := sb.Labels[containerd.LabelContainerNames]; got != "app,side,web" {
+		t.Fatalf("sandbox record made again names %q, want %q", got, "app,side,web")
+	}
+	same("after the record was made again")
 }

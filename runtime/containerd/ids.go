@@ -40,6 +40,11 @@ const (
 	// sandboxes, never mix up their IP allocations or iptables chains.
 	// Records made before it existed use SandboxID.
 	LabelCNIID = "berth.dev/cni-id"
+	// LabelContainerNames on a sandbox record names the pod's init and
+	// app containers, comma-separated, so that observing one pod gets
+	// its records by ID (ObservePod) where a list by label reads every
+	// record of the namespace. Left out when too long for a label.
+	LabelContainerNames = "berth.dev/containers"
 )
 
 // Values of LabelRole.

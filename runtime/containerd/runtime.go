@@ -344,15 +344,24 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 	return pods, nil
 }
 
-// ObservePod is List for one pod: its containers by label and their tasks
-// one by one, so a pod worker's look at its own pod costs the same with 1
-// or 200 pods on the host. It returns nil when the pod does not exist.
+// ObservePod is List for one pod: its records by ID (podRecords) and
+// their tasks one by one, so a pod worker's look at its own pod costs the
+// same with 1 or 200 pods on the host. A pod whose sandbox record does not
+// name its containers (gone, or made by an older berth) is listed by
+// label, which containerd answers by reading every record of the
+// namespace. It returns nil when the pod does not exist.
 func (r *Runtime) ObservePod(ctx context.Context, id reconcile.PodID) (*reconcile.ObservedPod, error) {
 	ctx = r.nsctx(ctx)
-	ctrs, err := r.client.ContainerService().List(ctx,
-		labelFilter(LabelManaged, "true", LabelPodNamespace, id.Namespace, LabelPodName, id.Name))
+	ctrs, ok, err := r.podRecords(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
+		return nil, err
+	}
+	if !ok {
+		ctrs, err = r.client.ContainerService().List(ctx,
+			labelFilter(LabelManaged, "true", LabelPodNamespace, id.Namespace, LabelPodName, id.Name))
+		if err != nil {
+			return nil, fmt.Errorf("list containers: %w", err)
+		}
 	}
 	tasks := make(map[string]*tasktypes.Process, len(ctrs))
 	for _, c := range ctrs {
@@ -374,6 +383,41 @@ func (r *Runtime) ObservePod(ctx context.Context, id reconcile.PodID) (*reconcil
 		}
 	}
 	return nil, nil
+}
+
+// podRecords gets the records of pod id by their IDs: its sandbox's and
+// those of both instances (InstanceIDs) of each container its sandbox
+// record names (LabelContainerNames). ok is false when the sandbox record
+// is missing or names no containers.
+func (r *Runtime) podRecords(ctx context.Context, id reconcile.PodID) (recs []containers.Container, ok bool, err error) {
+	get := func(cid string) (containers.Container, bool, error) {
+		c, err := r.client.ContainerService().Get(ctx, cid)
+		switch {
+		case errdefs.IsNotFound(err):
+			return c, false, nil
+		case err != nil:
+			return c, false, fmt.Errorf("container %s: %w", cid, err)
+		}
+		return c, true, nil
+	}
+	sb, found, err := get(SandboxID(id))
+	if err != nil || !found || sb.Labels[LabelContainerNames] == "" ||
+		sb.Labels[LabelPodNamespace] != id.Namespace || sb.Labels[LabelPodName] != id.Name {
+		return nil, false, err
+	}
+	recs = []containers.Container{sb}
+	for _, name := range strings.Split(sb.Labels[LabelContainerNames], ",") {
+		for _, cid := range InstanceIDs(id, name) {
+			c, found, err := get(cid)
+			if err != nil {
+				return nil, false, err
+			}
+			if found {
+				recs = append(recs, c)
+			}
+		}
+	}
+	return recs, true, nil
 }
 
 // observed groups containers into pods by their labels, with each

@@ -7,7 +7,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
@@ -151,6 +153,9 @@ func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.Desire
 	labels[LabelRole] = RoleSandbox
 	labels[LabelHostNetwork] = strconv.FormatBool(pod.Spec.HostNetwork)
 	labels[LabelPorts] = encodePorts(PortMappings(pod))
+	if names := containerNames(pod); names != "" {
+		labels[LabelContainerNames] = names
+	}
 	created := maps.Clone(labels)
 	created[LabelCNIID] = newCNIID(r.ns, pod.ID)
 	// Under a lease of berth's own: without one, containerd's client
@@ -179,6 +184,12 @@ func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.Desire
 	if rec.Labels[LabelManaged] != "true" {
 		return containers.Container{}, false, fmt.Errorf("container %s: %w", id, errNotManaged)
 	}
+	if old := rec.Labels[LabelContainerNames]; old != "" && labels[LabelContainerNames] != "" {
+		// A record made for another spec of the pod (a removal cut short)
+		// may still have containers of the old names: observing keeps
+		// seeing them.
+		labels[LabelContainerNames] = unionNames(old, labels[LabelContainerNames])
+	}
 	stale := map[string]string{}
 	for k, v := range labels {
 		if rec.Labels[k] != v {
@@ -206,3 +217,40 @@ func (r *Runtime) setLabels(ctx context.Context, id string, labels map[string]st
 }
 
 var errSandboxNotReady = errors.New("sandbox is not ready")
+
+// maxNamesLabel bounds LabelContainerNames well inside containerd's 4096
+// bytes for a label's key and value.
+const maxNamesLabel = 3000
+
+// containerNames is the value of LabelContainerNames for pod: its init and
+// app containers' names, or "" when they do not fit.
+func containerNames(pod *reconcile.DesiredPod) string {
+	var names []string
+	for _, c := range pod.Spec.InitContainers {
+		names = append(names, c.Name)
+	}
+	for _, c := range pod.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	s := strings.Join(names, ",")
+	if len(s) > maxNamesLabel {
+		return ""
+	}
+	return s
+}
+
+// unionNames joins two values of LabelContainerNames, a's names first,
+// or returns "" when the result does not fit.
+func unionNames(a, b string) string {
+	names := strings.Split(a, ",")
+	for _, n := range strings.Split(b, ",") {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	s := strings.Join(names, ",")
+	if len(s) > maxNamesLabel {
+		return ""
+	}
+	return s
+}
