@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -82,7 +83,26 @@ func main() {
 		os.Exit(code)
 	}
 	sandboxed = true
+	if len(os.Args) > 1 {
+		oneShotGC(os.Args[1])
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// oneShotGC lets the garbage collector of a command that validates a
+// revision and exits run a quarter as often (GOGC=400), unless GOGC is
+// set: such a command's live heap is small and short-lived, and at 200
+// pods a no-change apply spent a fifth of its time collecting (50 MB
+// peak RSS before, 57 MB after). The agent, which lives on, keeps the
+// default.
+func oneShotGC(cmd string) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return
+	}
+	switch cmd {
+	case "apply", "plan", "vet":
+		debug.SetGCPercent(400)
+	}
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
