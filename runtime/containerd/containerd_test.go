@@ -506,3 +506,31 @@ func TestObservePodByRecordsAndByLabel(t *testing.T) {
 	}
 	same("after the record was made again")
 }
+
+// TestListAtStartUsesNewsRecordsOnce: the first ListAtStart shows the pods
+// of the records New read (with their tasks as they are now), so a command
+// that lists right after New reads the namespace once; later calls list
+// again.
+func TestListAtStartUsesNewsRecordsOnce(t *testing.T) {
+	rt, _ := newRuntime(t)
+	first := runtimetest.NewPod("first", runtimetest.Sleeper("app", testImage))
+	runtimetest.Up(t, rt, first)
+	again, _ := newRuntime(t) // a second command's runtime: New lists
+	second := runtimetest.NewPod("second", runtimetest.Sleeper("app", testImage))
+	runtimetest.Up(t, rt, second)
+
+	atStart, err := again.ListAtStart(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(atStart) != 1 || atStart[0].ID != first.ID || len(atStart[0].Containers) != 1 || atStart[0].Containers[0].State != reconcile.StateRunning {
+		t.Fatalf("first ListAtStart = %+v; want %s alone, as New read it, running", atStart, first.ID)
+	}
+	later, err := again.ListAtStart(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(runtimetest.MustList(t, rt), later); diff != "" || len(later) != 2 {
+		t.Fatalf("second ListAtStart differs from List (-List +ListAtStart):\n%s", diff)
+	}
+}

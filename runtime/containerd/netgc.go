@@ -94,7 +94,10 @@ func (r *Runtime) collect(ctx context.Context, withLeases bool) (bool, error) {
 	if err := r.deleteStaleLeases(ctx, ls, recs); err != nil {
 		return false, err
 	}
-	ok := r.collectOldInstances(ctx, recs)
+	ok, removed := r.collectOldInstances(ctx, recs)
+	if withLeases && !removed {
+		r.startRecs.Store(&recs)
+	}
 	if len(allocated) == 0 && len(kept) == 0 {
 		return ok, nil
 	}
@@ -114,12 +117,13 @@ func (r *Runtime) collect(ctx context.Context, withLeases bool) (bool, error) {
 // the new instance's start and the old one's removal leaves behind.
 // Listing already shows only the newer; this frees the older's snapshot,
 // lease and log registration.
-func (r *Runtime) collectOldInstances(ctx context.Context, recs []containers.Container) bool {
-	ok := true
+func (r *Runtime) collectOldInstances(ctx context.Context, recs []containers.Container) (ok, removed bool) {
+	ok = true
 	for id := range olderInstances(recs) {
 		if !r.taskExited(ctx, id) {
 			continue // a start in progress removes it
 		}
+		removed = true // or may have, in part
 		if err := r.removeContainer(ctx, id, 0); err != nil {
 			r.log.Warn("garbage collection: remove a container's old instance", "container", id, "error", err)
 			ok = false
@@ -127,7 +131,7 @@ func (r *Runtime) collectOldInstances(ctx context.Context, recs []containers.Con
 		}
 		r.log.Info("removed a container's old instance", "container", id)
 	}
-	return ok
+	return ok, removed
 }
 
 // RunGarbageCollection runs CollectGarbage until ctx ends: every

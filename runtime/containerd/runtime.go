@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
@@ -109,7 +110,10 @@ type Options struct {
 
 // Runtime implements reconcile.Runtime on containerd.
 type Runtime struct {
-	client      *client.Client
+	client *client.Client
+	// startRecs are the records New listed, for ListAtStart (nil: none
+	// to use).
+	startRecs   atomic.Pointer[[]containers.Container]
 	ns          string
 	stateDir    string
 	netnsDir    string
@@ -327,6 +331,24 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
+	return r.listFrom(ctx, ctrs)
+}
+
+// ListAtStart is List on the container records New read for its garbage
+// collection, with their tasks as they are now, the first time it is
+// called: a command that lists right after New (apply, plan) reads the
+// namespace's records once. It is List when called again, or when New's
+// collection changed records.
+func (r *Runtime) ListAtStart(ctx context.Context) ([]reconcile.ObservedPod, error) {
+	recs := r.startRecs.Swap(nil)
+	if recs == nil {
+		return r.List(ctx)
+	}
+	return r.listFrom(r.nsctx(ctx), *recs)
+}
+
+// listFrom is List on the records ctrs.
+func (r *Runtime) listFrom(ctx context.Context, ctrs []containers.Container) ([]reconcile.ObservedPod, error) {
 	tasks, err := r.taskStates(ctx, ctrs)
 	if err != nil {
 		return nil, err
