@@ -211,7 +211,9 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 	var lines []string
 	fs.VisitAll(func(f *flag.Flag) {
 		def := ""
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+		// A usage that says its default itself (a flag whose zero value
+		// stands for it) is not given a second one.
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" && !strings.Contains(f.Usage, "(default ") {
 			def = fmt.Sprintf(" (default %q)", f.DefValue)
 		}
 		lines = append(lines, fmt.Sprintf("  --%-22s %s%s [%s]", f.Name, f.Usage, def, envName(f.Name)))

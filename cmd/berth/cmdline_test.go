@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"runtime/debug"
+	"strings"
 	"testing"
 )
 
@@ -28,5 +29,19 @@ func TestOneShotGC(t *testing.T) {
 	oneShotGC("apply")
 	if got := debug.SetGCPercent(100); got != 50 {
 		t.Errorf("with GOGC=50 set: GOGC %d after oneShotGC, want 50", got)
+	}
+}
+
+// TestHelpGivesEachDefaultOnce: a flag's help line names its default at
+// most once.
+func TestHelpGivesEachDefaultOnce(t *testing.T) {
+	for _, c := range commands() {
+		var out, errOut strings.Builder
+		run([]string{c.name, "--help"}, &out, &errOut)
+		for _, line := range strings.Split(errOut.String(), "\n") {
+			if strings.Count(line, "(default ") > 1 {
+				t.Errorf("berth %s --help: %s", c.name, line)
+			}
+		}
 	}
 }
