@@ -9,9 +9,13 @@
 #           down     `berth apply` of an empty repository (--allow-delete-all)
 #   podman  start    `podman kube play --network <bridge>` (+ until all run)
 #           down     `podman kube down`
+#   ctr     start    the raw anchor of ../shared/bench/anchors: `ctr run -d`
+#                    of the 2N containers, 4 at a time, on the same
+#                    containerd (no network, no pod, a shim per container)
+#           down     `ctr task rm -f` and `ctr container rm`, 4 at a time
 # and the runtime's memory per pod with N running: PSS of berth's shims and
 # log daemons against podman's conmons (smaps_rollup), divided by N.
-# Prints a table of medians and the ratios podman/berth.
+# Prints a table of medians and the ratios podman/berth and berth/ctr.
 #
 #   make bench-compare     (root; builds bin/berth; installs podman if missing)
 #   SIZES="10 50" REPS=5 bench/compare.sh
@@ -33,6 +37,7 @@ fi
 work=$(mktemp -d /tmp/berth-compare.XXXXXX)
 IMG=example.local/busybox:1
 PNET=berth-compare
+CTRNS=ctr-anchor
 pid=
 podman_loaded=
 cleanup() {
@@ -41,6 +46,10 @@ cleanup() {
 	podman network rm -f "$PNET" >/dev/null 2>&1
 	[ -n "$podman_loaded" ] && podman rmi -f "$IMG" >/dev/null 2>&1
 	if [ -n "$pid" ]; then
+		for c in $(ctr -a "$work/containerd.sock" -n "$CTRNS" containers ls -q 2>/dev/null); do
+			ctr -a "$work/containerd.sock" -n "$CTRNS" task rm -f "$c" >/dev/null 2>&1
+			ctr -a "$work/containerd.sock" -n "$CTRNS" containers rm "$c" >/dev/null 2>&1
+		done
 		"$berth" apply --repo "$work/empty" --allow-delete-all >/dev/null 2>&1
 		kill "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
@@ -66,6 +75,7 @@ export CONTAINERS_CONF=$work/containers.conf
 start_containerd "$work"
 export BERTH_NETWORK=berth-compare BERTH_BRIDGE=berthcmp0 BERTH_POD_SUBNET=10.253.0.0/16 BERTH_LOG_LEVEL=warn
 import_busybox "$work" "$IMG"
+ctr -a "$work/containerd.sock" -n "$CTRNS" images import "$work/busybox.tar" >/dev/null
 if ! podman image exists "$IMG"; then
 	podman load -i "$work/busybox.tar" >/dev/null
 	podman_loaded=1
@@ -123,6 +133,17 @@ for n in $SIZES; do
 		t=$(now); "$berth" apply --repo "$work/empty" --allow-delete-all >/dev/null; R[berth-down-$n]+="$(ms "$t") "
 		sleep "$SETTLE_S"
 
+		for i in $(seq 0 $((n - 1))); do
+			echo "cmp-$n-$i-web httpd -f -p 8080"
+			echo "cmp-$n-$i-sl sleep 3600"
+		done >"$work/ctr-$n.list"
+		t=$(now); xargs -P 4 -L 1 ctr -a "$work/containerd.sock" -n "$CTRNS" run -d "$IMG" <"$work/ctr-$n.list" >/dev/null; R[ctr-start-$n]+="$(ms "$t") "
+		sleep "$SETTLE_S"
+		t=$(now)
+		cut -d' ' -f1 "$work/ctr-$n.list" | xargs -P 4 -I{} sh -c 'ctr -a "$1" -n "$2" task rm -f "$3" >/dev/null && ctr -a "$1" -n "$2" containers rm "$3"' - "$work/containerd.sock" "$CTRNS" {}
+		R[ctr-down-$n]+="$(ms "$t") "
+		sleep "$SETTLE_S"
+
 		t=$(now); podman kube play --network "$PNET" "$work/pods-$n.yaml" >/dev/null; R[podman-start-$n]+="$(ms "$t") "
 		while [ "$(podman_running)" -lt $((3 * n)) ]; do sleep 0.05; done
 		if [ "$rep" = 1 ]; then
@@ -164,8 +185,11 @@ row "podman kube play, CNI bridge" podman-start
 row "berth apply, no change" berth-nochange
 row "berth apply, remove all" berth-down
 row "podman kube down" podman-down
+row "ctr run -d, 4 at a time (raw anchor)" ctr-start
+row "ctr task rm -f + container rm, 4 at a time" ctr-down
 ratio "start: podman / berth" podman-start berth-start
 ratio "teardown: podman / berth" podman-down berth-down
+ratio "start: berth / ctr" berth-start ctr-start
 echo
 hdr="| runtime memory per pod (PSS, KiB) |"; sep="|---|"
 for n in $SIZES; do hdr+=" N=$n |"; sep+="---|"; done
