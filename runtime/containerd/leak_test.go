@@ -553,3 +553,47 @@ func TestGarbageCollectionWhileRunning(t *testing.T) {
 		t.Errorf("the logs kept of a pod removed just now: %v", err)
 	}
 }
+
+// TestRemovePodTakesDebugContainers: a pod's removal gets its containers
+// by the names its sandbox record holds, and a debug container, which is
+// not among them, by the lease it holds for its life.
+func TestRemovePodTakesDebugContainers(t *testing.T) {
+	rt, e := newRuntime(t)
+	base := snapshotHost(t, rt, e)
+	pod := runtimetest.NewPod("dbg", runtimetest.Sleeper("app", testImage))
+	runtimetest.Up(t, rt, pod)
+	c := namespaces.WithNamespace(context.Background(), e.ns)
+	cl := rt.Client()
+	sb, err := cl.ContainerService().Get(c, containerd.SandboxID(pod.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As Debug makes one: a lease for the sandbox, then the record.
+	id := containerd.ContainerID(pod.ID, "debugger-1")
+	if _, err := cl.LeasesService().Create(c, leases.WithID(id), leases.WithLabels(map[string]string{
+		containerd.LabelManaged: "true", containerd.LabelSandboxID: sb.ID,
+	})); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{}
+	for _, k := range []string{containerd.LabelManaged, containerd.LabelSandboxID, containerd.LabelPodNamespace, containerd.LabelPodName} {
+		labels[k] = sb.Labels[k]
+	}
+	labels[containerd.LabelRole] = containerd.RoleDebug
+	img, err := cl.GetImage(c, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.NewContainer(leases.WithLease(c, id), id, client.WithImage(img), client.WithNewSnapshot(id, img),
+		client.WithRuntime("io.containerd.runc.v2", nil), client.WithNewSpec(oci.WithImageConfig(img)),
+		client.WithContainerLabels(labels)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.RemovePod(ctx(t), pod.ID, runtimetest.Grace); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.LoadContainer(c, id); !errdefs.IsNotFound(err) {
+		t.Fatalf("debug container after the pod's removal: %v; want it gone", err)
+	}
+	assertNoLeak(t, rt, e, base)
+}

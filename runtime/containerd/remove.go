@@ -30,9 +30,18 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 	log := r.log.With("pod", id.String())
 	sb := SandboxID(id)
 
-	ctrs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelSandboxID, sb))
+	// The containers the sandbox record names, by ID (a debug container,
+	// or one whose start was interrupted, holds a lease, found below);
+	// without names, all by label, which reads every record.
+	ctrs, ok, err := r.podRecords(ctx, id)
 	if err != nil {
-		return fmt.Errorf("list containers of %s: %w", id, err)
+		return fmt.Errorf("containers of %s: %w", id, err)
+	}
+	if !ok {
+		ctrs, err = r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelSandboxID, sb))
+		if err != nil {
+			return fmt.Errorf("list containers of %s: %w", id, err)
+		}
 	}
 	var (
 		wg   sync.WaitGroup
@@ -54,8 +63,9 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 		}(c.ID)
 	}
 	wg.Wait()
-	// Leases (and their snapshots) of starts that were interrupted before
-	// the container record existed.
+	// Leases (and their snapshots and containers) of starts that were
+	// interrupted before the container record existed, and of debug
+	// containers, which hold theirs for their life.
 	ls, err := r.client.LeasesService().List(ctx, labelFilter(LabelManaged, "true", LabelSandboxID, sb))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list leases: %w", err))
