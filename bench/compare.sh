@@ -140,7 +140,7 @@ for n in $SIZES; do
 		t=$(now); xargs -P 4 -L 1 ctr -a "$work/containerd.sock" -n "$CTRNS" run -d "$IMG" <"$work/ctr-$n.list" >/dev/null; R[ctr-start-$n]+="$(ms "$t") "
 		sleep "$SETTLE_S"
 		t=$(now)
-		cut -d' ' -f1 "$work/ctr-$n.list" | xargs -P 4 -I{} sh -c 'ctr -a "$1" -n "$2" task rm -f "$3" >/dev/null && ctr -a "$1" -n "$2" containers rm "$3"' - "$work/containerd.sock" "$CTRNS" {}
+		cut -d' ' -f1 "$work/ctr-$n.list" | xargs -P 4 -I{} sh -c 'ctr -a "$1" -n "$2" task rm -f "$3" >/dev/null 2>&1 && ctr -a "$1" -n "$2" containers rm "$3"' - "$work/containerd.sock" "$CTRNS" {}
 		R[ctr-down-$n]+="$(ms "$t") "
 		sleep "$SETTLE_S"
 
