@@ -533,4 +533,12 @@ func TestListAtStartUsesNewsRecordsOnce(t *testing.T) {
 	if diff := cmp.Diff(runtimetest.MustList(t, rt), later); diff != "" || len(later) != 2 {
 		t.Fatalf("second ListAtStart differs from List (-List +ListAtStart):\n%s", diff)
 	}
+
+	// A List first (the agent's first pass) lets go of New's records.
+	third, _ := newRuntime(t)
+	runtimetest.MustList(t, third)
+	runtimetest.Up(t, rt, runtimetest.NewPod("third", runtimetest.Sleeper("app", testImage)))
+	if pods, err := third.ListAtStart(ctx(t)); err != nil || len(pods) != 3 {
+		t.Fatalf("ListAtStart after a List = %+v, %v; want the three pods there are now", pods, err)
+	}
 }

@@ -96,7 +96,13 @@ func (r *Runtime) collect(ctx context.Context, withLeases bool) (bool, error) {
 	}
 	ok, removed := r.collectOldInstances(ctx, recs)
 	if withLeases && !removed {
-		r.startRecs.Store(&recs)
+		// Kept for ListAtStart until the first list, without their OCI
+		// specs (kilobytes each, which listing does not read).
+		kept := make([]containers.Container, len(recs))
+		for i, c := range recs {
+			kept[i] = containers.Container{ID: c.ID, Labels: c.Labels, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		}
+		r.startRecs.Store(&kept)
 	}
 	if len(allocated) == 0 && len(kept) == 0 {
 		return ok, nil

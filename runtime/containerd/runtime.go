@@ -326,6 +326,7 @@ func (r *Runtime) deleteStaleLeases(ctx context.Context, ls []leases.Lease, ctrs
 // List rebuilds the pods berth manages from the labels of the containers in
 // the runtime's namespace and the state of their tasks.
 func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
+	r.startRecs.Store(nil) // older than this list: not to be used again
 	ctx = r.nsctx(ctx)
 	ctrs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true"))
 	if err != nil {
