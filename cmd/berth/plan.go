@@ -131,7 +131,7 @@ func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.
 		return err
 	}
 	defer rt.Close()
-	observed, err := rt.ListAtStart(ctx)
+	observed, err := rt.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}

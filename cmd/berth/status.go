@@ -86,7 +86,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer rt.Close()
-	observed, err := rt.ListAtStart(ctx)
+	observed, err := rt.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}

@@ -2,6 +2,7 @@ package containerd_test
 
 import (
 	"context"
+	"fmt"
 	"github.com/google/go-cmp/cmp"
 	"net"
 	"os"
@@ -505,6 +506,23 @@ func TestObservePodByRecordsAndByLabel(t *testing.T) {
 		t.Fatalf("sandbox record made again names %q, want %q", got, "app,side,web")
 	}
 	same("after the record was made again")
+
+	// Names too long for a label: none, not the old ones, so observing
+	// lists by label.
+	var many []reconcile.Container
+	for i := range 60 {
+		many = append(many, runtimetest.Sleeper(fmt.Sprintf("c%02d-%s", i, strings.Repeat("x", 55)), testImage))
+	}
+	if err := rt.CreateSandbox(ctx(t), runtimetest.NewPod("obs", many...)); err != nil {
+		t.Fatal(err)
+	}
+	if sb, err = rt.Client().ContainerService().Get(c, containerd.SandboxID(pod.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if got := sb.Labels[containerd.LabelContainerNames]; got != "" {
+		t.Fatalf("sandbox record made for names that do not fit names %q, want none", got)
+	}
+	same("with names that do not fit")
 }
 
 // TestListAtStartUsesNewsRecordsOnce: the first ListAtStart shows the pods

@@ -98,11 +98,11 @@ func (r *Runtime) collect(ctx context.Context, withLeases bool) (bool, error) {
 	if withLeases && !removed {
 		// Kept for ListAtStart until the first list, without their OCI
 		// specs (kilobytes each, which listing does not read).
-		kept := make([]containers.Container, len(recs))
+		light := make([]containers.Container, len(recs))
 		for i, c := range recs {
-			kept[i] = containers.Container{ID: c.ID, Labels: c.Labels, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+			light[i] = containers.Container{ID: c.ID, Labels: c.Labels, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 		}
-		r.startRecs.Store(&kept)
+		r.startRecs.Store(&light)
 	}
 	if len(allocated) == 0 && len(kept) == 0 {
 		return ok, nil

@@ -71,7 +71,8 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 		errs = append(errs, fmt.Errorf("list leases: %w", err))
 	}
 	for _, l := range ls {
-		if err := r.removeContainer(ctx, l.ID, 0); err != nil {
+		// With the pod's grace: a debug container found here runs.
+		if err := r.removeContainer(ctx, l.ID, grace); err != nil {
 			errs = append(errs, err)
 		}
 		if err := r.client.LeasesService().Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {

@@ -337,9 +337,11 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.ObservedPod, error) {
 
 // ListAtStart is List on the container records New read for its garbage
 // collection, with their tasks as they are now, the first time it is
-// called: a command that lists right after New (apply, plan) reads the
-// namespace's records once. It is List when called again, or when New's
-// collection changed records.
+// called: a command that lists right after New reads the namespace's
+// records once. It is List when called again, after a List, or when New's
+// collection changed records. The records are as old as New: it suits a
+// caller that holds the state lock (apply), so that no other berth
+// changes pods in between.
 func (r *Runtime) ListAtStart(ctx context.Context) ([]reconcile.ObservedPod, error) {
 	recs := r.startRecs.Swap(nil)
 	if recs == nil {

@@ -153,9 +153,8 @@ func (r *Runtime) ensureSandboxRecord(ctx context.Context, pod *reconcile.Desire
 	labels[LabelRole] = RoleSandbox
 	labels[LabelHostNetwork] = strconv.FormatBool(pod.Spec.HostNetwork)
 	labels[LabelPorts] = encodePorts(PortMappings(pod))
-	if names := containerNames(pod); names != "" {
-		labels[LabelContainerNames] = names
-	}
+	// Empty when the names do not fit: an older value must not stay.
+	labels[LabelContainerNames] = containerNames(pod)
 	created := maps.Clone(labels)
 	created[LabelCNIID] = newCNIID(r.ns, pod.ID)
 	// Under a lease of berth's own: without one, containerd's client
