@@ -62,50 +62,43 @@ const (
 // runs it at start (with the stale leases, on one list of the
 // namespace's containers); the agent runs RunGarbageCollection too.
 func (r *Runtime) CollectGarbage(ctx context.Context) bool {
-	ok, _ := r.collect(ctx, false)
+	ok, _, _ := r.collect(ctx, false)
 	return ok
 }
 
 // collect is CollectGarbage, and withLeases also deleteStaleLeases, whose
 // error (listing the leases or containers, or deleting a lease) it
-// returns. What it reads of berth's own records is read before
+// returns. listed are the records it listed, unless it removed some. What it reads of berth's own records is read before
 // the containers are listed: a sandbox's record exists before its CNI ADD,
 // and a container's before its start lets go of the lease, so a live
 // allocation or lease always has its container in the list.
-func (r *Runtime) collect(ctx context.Context, withLeases bool) (bool, error) {
+func (r *Runtime) collect(ctx context.Context, withLeases bool) (ok bool, listed []containers.Container, err error) {
 	ctx = r.nsctx(ctx)
 	allocated := r.allocations()
 	kept, _ := os.ReadDir(r.keptLogsRoot())
 	var ls []leases.Lease
 	if withLeases {
-		var err error
 		if ls, err = r.client.LeasesService().List(ctx, labelFilter(LabelManaged, "true")); err != nil {
-			return false, err
+			return false, nil, err
 		}
 	}
 	recs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true"))
 	if err != nil {
 		if withLeases {
-			return false, err
+			return false, nil, err
 		}
 		r.log.Warn("garbage collection: list containers", "error", err)
-		return false, nil
+		return false, nil, nil
 	}
 	if err := r.deleteStaleLeases(ctx, ls, recs); err != nil {
-		return false, err
+		return false, nil, err
 	}
 	ok, removed := r.collectOldInstances(ctx, recs)
-	if withLeases && !removed {
-		// Kept for ListAtStart until the first list, without their OCI
-		// specs (kilobytes each, which listing does not read).
-		light := make([]containers.Container, len(recs))
-		for i, c := range recs {
-			light[i] = containers.Container{ID: c.ID, Labels: c.Labels, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
-		}
-		r.startRecs.Store(&light)
+	if !removed {
+		listed = recs
 	}
 	if len(allocated) == 0 && len(kept) == 0 {
-		return ok, nil
+		return ok, listed, nil
 	}
 	live := map[string]bool{}
 	for _, c := range recs {
@@ -115,7 +108,7 @@ func (r *Runtime) collect(ctx context.Context, withLeases bool) (bool, error) {
 		}
 	}
 	r.collectKeptLogs(kept, live)
-	return r.collectNetwork(ctx, allocated, live) && ok, nil
+	return r.collectNetwork(ctx, allocated, live) && ok, listed, nil
 }
 
 // collectOldInstances removes the older of a container's two instances

@@ -30,18 +30,12 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 	log := r.log.With("pod", id.String())
 	sb := SandboxID(id)
 
-	// The containers the sandbox record names, by ID (a debug container,
-	// or one whose start was interrupted, holds a lease, found below);
-	// without names, all by label, which reads every record.
-	ctrs, ok, err := r.podRecords(ctx, id)
+	// A debug container, or one whose start was interrupted, is not
+	// among the names podContainers goes by: it holds a lease, found
+	// below.
+	ctrs, err := r.podContainers(ctx, id)
 	if err != nil {
-		return fmt.Errorf("containers of %s: %w", id, err)
-	}
-	if !ok {
-		ctrs, err = r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelSandboxID, sb))
-		if err != nil {
-			return fmt.Errorf("list containers of %s: %w", id, err)
-		}
+		return fmt.Errorf("remove pod %s: %w", id, err)
 	}
 	var (
 		wg   sync.WaitGroup

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sync/errgroup"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	gocni "github.com/containerd/go-cni"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sync/errgroup"
 
 	"berth.dev/berth/reconcile"
 )
@@ -250,9 +250,19 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		return nil, err
 	}
 	r.gcBell = make(chan struct{}, 1)
-	if _, err := r.collect(ctx, true); err != nil {
+	_, listed, err := r.collect(ctx, true)
+	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("delete stale leases: %w", err)
+	}
+	if listed != nil {
+		// Kept for ListAtStart until the first list, without their OCI
+		// specs (kilobytes each, which listing does not read).
+		light := make([]containers.Container, len(listed))
+		for i, c := range listed {
+			light[i] = containers.Container{ID: c.ID, Labels: c.Labels, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		}
+		r.startRecs.Store(&light)
 	}
 	r.startLogDaemons()
 	return r, nil
@@ -366,24 +376,15 @@ func (r *Runtime) listFrom(ctx context.Context, ctrs []containers.Container) ([]
 	return pods, nil
 }
 
-// ObservePod is List for one pod: its records by ID (podRecords) and
-// their tasks one by one, so a pod worker's look at its own pod costs the
-// same with 1 or 200 pods on the host. A pod whose sandbox record does not
-// name its containers (gone, or made by an older berth) is listed by
-// label, which containerd answers by reading every record of the
-// namespace. It returns nil when the pod does not exist.
+// ObservePod is List for one pod: its records (podContainers) and their
+// tasks one by one, so a pod worker's look at its own pod costs the same
+// with 1 or 200 pods on the host. It returns nil when the pod does not
+// exist.
 func (r *Runtime) ObservePod(ctx context.Context, id reconcile.PodID) (*reconcile.ObservedPod, error) {
 	ctx = r.nsctx(ctx)
-	ctrs, ok, err := r.podRecords(ctx, id)
+	ctrs, err := r.podContainers(ctx, id)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		ctrs, err = r.client.ContainerService().List(ctx,
-			labelFilter(LabelManaged, "true", LabelPodNamespace, id.Namespace, LabelPodName, id.Name))
-		if err != nil {
-			return nil, fmt.Errorf("list containers: %w", err)
-		}
 	}
 	tasks, err := r.taskStates(ctx, ctrs)
 	if err != nil {
@@ -433,11 +434,13 @@ func (r *Runtime) taskStates(ctx context.Context, ctrs []containers.Container) (
 	return tasks, nil
 }
 
-// podRecords gets the records of pod id by their IDs: its sandbox's and
-// those of both instances (InstanceIDs) of each container its sandbox
-// record names (LabelContainerNames). ok is false when the sandbox record
-// is missing or names no containers.
-func (r *Runtime) podRecords(ctx context.Context, id reconcile.PodID) (recs []containers.Container, ok bool, err error) {
+// podContainers returns the records of pod id: its sandbox's and those of
+// both instances (InstanceIDs) of each container its sandbox record names
+// (LabelContainerNames), got by ID. A pod whose sandbox record names no
+// containers (gone, made by an older berth, or names too long for a label)
+// is listed by label, which containerd answers by reading every record of
+// the namespace.
+func (r *Runtime) podContainers(ctx context.Context, id reconcile.PodID) ([]containers.Container, error) {
 	get := func(cid string) (containers.Container, bool, error) {
 		c, err := r.client.ContainerService().Get(ctx, cid)
 		switch {
@@ -449,23 +452,30 @@ func (r *Runtime) podRecords(ctx context.Context, id reconcile.PodID) (recs []co
 		return c, true, nil
 	}
 	sb, found, err := get(SandboxID(id))
-	if err != nil || !found || sb.Labels[LabelContainerNames] == "" ||
-		sb.Labels[LabelPodNamespace] != id.Namespace || sb.Labels[LabelPodName] != id.Name {
-		return nil, false, err
+	if err != nil {
+		return nil, err
 	}
-	recs = []containers.Container{sb}
+	if !found || sb.Labels[LabelContainerNames] == "" ||
+		sb.Labels[LabelPodNamespace] != id.Namespace || sb.Labels[LabelPodName] != id.Name {
+		recs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelSandboxID, SandboxID(id)))
+		if err != nil {
+			return nil, fmt.Errorf("list containers of %s: %w", id, err)
+		}
+		return recs, nil
+	}
+	recs := []containers.Container{sb}
 	for _, name := range strings.Split(sb.Labels[LabelContainerNames], ",") {
 		for _, cid := range InstanceIDs(id, name) {
 			c, found, err := get(cid)
 			if err != nil {
-				return nil, false, err
+				return nil, err
 			}
 			if found {
 				recs = append(recs, c)
 			}
 		}
 	}
-	return recs, true, nil
+	return recs, nil
 }
 
 // observed groups containers into pods by their labels, with each

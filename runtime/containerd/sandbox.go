@@ -231,11 +231,7 @@ func containerNames(pod *reconcile.DesiredPod) string {
 	for _, c := range pod.Spec.Containers {
 		names = append(names, c.Name)
 	}
-	s := strings.Join(names, ",")
-	if len(s) > maxNamesLabel {
-		return ""
-	}
-	return s
+	return namesLabel(names)
 }
 
 // unionNames joins two values of LabelContainerNames, a's names first,
@@ -247,9 +243,14 @@ func unionNames(a, b string) string {
 			names = append(names, n)
 		}
 	}
-	s := strings.Join(names, ",")
-	if len(s) > maxNamesLabel {
-		return ""
+	return namesLabel(names)
+}
+
+// namesLabel joins names into a value of LabelContainerNames, or returns
+// "" when it would be longer than maxNamesLabel.
+func namesLabel(names []string) string {
+	if s := strings.Join(names, ","); len(s) <= maxNamesLabel {
+		return s
 	}
-	return s
+	return ""
 }

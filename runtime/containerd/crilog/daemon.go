@@ -241,8 +241,8 @@ func runDaemon(dir string, ready io.Closer, stop <-chan os.Signal) int {
 	tick := time.NewTicker(rescanEvery)
 	defer tick.Stop()
 	for {
-		// A wake-up looks at the containers whose files changed; the
-		// ticker's at every registration, as a safety net.
+		// A wake-up looks at the containers whose files changed; a tick
+		// looks at every registration, as a safety net.
 		full := false
 		select {
 		case <-stop:
