@@ -31,11 +31,13 @@ type Cache struct {
 	used    map[key]*cacheEntry
 	// objects are the valid objects of CUE packages by content and place.
 	objects, usedObjects map[key]cachedObject
-	last                 key
-	lastRes              *Result
-	lastErr              error
-	hasLast              bool
-	stats                CacheStats
+	// onDisk are the entries the file of ReadFile or WriteFile holds.
+	onDisk  map[key]*cacheEntry
+	last    key
+	lastRes *Result
+	lastErr error
+	hasLast bool
+	stats   CacheStats
 }
 
 // CacheStats counts what a Cache saved.
@@ -74,6 +76,12 @@ type cachedObject struct {
 type cacheEntry struct {
 	loaded []loaded
 	diags  []Diagnostic
+	// disk says the entry may be kept on disk: it loaded no Secret and
+	// no decrypted file.
+	disk bool
+	// raw is the entry's encoding on disk, once known; empty if it does
+	// not read back exactly.
+	raw []byte
 }
 
 func (c *Cache) get(k key) (*cacheEntry, bool) {
@@ -304,9 +312,11 @@ func (l *loader) loadDataCached(f cueFile) {
 	n0, d0 := len(l.loaded), len(l.diags)
 	l.loadData(f)
 	if l.opts.Cache != nil {
-		l.opts.Cache.put(k, &cacheEntry{
+		e := &cacheEntry{
 			loaded: slices.Clone(l.loaded[n0:]),
 			diags:  slices.Clone(l.diags[d0:]),
-		})
+		}
+		e.disk = !f.decrypted && !holdsSecret(e.loaded)
+		l.opts.Cache.put(k, e)
 	}
 }

@@ -367,8 +367,11 @@ func (l *loader) readTree() {
 			return nil
 		}
 		data, ok := l.readFile(p, de)
+		decrypted := false
 		if ok && ext != ".cue" && l.opts.Decrypt != nil {
+			read := data
 			data, ok = l.decrypt(p, data)
+			decrypted = ok && !bytes.Equal(read, data)
 		}
 		if !ok {
 			return nil
@@ -378,10 +381,10 @@ func (l *loader) readTree() {
 			if _, seen := l.cueDirs[dir]; !seen {
 				l.cueOrder = append(l.cueOrder, dir)
 			}
-			l.cueDirs[dir] = append(l.cueDirs[dir], cueFile{p, data})
+			l.cueDirs[dir] = append(l.cueDirs[dir], cueFile{name: p, data: data})
 			return nil
 		}
-		l.dataFiles = append(l.dataFiles, cueFile{p, data})
+		l.dataFiles = append(l.dataFiles, cueFile{name: p, data: data, decrypted: decrypted})
 		return nil
 	})
 }
@@ -719,6 +722,8 @@ func (l *loader) addDocument(p string, expr ast.Expr) {
 type cueFile struct {
 	name string
 	data []byte
+	// decrypted says data is the plain text of an encrypted file.
+	decrypted bool
 }
 
 // findObjects records every struct in v, at any depth of regular fields and

@@ -119,10 +119,12 @@ func urlKey(u string) string {
 // validate loads the revision's files and prints every problem; it
 // returns at once when ctx ends (SIGTERM), as vet does.
 func (c *cli) validate(ctx context.Context, rev *source.Revision) ([]reconcile.Object, error) {
+	keep := c.keptValidation()
 	res, err := loadContext(ctx, rev.Files, c.schemaOptions())
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	keep()
 	var diags *schema.Error
 	if errors.As(err, &diags) {
 		fmt.Fprintf(c.stderr, "revision %s is invalid (%d problems); nothing was changed:\n", source.ShortCommit(rev.Commit), len(diags.Diagnostics))

@@ -121,7 +121,9 @@ func (c *cli) planLive(ctx context.Context, src *source.Source, headRev *source.
 	}
 	node, sopts, pol := c.node(), c.schemaOptions(), c.nodePolicy()
 	eopts := preview.ExpandOptions{StateDir: c.stateDir, Records: records, Now: time.Now(), Policy: &pol, Prepare: c.prepare}
+	keep := c.keptValidation()
 	head := preview.Evaluate(headRev.Files, headRev.Commit, node, sopts, eopts)
+	keep()
 	if head.Failed() != nil {
 		// Nothing would change; the host need not be asked.
 		return c.writePreview(preview.CompareLive(head, headName, preview.Live{}))

@@ -48,6 +48,23 @@ func serveSandbox() (int, bool) {
 // commit it has seen last.
 var loaderCache = schema.NewCache()
 
+// keptValidation reads into loaderCache the validation results the last
+// apply or plan kept under the state directory, and returns a function
+// that keeps this command's: an unchanged file is not validated again
+// (schema.Cache.ReadFile says what is kept and what is not). A cache
+// that cannot be read or written only costs the time it would save.
+func (c *cli) keptValidation() (keep func()) {
+	path := filepath.Join(c.stateDir, "cache", "validation")
+	if err := loaderCache.ReadFile(path); err != nil {
+		c.log.Debug("validation cache not read", "error", err)
+	}
+	return func() {
+		if err := loaderCache.WriteFile(path); err != nil {
+			c.log.Debug("validation cache not written", "error", err)
+		}
+	}
+}
+
 // schemaOptions are the loader's options for this invocation: the node (its
 // name and labels feed CUE tags and @if), strict mode, the process's cache,
 // and the CUE sandbox when berth runs as its own binary.
