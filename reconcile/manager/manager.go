@@ -700,12 +700,12 @@ func (m *Manager) deployments() map[string]*reconcile.DeploymentRecord {
 // sweepPodRecords removes the records of pods that neither run nor are
 // wanted: pods removed while the agent was not running.
 func (m *Manager) sweepPodRecords(plan map[reconcile.PodID]reconcile.Target, observed map[reconcile.PodID]*reconcile.ObservedPod) {
-	recs, err := m.store.Pods()
+	ids, err := m.store.PodIDs()
 	if err != nil {
-		m.log.Warn("read pod records", "error", err)
+		m.log.Warn("list pod records", "error", err)
 		return
 	}
-	for id := range recs {
+	for _, id := range ids {
 		if _, ok := plan[id]; ok {
 			continue
 		}

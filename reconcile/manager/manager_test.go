@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -157,18 +159,24 @@ func TestStalePodRecordsAreSwept(t *testing.T) {
 	if err := store.WritePod(gone, &reconcile.PodRecord{Hash: "x"}); err != nil {
 		t.Fatal(err)
 	}
+	// A record that cannot be read, of a pod that is gone too.
+	broken := filepath.Join(store.Dir, "pods", "default_broken.json")
+	if err := os.WriteFile(broken, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	m, _ := running(t, rt, dir)
 	if err := m.Sync(context.Background(), "r1", []reconcile.Object{fx.PodObj("a", "1d")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a running with a record, and gone's record removed", func() bool {
 		recs, err := store.Pods()
-		if err != nil {
+		if err != nil && !errors.Is(err, manager.ErrCorruptRecord) {
 			t.Fatal(err)
 		}
 		_, stale := recs[gone]
 		_, kept := recs[reconcile.PodID{Namespace: "default", Name: "a"}]
-		return !stale && kept
+		_, err = os.Stat(broken)
+		return !stale && kept && errors.Is(err, fs.ErrNotExist)
 	})
 }
 

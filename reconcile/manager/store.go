@@ -55,6 +55,28 @@ func (s *RecordStore) Pods() (map[reconcile.PodID]*reconcile.PodRecord, error) {
 	return out, err
 }
 
+// PodIDs lists the pods that have a record, readable or not, without
+// reading any.
+func (s *RecordStore) PodIDs() ([]reconcile.PodID, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Dir, "pods"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]reconcile.PodID, 0, len(ents))
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		ns, name, _ := strings.Cut(strings.TrimSuffix(name, ".json"), "_")
+		ids = append(ids, reconcile.PodID{Namespace: ns, Name: name})
+	}
+	return ids, nil
+}
+
 // Deployments reads every Deployment rollout record, by namespace/name.
 func (s *RecordStore) Deployments() (map[string]*reconcile.DeploymentRecord, error) {
 	out := map[string]*reconcile.DeploymentRecord{}

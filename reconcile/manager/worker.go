@@ -35,6 +35,9 @@ type podWorker struct {
 	primed   bool                   // status is prime's, not yet published by the worker
 	seenPod  *reconcile.ObservedPod // the manager's last observation of the pod
 	seenAt   time.Time              // when it was listed; zero: none
+	// primedRec is the record prime read, for the worker's first
+	// look: the record is read once, not by both.
+	primedRec *reconcile.PodRecord
 	// syncing and rings (rings not yet taken) say whether the worker is
 	// busy, for tests that wait for the manager to be quiet.
 	syncing bool
@@ -219,6 +222,7 @@ func (w *podWorker) prime(o *reconcile.ObservedPod, d *reconcile.DesiredPod) {
 		return
 	}
 	rec, _ := w.m.store.Pod(w.id)
+	w.primedRec = rec
 	var spec *reconcile.PodSpec
 	if d != nil && d.Hash == o.Hash {
 		spec = &d.Spec
@@ -266,9 +270,15 @@ func (w *podWorker) observe(ctx context.Context) (*reconcile.ObservedPod, error)
 // record of another hash starts afresh.
 func (w *podWorker) record(hash string) *reconcile.PodRecord {
 	if w.rec == nil {
-		r, err := w.m.store.Pod(w.id)
-		if err != nil {
-			w.log.Warn("read pod record", "error", err)
+		w.mu.Lock()
+		r := w.primedRec
+		w.primedRec = nil
+		w.mu.Unlock()
+		if r == nil {
+			var err error
+			if r, err = w.m.store.Pod(w.id); err != nil {
+				w.log.Warn("read pod record", "error", err)
+			}
 		}
 		w.rec = r
 	}
@@ -326,6 +336,9 @@ func (w *podWorker) sync(ctx context.Context, d *reconcile.DesiredPod, retain bo
 			w.log.Warn("remove pod record", "error", err)
 		}
 		w.rec = nil
+		w.mu.Lock()
+		w.primedRec = nil // removed with the record
+		w.mu.Unlock()
 		w.publish(nil, nil, nil)
 		return time.Time{}, true, nil
 	case d.Finished != "":
