@@ -6,6 +6,7 @@
 package record
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,13 +30,21 @@ const (
 	LastApplied = "last-applied.json"
 )
 
-// Write stores v as JSON in dir/name atomically.
+// Write stores v as JSON in dir/name atomically. A record that already
+// holds exactly that is left as it is: no write and no sync, which on a
+// device's flash are the costly part (a no-change apply writes the same
+// waiting-objects record every time).
 func Write(dir, name string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("record %s: %w", name, err)
 	}
-	return WriteFileAtomic(filepath.Join(dir, name), append(b, '\n'), 0o644)
+	b = append(b, '\n')
+	path := filepath.Join(dir, name)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	return WriteFileAtomic(path, b, 0o644)
 }
 
 // Read loads dir/name into v. A missing record is reported with ok=false

@@ -3,6 +3,7 @@ package record
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -34,5 +35,39 @@ func TestWriteReadReplace(t *testing.T) {
 	}
 	if _, err := Read(dir, LastApplied, &got); err == nil {
 		t.Error("corrupt record read without error")
+	}
+}
+
+// TestWriteSameLeavesFile checks that writing what a record already holds
+// replaces nothing (no new file, so no sync), and that a change does.
+func TestWriteSameLeavesFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, LastApplied)
+	inode := func() uint64 {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Sys().(*syscall.Stat_t).Ino
+	}
+	rev := Revision{Commit: "aaa", Time: time.Unix(1700000000, 0).UTC()}
+	if err := Write(dir, LastApplied, rev); err != nil {
+		t.Fatal(err)
+	}
+	first := inode()
+	if err := Write(dir, LastApplied, rev); err != nil {
+		t.Fatal(err)
+	}
+	if inode() != first {
+		t.Error("the same record was written again")
+	}
+	rev.Commit = "bbb"
+	if err := Write(dir, LastApplied, rev); err != nil {
+		t.Fatal(err)
+	}
+	var got Revision
+	if ok, err := Read(dir, LastApplied, &got); !ok || err != nil || got != rev || inode() == first {
+		t.Errorf("changed record: %+v (ok=%v, err=%v, replaced=%v), want %+v", got, ok, err, inode() != first, rev)
 	}
 }
