@@ -408,9 +408,15 @@ func (r *Runtime) terminate(ctx context.Context, ctr client.Container, task clie
 		hcancel()
 	}
 	sig := stopSignal(labels[LabelStopSignal])
+	asked := time.Now()
 	if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("kill %s: %w", ctr.ID(), err)
 	}
+	// The wait for the signal's delivery does not count against the
+	// grace period: a shim runs one runc at a time, and when 200 pods are
+	// removed at once the last SIGTERM of a shim left seconds after the
+	// first, so half the containers were killed before they had it.
+	deadline = deadline.Add(time.Since(asked))
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {

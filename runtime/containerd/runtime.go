@@ -139,6 +139,9 @@ type Runtime struct {
 	legacyChains map[string]bool
 	// gcBell asks RunGarbageCollection for a collection soon (netgc.go).
 	gcBell chan struct{}
+	// teardowns holds a token per pod teardown in progress
+	// (teardownSlots).
+	teardowns chan struct{}
 }
 
 // New connects to containerd, prepares the state directory and the CNI
@@ -250,6 +253,7 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		return nil, err
 	}
 	r.gcBell = make(chan struct{}, 1)
+	r.teardowns = make(chan struct{}, teardownSlots)
 	_, listed, err := r.collect(ctx, true)
 	if err != nil {
 		cl.Close()
