@@ -6,10 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"reflect"
 	"runtime"
 	"runtime/debug"
@@ -17,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 
+	"berth.dev/berth/internal/record"
 	"berth.dev/berth/reconcile"
 )
 
@@ -236,7 +235,8 @@ func (c *Cache) WriteFile(path string) error {
 	}
 	sum := sha256.Sum256(payload)
 	header := diskCacheMagic + " " + stamp + " " + hex.EncodeToString(sum[:]) + "\n"
-	return writeReplace(path, append([]byte(header), payload...))
+	// Not synced: a torn file fails its checksum and is ignored.
+	return record.ReplaceFile(path, append([]byte(header), payload...), 0o600)
 }
 
 // encodeEntry encodes e, or returns an empty encoding if it does not read
@@ -255,32 +255,6 @@ func encodeEntry(k key, e *cacheEntry) json.RawMessage {
 		return json.RawMessage{}
 	}
 	return raw
-}
-
-// writeReplace replaces path with data through a temporary file and a
-// rename, without syncing: a torn file fails its checksum and is ignored.
-func writeReplace(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("validation cache: %w", err)
-	}
-	return nil
 }
 
 // sameList tells whether a and b are deeply equal, an empty list being

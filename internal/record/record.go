@@ -66,6 +66,17 @@ func Read(dir, name string, v any) (ok bool, err error) {
 // WriteFileAtomic replaces path with data: temporary file, fsync, rename,
 // fsync of the directory.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	return replaceFile(path, data, perm, true)
+}
+
+// ReplaceFile replaces path with data through a temporary file and a
+// rename, without syncing: for a file whose loss or damage at a power cut
+// costs only time, such as a cache that checksums what it holds.
+func ReplaceFile(path string, data []byte, perm fs.FileMode) error {
+	return replaceFile(path, data, perm, false)
+}
+
+func replaceFile(path string, data []byte, perm fs.FileMode, sync bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -84,15 +95,20 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
+	}
+	if !sync {
+		return nil
 	}
 	d, err := os.Open(dir)
 	if err != nil {

@@ -57,25 +57,16 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 	ctx, cancel = r.cleanupContext(ctx, grace+removeSlack)
 	defer cancel()
 	var (
-		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	for _, c := range ctrs {
-		if c.ID == sb || c.Labels[LabelRole] == RoleSandbox {
-			continue
+	eachContainer(ctrs, sb, func(cid string) {
+		if err := r.removeContainer(ctx, cid, grace); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
 		}
-		wg.Add(1)
-		go func(cid string) {
-			defer wg.Done()
-			if err := r.removeContainer(ctx, cid, grace); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}(c.ID)
-	}
-	wg.Wait()
+	})
 	// Leases (and their snapshots and containers) of starts that were
 	// interrupted before the container record existed, and of debug
 	// containers, which hold theirs for their life.
@@ -156,6 +147,24 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 // for the teardown; a container that cannot be stopped here is stopped
 // again, and reported, by the teardown.
 func (r *Runtime) stopContainers(ctx context.Context, ctrs []containers.Container, sb string, grace time.Duration) {
+	eachContainer(ctrs, sb, func(cid string) {
+		ctr, err := r.client.LoadContainer(ctx, cid)
+		if err != nil {
+			return
+		}
+		task, err := ctr.Task(ctx, nil)
+		if err != nil {
+			return
+		}
+		if err := r.terminate(ctx, ctr, task, grace); err != nil {
+			r.log.Debug("stop before teardown", "container", cid, "error", err)
+		}
+	})
+}
+
+// eachContainer runs f on the ID of every record of ctrs but the
+// sandbox's (sb), all at once, and waits for them.
+func eachContainer(ctrs []containers.Container, sb string, f func(id string)) {
 	var wg sync.WaitGroup
 	for _, c := range ctrs {
 		if c.ID == sb || c.Labels[LabelRole] == RoleSandbox {
@@ -164,17 +173,7 @@ func (r *Runtime) stopContainers(ctx context.Context, ctrs []containers.Containe
 		wg.Add(1)
 		go func(cid string) {
 			defer wg.Done()
-			ctr, err := r.client.LoadContainer(ctx, cid)
-			if err != nil {
-				return
-			}
-			task, err := ctr.Task(ctx, nil)
-			if err != nil {
-				return
-			}
-			if err := r.terminate(ctx, ctr, task, grace); err != nil {
-				r.log.Debug("stop before teardown", "container", cid, "error", err)
-			}
+			f(cid)
 		}(c.ID)
 	}
 	wg.Wait()
