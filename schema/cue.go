@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -72,6 +73,59 @@ type cueJob struct {
 type cueResult struct {
 	Loaded []loaded
 	Diags  []Diagnostic
+}
+
+// sandboxLoaded is a loaded object as the sandbox's child sends it.
+type sandboxLoaded struct {
+	diskLoaded
+	Secret   *sandboxSecret `json:"secret,omitempty"`
+	Key, Ref key            `json:",omitzero"`
+}
+
+// sandboxSecret is a Secret's data, which reconcile.SecretData's JSON
+// leaves out.
+type sandboxSecret struct {
+	Type      string
+	Data      map[string][]byte
+	Immutable *bool
+	Digests   map[string][]byte
+}
+
+// GobEncode sends the result as JSON, which keeps a pointer to a zero
+// value: gob flattens pointers, and a CUE package's Deployment with
+// replicas: 0 arrived with no replicas (one pod).
+func (r cueResult) GobEncode() ([]byte, error) {
+	w := struct {
+		Loaded []sandboxLoaded
+		Diags  []Diagnostic
+	}{make([]sandboxLoaded, len(r.Loaded)), r.Diags}
+	for i, lo := range r.Loaded {
+		w.Loaded[i] = sandboxLoaded{diskLoaded: toDiskLoaded(lo), Key: lo.Key, Ref: lo.Ref}
+		if s := lo.Obj.Secret; s != nil {
+			w.Loaded[i].Secret = &sandboxSecret{s.Type, s.Data, s.Immutable, s.Digests}
+		}
+	}
+	return stdjson.Marshal(w)
+}
+
+// GobDecode reads what GobEncode wrote.
+func (r *cueResult) GobDecode(b []byte) error {
+	var w struct {
+		Loaded []sandboxLoaded
+		Diags  []Diagnostic
+	}
+	if err := stdjson.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	r.Loaded, r.Diags = make([]loaded, len(w.Loaded)), w.Diags
+	for i, sl := range w.Loaded {
+		r.Loaded[i] = fromDiskLoaded(sl.diskLoaded)
+		r.Loaded[i].Key, r.Loaded[i].Ref = sl.Key, sl.Ref
+		if s := sl.Secret; s != nil {
+			r.Loaded[i].Obj.Secret = &reconcile.SecretData{Type: s.Type, Data: s.Data, Immutable: s.Immutable, Digests: s.Digests}
+		}
+	}
+	return nil
 }
 
 // readPath reads the file p of fsys, following a symbolic link inside the

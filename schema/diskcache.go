@@ -93,14 +93,27 @@ type diskLoaded struct {
 	Facts       facts                      `json:"facts"`
 }
 
+// toDiskLoaded and fromDiskLoaded convert a loaded object; a Secret's
+// data is left out.
+func toDiskLoaded(lo loaded) diskLoaded {
+	o := lo.Obj
+	return diskLoaded{TypeMeta: o.TypeMeta, Metadata: o.Metadata, Source: o.Source,
+		Pod: o.Pod, Deployment: o.Deployment, ReplicaSet: o.ReplicaSet, DaemonSet: o.DaemonSet,
+		StatefulSet: o.StatefulSet, Job: o.Job, CronJob: o.CronJob, ConfigMap: o.ConfigMap,
+		OK: lo.OK, Facts: lo.Facts}
+}
+
+func fromDiskLoaded(dl diskLoaded) loaded {
+	return loaded{OK: dl.OK, Facts: dl.Facts, Obj: reconcile.Object{
+		TypeMeta: dl.TypeMeta, Metadata: dl.Metadata, Source: dl.Source,
+		Pod: dl.Pod, Deployment: dl.Deployment, ReplicaSet: dl.ReplicaSet, DaemonSet: dl.DaemonSet,
+		StatefulSet: dl.StatefulSet, Job: dl.Job, CronJob: dl.CronJob, ConfigMap: dl.ConfigMap}}
+}
+
 func toDisk(k key, e *cacheEntry) diskEntry {
 	d := diskEntry{Key: hex.EncodeToString(k[:]), Loaded: make([]diskLoaded, len(e.loaded)), Diags: e.diags}
 	for i, lo := range e.loaded {
-		o := lo.Obj
-		d.Loaded[i] = diskLoaded{TypeMeta: o.TypeMeta, Metadata: o.Metadata, Source: o.Source,
-			Pod: o.Pod, Deployment: o.Deployment, ReplicaSet: o.ReplicaSet, DaemonSet: o.DaemonSet,
-			StatefulSet: o.StatefulSet, Job: o.Job, CronJob: o.CronJob, ConfigMap: o.ConfigMap,
-			OK: lo.OK, Facts: lo.Facts}
+		d.Loaded[i] = toDiskLoaded(lo)
 	}
 	return d
 }
@@ -114,10 +127,7 @@ func fromDisk(d diskEntry) (key, *cacheEntry, bool) {
 	}
 	e := &cacheEntry{loaded: make([]loaded, len(d.Loaded)), diags: d.Diags, disk: true}
 	for i, dl := range d.Loaded {
-		e.loaded[i] = loaded{OK: dl.OK, Facts: dl.Facts, Obj: reconcile.Object{
-			TypeMeta: dl.TypeMeta, Metadata: dl.Metadata, Source: dl.Source,
-			Pod: dl.Pod, Deployment: dl.Deployment, ReplicaSet: dl.ReplicaSet, DaemonSet: dl.DaemonSet,
-			StatefulSet: dl.StatefulSet, Job: dl.Job, CronJob: dl.CronJob, ConfigMap: dl.ConfigMap}}
+		e.loaded[i] = fromDiskLoaded(dl)
 	}
 	return k, e, true
 }

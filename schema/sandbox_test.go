@@ -292,3 +292,50 @@ func TestSandboxChildEndsWithParent(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSandboxKeepsTheModel checks that an object evaluated in the
+// sandbox's child is the one evaluated in process: a pointer to a zero
+// value (replicas: 0) stays one, and a Secret keeps its data.
+func TestSandboxKeepsTheModel(t *testing.T) {
+	fsys := fstest.MapFS{
+		"app/d.cue": {Data: []byte(`package app
+
+deploy: {
+	apiVersion: "apps/v1"
+	kind:       "Deployment"
+	metadata: name: "web"
+	spec: {
+		replicas: 0
+		selector: matchLabels: app: "web"
+		template: {
+			metadata: labels: app: "web"
+			spec: containers: [{name: "web", image: "nginx:1.27", env: [{name: "DB", valueFrom: secretKeyRef: {name: "db", key: "password"}}]}]
+		}
+	}
+}
+secret: {
+	apiVersion: "v1"
+	kind:       "Secret"
+	metadata: name: "db"
+	stringData: password: "s3cr3t"
+}
+`)},
+	}
+	want, err := Load(fsys, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(fsys, Options{Sandbox: testSandbox(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("sandbox result differs (-in process +sandbox):\n%s", d)
+	}
+	if r := got.Objects[0].Deployment.Replicas; r == nil || *r != 0 {
+		t.Errorf("replicas: %v, want a pointer to 0", r)
+	}
+	if s := got.Objects[1].Secret; s == nil || string(s.Data["password"]) != "s3cr3t" {
+		t.Errorf("Secret data: %+v, want password s3cr3t", s)
+	}
+}
