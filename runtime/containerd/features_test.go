@@ -202,6 +202,12 @@ func TestRawLogsHaveNoDriverButRead(t *testing.T) {
 	pod := runtimetest.NewPod("raw", script("main", "echo one; echo two >&2"))
 	upChecked(t, rt, e, pod)
 	out, code := waitOutput(t, rt, pod, "main")
+	// The shim copies stdout and stderr into a raw log on its own; its
+	// copy of a stream can end after the task's delete returns.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out, "two\n") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // poll the condition
+		out = logOf(t, rt, pod.ID, "main")
+	}
 	if code != 0 || !strings.Contains(out, "one\n") || !strings.Contains(out, "two\n") {
 		t.Errorf("raw log read back as %q (exit %d)", out, code)
 	}
