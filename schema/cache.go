@@ -31,8 +31,9 @@ type Cache struct {
 	used    map[key]*cacheEntry
 	// objects are the valid objects of CUE packages by content and place.
 	objects, usedObjects map[key]cachedObject
-	// onDisk are the entries the file of ReadFile or WriteFile holds.
-	onDisk  map[key]*cacheEntry
+	// onDisk are the keys of the entries the file of ReadFile or
+	// WriteFile holds.
+	onDisk  map[key]bool
 	last    key
 	lastRes *Result
 	lastErr error

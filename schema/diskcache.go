@@ -75,8 +75,10 @@ type diskEntry struct {
 	Diags  []Diagnostic `json:"diags,omitempty"`
 }
 
-// diskLoaded is a loaded object with every part of the model: the JSON
-// encoding of reconcile.Object leaves out the kind's spec.
+// diskLoaded is a loaded object with every part of the model but a
+// Secret's data, as the cache file keeps it and the CUE sandbox's child
+// sends it (sandboxLoaded adds the Secret): the JSON encoding of
+// reconcile.Object leaves out the kind's spec.
 type diskLoaded struct {
 	TypeMeta    reconcile.TypeMeta         `json:"typeMeta"`
 	Metadata    reconcile.ObjectMeta       `json:"metadata"`
@@ -195,7 +197,10 @@ func (c *Cache) ReadFile(path string) error {
 			c.entries[k] = e
 		}
 	}
-	c.onDisk = entries
+	c.onDisk = make(map[key]bool, len(entries))
+	for k := range entries {
+		c.onDisk[k] = true
+	}
 	return nil
 }
 
@@ -216,7 +221,7 @@ func (c *Cache) WriteFile(path string) error {
 	}
 	slices.SortFunc(keys, func(a, b key) int { return bytes.Compare(a[:], b[:]) })
 	raws := make([]json.RawMessage, 0, len(keys))
-	written := make(map[key]*cacheEntry, len(keys))
+	written := make(map[key]bool, len(keys))
 	changed := false
 	for _, k := range keys {
 		e := c.entries[k]
@@ -226,9 +231,9 @@ func (c *Cache) WriteFile(path string) error {
 		if len(e.raw) == 0 {
 			continue
 		}
-		changed = changed || c.onDisk[k] == nil
+		changed = changed || !c.onDisk[k]
 		raws = append(raws, e.raw)
-		written[k] = e
+		written[k] = true
 	}
 	if !changed && len(written) == len(c.onDisk) {
 		c.mu.Unlock()

@@ -66,15 +66,24 @@ func (s *RecordStore) PodIDs() ([]reconcile.PodID, error) {
 		return nil, err
 	}
 	ids := make([]reconcile.PodID, 0, len(ents))
-	for _, e := range ents {
-		name := e.Name()
-		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
-			continue
-		}
+	for _, name := range recordNames(ents) {
 		ns, name, _ := strings.Cut(strings.TrimSuffix(name, ".json"), "_")
 		ids = append(ids, reconcile.PodID{Namespace: ns, Name: name})
 	}
 	return ids, nil
+}
+
+// recordNames are the names of the record files among ents: not
+// directories, not temporary files (a leading dot), ending in .json.
+func recordNames(ents []fs.DirEntry) []string {
+	var names []string
+	for _, e := range ents {
+		name := e.Name()
+		if !e.IsDir() && strings.HasSuffix(name, ".json") && !strings.HasPrefix(name, ".") {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // Deployments reads every Deployment rollout record, by namespace/name.
@@ -99,11 +108,7 @@ func loadAll(dir string, mk func() any, put func(string, any)) error {
 		return err
 	}
 	var bad []error
-	for _, e := range ents {
-		name := e.Name()
-		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
-			continue
-		}
+	for _, name := range recordNames(ents) {
 		v := mk()
 		if ok, err := record.Read(dir, name, v); err != nil || !ok {
 			if err != nil {

@@ -68,8 +68,9 @@ func (r *Runtime) CollectGarbage(ctx context.Context) bool {
 
 // collect is CollectGarbage, and withLeases also deleteStaleLeases, whose
 // error (listing the leases or containers, or deleting a lease) it
-// returns. listed are the records it listed, unless it removed some. What it reads of berth's own records is read before
-// the containers are listed: a sandbox's record exists before its CNI ADD,
+// returns. listed are the records it listed, unless it removed some.
+// What it reads of berth's own records is read before the containers are
+// listed: a sandbox's record exists before its CNI ADD,
 // and a container's before its start lets go of the lease, so a live
 // allocation or lease always has its container in the list.
 func (r *Runtime) collect(ctx context.Context, withLeases bool) (ok bool, listed []containers.Container, err error) {
