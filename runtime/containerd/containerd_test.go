@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -204,6 +205,12 @@ func TestPodSharesNetworkVolumeHostnameIPC(t *testing.T) {
 	out, code := run(t, rt, pod, "client", `for i in $(seq 50); do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1`)
 	if code != 0 || strings.TrimSpace(out) != "hello from web" {
 		t.Errorf("wget from the second container: exit %d, output %q; want 0, %q", code, out, "hello from web")
+	}
+	// berth brings the loopback up itself (no loopback plugin); the pod's
+	// side of the bridge is eth1, as it always was.
+	out, _ = run(t, rt, pod, "links", "ip -o link show lo; ip -o addr show eth1")
+	if !regexp.MustCompile(`^1: lo: <LOOPBACK,UP,LOWER_UP>`).MatchString(out) || !strings.Contains(out, "eth1    inet ") {
+		t.Errorf("ip link and addr in the pod:\n%s\nwant lo up and an IPv4 address on eth1", out)
 	}
 	out, _ = run(t, rt, pod, "hostname", "hostname; cat /etc/hostname")
 	if out != "web\nweb\n" {

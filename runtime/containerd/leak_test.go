@@ -155,26 +155,39 @@ func leakyPod() *reconcile.DesiredPod {
 	return pod
 }
 
+// A pod that maps a host port runs the chain with portmap, one that does
+// not runs the bridge alone: both leave nothing behind.
 func TestRemovePodLeavesNothing(t *testing.T) {
-	rt, e := newRuntime(t)
-	pod := leakyPod()
-	if err := rt.EnsureImage(ctx(t), testImage, reconcile.PullNever); err != nil {
-		t.Fatal(err)
+	for _, hostPort := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hostPort=%v", hostPort), func(t *testing.T) {
+			rt, e := newRuntime(t)
+			pod := leakyPod()
+			if hostPort {
+				pod.Spec.Containers[0].Ports = []reconcile.ContainerPort{{ContainerPort: 8080, HostPort: freePort(t), Protocol: "TCP"}}
+			}
+			if err := rt.EnsureImage(ctx(t), testImage, reconcile.PullNever); err != nil {
+				t.Fatal(err)
+			}
+			base := snapshotHost(t, rt, e)
+			runtimetest.Up(t, rt, pod)
+			during := snapshotHost(t, rt, e)
+			// Sanity: the check sees what a pod makes.
+			seen := map[string][]string{"container": during.containers, "snapshot": during.snapshots, "lease": during.leases,
+				"netns": during.netns, "ipam": during.ipam, "mount": during.mounts, "bridge port": during.bridgePorts, "pod dir": during.podDirs}
+			if hostPort {
+				seen["iptables rule"] = during.iptables
+			}
+			for what, got := range seen {
+				if len(got) == 0 {
+					t.Errorf("while running, no %s seen: the leak check would miss it", what)
+				}
+			}
+			if err := rt.RemovePod(ctx(t), pod.ID, runtimetest.Grace); err != nil {
+				t.Fatalf("RemovePod: %v", err)
+			}
+			assertNoLeak(t, rt, e, base)
+		})
 	}
-	base := snapshotHost(t, rt, e)
-	runtimetest.Up(t, rt, pod)
-	during := snapshotHost(t, rt, e)
-	// Sanity: the check sees what a pod makes.
-	for what, got := range map[string][]string{"container": during.containers, "snapshot": during.snapshots, "lease": during.leases,
-		"netns": during.netns, "ipam": during.ipam, "mount": during.mounts, "bridge port": during.bridgePorts, "pod dir": during.podDirs} {
-		if len(got) == 0 {
-			t.Errorf("while running, no %s seen: the leak check would miss it", what)
-		}
-	}
-	if err := rt.RemovePod(ctx(t), pod.ID, runtimetest.Grace); err != nil {
-		t.Fatalf("RemovePod: %v", err)
-	}
-	assertNoLeak(t, rt, e, base)
 }
 
 // The tests below simulate a kill -9 at various points of CreateSandbox

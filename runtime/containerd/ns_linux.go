@@ -148,3 +148,62 @@ func ensureNetNSDir(dir string) error {
 	}
 	return nil
 }
+
+// loopbackUp brings up the loopback interface of the network namespace
+// pinned at path, as the CNI loopback plugin would, without a process.
+// It enters the namespace on a locked OS thread; if the thread cannot
+// return to its own namespace it stays locked, and the Go runtime ends it.
+func loopbackUp(path string) error {
+	ns, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	defer unix.Close(ns)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("loopback: %w", err)
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("loopback: enter %s: %w", path, err)
+			return
+		}
+		errc <- ifUp("lo")
+		if unix.Setns(orig, unix.CLONE_NEWNET) != nil {
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	return <-errc
+}
+
+// ifUp sets the flag IFF_UP on the interface name in the calling
+// thread's network namespace.
+func ifUp(name string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback: flags of %s: %w", name, err)
+	}
+	if ifr.Uint16()&unix.IFF_UP != 0 {
+		return nil
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback: bring %s up: %w", name, err)
+	}
+	return nil
+}

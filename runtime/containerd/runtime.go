@@ -23,7 +23,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
-	gocni "github.com/containerd/go-cni"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sync/errgroup"
 
@@ -117,7 +116,7 @@ type Runtime struct {
 	ns          string
 	stateDir    string
 	netnsDir    string
-	cni         gocni.CNI
+	cni         *cniNetwork
 	registry    RegistryOptions
 	nodeAuth    DockerConfig
 	logOpts     logOptions

@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"berth.dev/berth/internal/record"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/reconcile/podspec"
 )
@@ -116,7 +117,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, pod *reconcile.DesiredPod) 
 	}
 	files := podspec.EtcFiles(pod, ip, host)
 	for name, b := range files {
-		if err := writeFileAtomic(p.etc(name), b, 0o644); err != nil {
+		// Not synced: a sandbox's files are written at each of its
+		// starts, so a power cut costs nothing they hold.
+		if err := record.ReplaceFile(p.etc(name), b, 0o644); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,8 @@ package containerd_test
 
 import (
 	"context"
+	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -221,5 +223,33 @@ func TestSpecPropagationAndSharedPID(t *testing.T) {
 	}
 	if pid != "/proc/42/ns/pid" {
 		t.Errorf("pid namespace %q, want the shared one", pid)
+	}
+}
+
+// The default seccomp profile keeps the native and 32-bit compat
+// architectures containerd lists, and leaves out x32.
+func TestSpecSeccompDefaultArchitectures(t *testing.T) {
+	s := genSpec(t, specPod(reconcile.Container{Name: "app", Command: []string{"sh"}}), ocispec.ImageConfig{})
+	if s.Linux == nil || s.Linux.Seccomp == nil {
+		t.Fatal("no seccomp profile in the spec")
+	}
+	sc := s.Linux.Seccomp
+	if sc.DefaultAction != specs.ActErrno || len(sc.Syscalls) == 0 {
+		t.Errorf("default profile: action %q, %d rules; want an allow list", sc.DefaultAction, len(sc.Syscalls))
+	}
+	if slices.Contains(sc.Architectures, specs.ArchX32) {
+		t.Errorf("architectures %v include x32", sc.Architectures)
+	}
+	var want []specs.Arch
+	switch goruntime.GOARCH {
+	case "amd64":
+		want = []specs.Arch{specs.ArchX86_64, specs.ArchX86}
+	case "arm64":
+		want = []specs.Arch{specs.ArchAARCH64, specs.ArchARM}
+	}
+	for _, a := range want {
+		if !slices.Contains(sc.Architectures, a) {
+			t.Errorf("architectures %v lack %s", sc.Architectures, a)
+		}
 	}
 }

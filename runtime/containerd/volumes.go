@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth.dev/berth/internal/mountinfo"
+	"berth.dev/berth/internal/record"
 	"berth.dev/berth/reconcile"
 	"berth.dev/berth/reconcile/podspec"
 )
@@ -140,7 +141,7 @@ func writeVolumeFiles(dir string, files []podspec.VolumeFile, group *int64) erro
 				continue
 			}
 		}
-		if err := writeFileAtomic(path, f.Data, mode); err != nil {
+		if err := record.ReplaceFile(path, f.Data, mode); err != nil { // rewritten at each start if it differs
 			return err
 		}
 		if group != nil {
