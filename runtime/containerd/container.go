@@ -407,6 +407,21 @@ func (r *Runtime) terminate(ctx context.Context, ctr client.Container, task clie
 		}
 		hcancel()
 	}
+	if time.Until(deadline) <= 0 {
+		// No grace (terminationGracePeriodSeconds: 0, or a preStop hook
+		// that used it all): "stop immediately via the kill signal", as
+		// the API says and containerd's CRI does for a zero timeout. A
+		// stop signal first would cost a runc run for nothing.
+		if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("kill %s: %w", ctr.ID(), err)
+		}
+		select {
+		case <-exited:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	sig := stopSignal(labels[LabelStopSignal])
 	asked := time.Now()
 	if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {

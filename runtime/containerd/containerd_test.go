@@ -265,23 +265,30 @@ func TestPodSharesNetworkVolumeHostnameIPC(t *testing.T) {
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
-func TestRemovePodTermThenKill(t *testing.T) {
-	rt, _ := newRuntime(t)
+// trapPod is a pod whose containers note each TERM in a host directory:
+// "ignore" carries on after it, "polite" exits.
+func trapPod(t *testing.T, rt *containerd.Runtime) (*reconcile.DesiredPod, string) {
 	host := t.TempDir()
 	mount := []reconcile.VolumeMount{{Name: "marks", MountPath: "/marks"}}
 	pod := runtimetest.NewPod("stubborn",
 		// Ignores TERM: only KILL after the grace period stops it.
 		reconcile.Container{Name: "ignore", Image: testImage, VolumeMounts: mount,
-			Command: []string{"sh", "-c", `trap "echo term >> /marks/ignore" TERM; touch /marks/ignore-ready; while true; do sleep 0.1; done`}},
+			Command: []string{"sh", "-c", `trap "echo term >> /marks/ignore" TERM; touch /marks/ignore-ready; while true; do sleep 1 & wait $!; done`}},
 		// Exits on TERM.
 		reconcile.Container{Name: "polite", Image: testImage, VolumeMounts: mount,
-			Command: []string{"sh", "-c", `trap "echo bye >> /marks/polite; exit 0" TERM; touch /marks/polite-ready; while true; do sleep 0.1; done`}},
+			Command: []string{"sh", "-c", `trap "echo bye >> /marks/polite; exit 0" TERM; touch /marks/polite-ready; while true; do sleep 1 & wait $!; done`}},
 	)
 	pod.Spec.Volumes = []reconcile.Volume{{Name: "marks", HostPath: &reconcile.HostPathVolumeSource{Path: host}}}
 	runtimetest.Up(t, rt, pod)
 	for _, f := range []string{"ignore-ready", "polite-ready"} { // traps installed
 		waitFor(t, func() bool { _, err := os.Stat(filepath.Join(host, f)); return err == nil })
 	}
+	return pod, host
+}
+
+func TestRemovePodTermThenKill(t *testing.T) {
+	rt, _ := newRuntime(t)
+	pod, host := trapPod(t, rt)
 	grace := 2 * time.Second
 	start := time.Now()
 	if err := rt.RemovePod(ctx(t), pod.ID, grace); err != nil {
@@ -295,6 +302,22 @@ func TestRemovePodTermThenKill(t *testing.T) {
 	for f, want := range map[string]string{"ignore": "term\n", "polite": "bye\n"} {
 		if b, _ := os.ReadFile(filepath.Join(host, f)); string(b) != want {
 			t.Errorf("container %s recorded %q, want %q (one TERM)", f, b, want)
+		}
+	}
+}
+
+// terminationGracePeriodSeconds: 0 means "stop immediately via the kill
+// signal": no TERM reaches the containers (whose traps run at once: the
+// shell waits for its sleep with wait, which a trapped signal interrupts).
+func TestRemovePodWithoutGraceKills(t *testing.T) {
+	rt, _ := newRuntime(t)
+	pod, host := trapPod(t, rt)
+	if err := rt.RemovePod(ctx(t), pod.ID, 0); err != nil {
+		t.Fatalf("RemovePod: %v", err)
+	}
+	for _, f := range []string{"ignore", "polite"} {
+		if b, err := os.ReadFile(filepath.Join(host, f)); err == nil {
+			t.Errorf("container %s recorded %q: it was sent TERM, want KILL only", f, b)
 		}
 	}
 }
