@@ -68,3 +68,15 @@ func (c *Clock) Waiters() int {
 	defer c.mu.Unlock()
 	return len(c.waiters)
 }
+
+// Pending reports whether a timer is due within d from now.
+func (c *Clock) Pending(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.waiters {
+		if !w.at.After(c.now.Add(d)) {
+			return true
+		}
+	}
+	return false
+}
