@@ -137,6 +137,7 @@ func (r *Runtime) RemovePod(ctx context.Context, id reconcile.PodID, grace time.
 		if err := r.client.ContainerService().Delete(ctx, sb); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("remove pod %s: delete sandbox record: %w", id, err)
 		}
+		r.forgetShimGroups()
 	}
 	log.Debug("pod removed")
 	return nil

@@ -127,6 +127,9 @@ type Runtime struct {
 	// the starts in flight by group (shimGroup).
 	groupMu   sync.Mutex
 	groupBusy map[string]int
+	// groups is what chooseShimGroup last listed, and the choices made
+	// since; groupMu guards it.
+	groups groupCensus
 	// ownNetwork is the name of berth's own bridge network, empty when
 	// the user's CNI configuration is used; ownSubnet is its subnet, and
 	// masqDone says this process has written its masquerade rules.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/containers"
 )
@@ -26,7 +27,7 @@ const DefaultPodsPerShim = 16
 // init container, after a berth restart) joins the same shim. Choices in
 // this process are serialized, so a group never holds more than
 // podsPerShim pods of one berth process; two berth processes starting pods
-// at the same moment may each add one.
+// within groupCensusTTL of each other may each add some.
 func (r *Runtime) shimGroup(ctx context.Context, sb containers.Container) (group string, done func(), err error) {
 	if r.podsPerShim <= 1 {
 		return sb.ID, func() {}, nil
@@ -46,35 +47,66 @@ func (r *Runtime) shimGroup(ctx context.Context, sb containers.Container) (group
 	}, nil
 }
 
+// groupCensusTTL is how long chooseShimGroup trusts its list of the
+// sandbox records.
+const groupCensusTTL = 2 * time.Second
+
+// groupCensus is the number of pods in each shim group as a list of the
+// sandbox records said, plus the choices this process made since, and
+// those choices by sandbox record.
+type groupCensus struct {
+	at     time.Time
+	count  map[string]int
+	chosen map[string]string
+}
+
 // chooseShimGroup returns sb's recorded group or records a new choice;
-// r.groupMu is held.
+// r.groupMu is held. It lists the sandbox records to count the pods of
+// each group (containerd reads every record of the namespace for that),
+// and trusts that list, with its own choices added, for groupCensusTTL or
+// until a pod is removed: a list for each pod made starting N pods cost
+// N² record reads, under the lock every start takes.
 func (r *Runtime) chooseShimGroup(ctx context.Context, sb containers.Container) (string, error) {
 	if g := sb.Labels[LabelShimGroup]; g != "" {
 		return g, nil
 	}
-	sbs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelRole, RoleSandbox))
-	if err != nil {
-		return "", fmt.Errorf("list sandboxes: %w", err)
-	}
-	count := map[string]int{}
-	for _, s := range sbs {
-		if s.ID == sb.ID {
-			if g := s.Labels[LabelShimGroup]; g != "" {
-				return g, nil
-			}
-			continue
+	c := &r.groups
+	if c.count == nil || time.Since(c.at) > groupCensusTTL {
+		sbs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelRole, RoleSandbox))
+		if err != nil {
+			return "", fmt.Errorf("list sandboxes: %w", err)
 		}
-		count[s.Labels[LabelShimGroup]]++
+		*c = groupCensus{at: time.Now(), count: map[string]int{}, chosen: map[string]string{}}
+		for _, s := range sbs {
+			if g := s.Labels[LabelShimGroup]; g != "" {
+				c.count[g]++
+				c.chosen[s.ID] = g
+			}
+		}
+	}
+	// sb may be older than a choice made for it since it was read: by a
+	// concurrent start of another of the pod's containers.
+	if g := c.chosen[sb.ID]; g != "" {
+		return g, nil
 	}
 	var g string
 	for n := 1; ; n++ {
 		g = "shim-" + strconv.Itoa(n)
-		if count[g] < r.podsPerShim && r.groupBusy[g] == 0 {
+		if c.count[g] < r.podsPerShim && r.groupBusy[g] == 0 {
 			break
 		}
 	}
 	if _, err := r.client.ContainerService().Update(ctx, containers.Container{ID: sb.ID, Labels: map[string]string{LabelShimGroup: g}}, "labels."+LabelShimGroup); err != nil {
 		return "", fmt.Errorf("record shim group of %s: %w", sb.ID, err)
 	}
+	c.count[g]++
+	c.chosen[sb.ID] = g
 	return g, nil
+}
+
+// forgetShimGroups drops chooseShimGroup's census: a pod is gone.
+func (r *Runtime) forgetShimGroups() {
+	r.groupMu.Lock()
+	r.groups = groupCensus{}
+	r.groupMu.Unlock()
 }

@@ -112,3 +112,33 @@ func drain(ch chan reconcile.PodID) {
 		}
 	}
 }
+
+// A removed pod frees its place in its shim group at once: the runtime
+// keeps its count of the groups' pods between starts, and forgets it when
+// a pod goes.
+func TestRemovedPodFreesItsShimPlace(t *testing.T) {
+	rt, _ := newRuntime(t, func(o *containerd.Options) { o.PodsPerShim = 2 })
+	pods := map[string]*reconcile.DesiredPod{}
+	for _, name := range []string{"a", "b"} {
+		pods[name] = runtimetest.NewPod(name, runtimetest.Sleeper("main", testImage))
+		runtimetest.Up(t, rt, pods[name])
+	}
+	if err := rt.RemovePod(ctx(t), pods["a"].ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	pods["d"] = runtimetest.NewPod("d", runtimetest.Sleeper("main", testImage))
+	runtimetest.Up(t, rt, pods["d"])
+	list, err := rt.List(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shim := map[string]int{}
+	for _, p := range list {
+		for _, c := range p.Containers {
+			shim[p.ID.Name] = runtimetest.ParentPID(t, c.PID)
+		}
+	}
+	if shim["b"] == 0 || shim["d"] != shim["b"] {
+		t.Errorf("shims by pod %v: want d in b's shim, where a's place was freed", shim)
+	}
+}
