@@ -474,7 +474,16 @@ func (r *Runtime) deleteTask(ctx context.Context, ctr client.Container, task cli
 				task = t
 			}
 		}
-		if _, err = task.Delete(ctx, client.WithProcessKill); err == nil || errdefs.IsNotFound(err) {
+		// The first attempt does not kill: the task has stopped, and runc's
+		// delete kills what is left in the container's cgroup when the
+		// container has no PID namespace of its own (the shim already did
+		// as the process exited); a kill first cost one more runc run a
+		// container. A later attempt kills, in case the task still runs.
+		opts := []client.ProcessDeleteOpts{client.WithProcessKill}
+		if attempt == 0 {
+			opts = nil
+		}
+		if _, err = task.Delete(ctx, opts...); err == nil || errdefs.IsNotFound(err) {
 			return nil
 		}
 		r.log.Debug("delete task failed, checking again", "container", ctr.ID(), "error", err)

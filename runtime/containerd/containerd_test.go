@@ -590,3 +590,45 @@ func TestListAtStartUsesNewsRecordsOnce(t *testing.T) {
 		t.Fatalf("ListAtStart after a List = %+v, %v; want the three pods there are now", pods, err)
 	}
 }
+
+// A process a container leaves behind in a PID namespace it shares with
+// the pod (its shell exits on TERM, its background sleep does not) is
+// killed with the container: by the shim as the container's process
+// exits, and by runc's delete of the task.
+func TestSharedPIDLeavesNoStrayProcess(t *testing.T) {
+	rt, _ := newRuntime(t)
+	host := t.TempDir()
+	share := true
+	mount := []reconcile.VolumeMount{{Name: "marks", MountPath: "/marks"}}
+	pod := runtimetest.NewPod("strays",
+		runtimetest.Sleeper("owner", testImage),
+		reconcile.Container{Name: "leaver", Image: testImage, VolumeMounts: mount,
+			Command: []string{"sh", "-c", `sleep 1001234 & trap "exit 0" TERM; touch /marks/ready; while true; do sleep 1 & wait $!; done`}},
+	)
+	pod.Spec.ShareProcessNamespace = &share
+	pod.Spec.Volumes = []reconcile.Volume{{Name: "marks", HostPath: &reconcile.HostPathVolumeSource{Path: host}}}
+	runtimetest.Up(t, rt, pod)
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(host, "ready")); return err == nil })
+	stray := func() bool {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), "1001234") {
+				return true
+			}
+		}
+		return false
+	}
+	if !stray() {
+		t.Fatal("the background sleep is not running: the test would prove nothing")
+	}
+	if err := rt.StopContainer(ctx(t), pod.ID, reconcile.AppContainer, "leaver", runtimetest.Grace); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	waitFor(t, func() bool { return !stray() })
+	if err := rt.RemovePod(ctx(t), pod.ID, runtimetest.Grace); err != nil {
+		t.Fatalf("RemovePod: %v", err)
+	}
+	if stray() {
+		t.Error("a process of the removed pod still runs")
+	}
+}
