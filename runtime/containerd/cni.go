@@ -23,18 +23,15 @@ import (
 	"berth.dev/berth/reconcile"
 )
 
-// DefaultConfList returns berth's own CNI network: a bridge with host-local
+// ownConfList returns berth's own CNI network: a bridge with host-local
 // IPAM, acting as the gateway and letting pods reach themselves through a
-// port mapping (hairpin), followed by the portmap plugin for hostPort.
+// port mapping (hairpin), followed (with portmap) by the portmap plugin
+// for hostPort.
 // Outbound traffic is masqueraded by one rule set for the whole subnet
 // (ensureMasquerade), not by the plugin per pod. host-local keeps its
 // allocations in the network's own store, /var/lib/cni/networks/<name>,
 // so every berth instance on the network (the demo next to an
 // installation) allocates from the same record.
-func DefaultConfList(name, bridge, subnet string) ([]byte, error) {
-	return ownConfList(name, bridge, subnet, true)
-}
-
 func ownConfList(name, bridge, subnet string, portmap bool) ([]byte, error) {
 	plugins := []any{
 		map[string]any{

@@ -407,49 +407,42 @@ func (r *Runtime) terminate(ctx context.Context, ctr client.Container, task clie
 		}
 		hcancel()
 	}
-	if time.Until(deadline) <= 0 {
-		// No grace (terminationGracePeriodSeconds: 0, or a preStop hook
-		// that used it all): "stop immediately via the kill signal", as
-		// the API says and containerd's CRI does for a zero timeout. A
-		// stop signal first would cost a runc run for nothing.
-		if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+	// No grace left (terminationGracePeriodSeconds: 0, or a preStop hook
+	// that used it all) means "stop immediately via the kill signal", as
+	// the API says and containerd's CRI does for a zero timeout: no stop
+	// signal first, which would cost a runc run for nothing.
+	if time.Until(deadline) > 0 {
+		sig := stopSignal(labels[LabelStopSignal])
+		asked := time.Now()
+		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("kill %s: %w", ctr.ID(), err)
 		}
+		// The wait for the signal's delivery does not count against the
+		// grace period: a shim runs one runc at a time, and when 200 pods
+		// are removed at once the last SIGTERM of a shim left seconds
+		// after the first, so half the containers were killed before they
+		// had it.
+		deadline = deadline.Add(time.Since(asked))
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
 		select {
 		case <-exited:
 			return nil
+		case <-timer.C:
+			r.log.Debug("grace period over, killing", "container", ctr.ID())
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	sig := stopSignal(labels[LabelStopSignal])
-	asked := time.Now()
-	if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+	if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("kill %s: %w", ctr.ID(), err)
 	}
-	// The wait for the signal's delivery does not count against the
-	// grace period: a shim runs one runc at a time, and when 200 pods are
-	// removed at once the last SIGTERM of a shim left seconds after the
-	// first, so half the containers were killed before they had it.
-	deadline = deadline.Add(time.Since(asked))
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
 	select {
 	case <-exited:
-	case <-timer.C:
-		r.log.Debug("grace period over, killing", "container", ctr.ID())
-		if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("kill %s: %w", ctr.ID(), err)
-		}
-		select {
-		case <-exited:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return nil
 }
 
 // deleteTask deletes a stopped task. The containers of a pod share one

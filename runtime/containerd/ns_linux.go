@@ -3,9 +3,11 @@ package containerd
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,30 +32,39 @@ func pinNamespaces(targets map[int]string, hostname string) error {
 		}
 		f.Close()
 	}
+	return inThreadNamespaces(slices.Collect(maps.Keys(targets)), func() error {
+		return pinOnThread(flags, targets, hostname)
+	})
+}
+
+// inThreadNamespaces runs fn on a locked OS thread of its own, which fn
+// may move into other namespaces of the kinds in kinds (CLONE_NEWNET,
+// CLONE_NEWIPC, CLONE_NEWUTS), and returns the thread to its original
+// ones after. If it cannot, the thread stays locked, and the Go runtime
+// ends it with the goroutine instead of reusing it in the wrong
+// namespaces.
+func inThreadNamespaces(kinds []int, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// Keep handles on the thread's namespaces to return to them.
 		orig := map[int]int{}
 		defer func() {
 			for _, fd := range orig {
 				unix.Close(fd)
 			}
 		}()
-		for flag := range targets {
-			fd, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), nsFile(flag)), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		for _, kind := range kinds {
+			fd, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), nsFile(kind)), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				runtime.UnlockOSThread()
 				errc <- err
 				return
 			}
-			orig[flag] = fd
+			orig[kind] = fd
 		}
-		errc <- pinOnThread(flags, targets, hostname)
-		for flag, fd := range orig {
-			if err := unix.Setns(fd, flag); err != nil {
-				// Leave the thread locked: the Go runtime then ends it
-				// instead of reusing it in the wrong namespaces.
+		errc <- fn()
+		for kind, fd := range orig {
+			if err := unix.Setns(fd, kind); err != nil {
 				return
 			}
 		}
@@ -151,36 +162,18 @@ func ensureNetNSDir(dir string) error {
 
 // loopbackUp brings up the loopback interface of the network namespace
 // pinned at path, as the CNI loopback plugin would, without a process.
-// It enters the namespace on a locked OS thread; if the thread cannot
-// return to its own namespace it stays locked, and the Go runtime ends it.
 func loopbackUp(path string) error {
 	ns, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("loopback: %w", err)
 	}
 	defer unix.Close(ns)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("loopback: %w", err)
-			return
-		}
-		defer unix.Close(orig)
+	return inThreadNamespaces([]int{unix.CLONE_NEWNET}, func() error {
 		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("loopback: enter %s: %w", path, err)
-			return
+			return fmt.Errorf("loopback: enter %s: %w", path, err)
 		}
-		errc <- ifUp("lo")
-		if unix.Setns(orig, unix.CLONE_NEWNET) != nil {
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	return <-errc
+		return ifUp("lo")
+	})
 }
 
 // ifUp sets the flag IFF_UP on the interface name in the calling

@@ -51,12 +51,10 @@ func (r *Runtime) shimGroup(ctx context.Context, sb containers.Container) (group
 // sandbox records.
 const groupCensusTTL = 2 * time.Second
 
-// groupCensus is the number of pods in each shim group as a list of the
-// sandbox records said, plus the choices this process made since, and
-// those choices by sandbox record.
+// groupCensus is the shim group of each sandbox record, as a list of the
+// records said at, plus the choices this process made since.
 type groupCensus struct {
 	at     time.Time
-	count  map[string]int
 	chosen map[string]string
 }
 
@@ -71,15 +69,14 @@ func (r *Runtime) chooseShimGroup(ctx context.Context, sb containers.Container) 
 		return g, nil
 	}
 	c := &r.groups
-	if c.count == nil || time.Since(c.at) > groupCensusTTL {
+	if c.chosen == nil || time.Since(c.at) > groupCensusTTL {
 		sbs, err := r.client.ContainerService().List(ctx, labelFilter(LabelManaged, "true", LabelRole, RoleSandbox))
 		if err != nil {
 			return "", fmt.Errorf("list sandboxes: %w", err)
 		}
-		*c = groupCensus{at: time.Now(), count: map[string]int{}, chosen: map[string]string{}}
+		*c = groupCensus{at: time.Now(), chosen: map[string]string{}}
 		for _, s := range sbs {
 			if g := s.Labels[LabelShimGroup]; g != "" {
-				c.count[g]++
 				c.chosen[s.ID] = g
 			}
 		}
@@ -89,17 +86,20 @@ func (r *Runtime) chooseShimGroup(ctx context.Context, sb containers.Container) 
 	if g := c.chosen[sb.ID]; g != "" {
 		return g, nil
 	}
+	count := map[string]int{}
+	for _, g := range c.chosen {
+		count[g]++
+	}
 	var g string
 	for n := 1; ; n++ {
 		g = "shim-" + strconv.Itoa(n)
-		if c.count[g] < r.podsPerShim && r.groupBusy[g] == 0 {
+		if count[g] < r.podsPerShim && r.groupBusy[g] == 0 {
 			break
 		}
 	}
 	if _, err := r.client.ContainerService().Update(ctx, containers.Container{ID: sb.ID, Labels: map[string]string{LabelShimGroup: g}}, "labels."+LabelShimGroup); err != nil {
 		return "", fmt.Errorf("record shim group of %s: %w", sb.ID, err)
 	}
-	c.count[g]++
 	c.chosen[sb.ID] = g
 	return g, nil
 }
