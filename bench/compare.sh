@@ -29,7 +29,7 @@ REPS=${REPS:-3}
 SETTLE_S=${SETTLE_S:-2}
 [ -x "$berth" ] || { echo "compare: build first (make build)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "compare: run as root" >&2; exit 1; }
-if ! command -v podman >/dev/null; then
+if ! command -v podman >/dev/null || ! command -v catatonit >/dev/null; then
 	echo "compare: installing podman (apt-get install --no-install-recommends podman catatonit)" >&2
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman catatonit >/dev/null
 fi
