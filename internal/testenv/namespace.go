@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,8 +41,10 @@ func Namespace(tb testing.TB, c *Containerd) string {
 		if err := cleanNamespace(c.Address(), ns); err != nil {
 			tb.Errorf("testenv: namespace %s: %v", ns, err)
 		}
-		// runc's state directory of the namespace, empty by now.
-		_ = os.Remove(filepath.Join("/run/containerd/runc", ns))
+		// runc's state directory of the namespace: its tasks are deleted by
+		// now, but a runc killed in the middle of a create leaves its
+		// container's directory.
+		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", ns))
 	})
 	return ns
 }
@@ -110,11 +113,13 @@ func cleanNamespace(address, ns string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// runc's cgroupfs driver leaves the per-namespace parent cgroups.
-	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns); len(dirs) > 0 {
-		for _, d := range dirs {
-			_ = os.Remove(d)
-		}
+	// runc's cgroupfs driver leaves the per-namespace parent cgroups, and
+	// a runc killed in the middle of a create (the fault tests) leaves
+	// its container's cgroup below it: remove them deepest first. rmdir
+	// removes only a cgroup with no process and no child in it.
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns)
+	for _, d := range dirs {
+		removeCgroupTree(d)
 	}
 	if len(leaked) > 0 {
 		return fmt.Errorf("left behind: %s", strings.Join(leaked, ", "))
@@ -123,4 +128,20 @@ func cleanNamespace(address, ns string) error {
 		return fmt.Errorf("delete namespace: %w", nsErr)
 	}
 	return nil
+}
+
+// removeCgroupTree removes the cgroup at dir and the cgroups below it,
+// children before parents; a cgroup that still has a process stays, and
+// so does every parent of it.
+func removeCgroupTree(dir string) {
+	var sub []string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			sub = append(sub, p)
+		}
+		return nil
+	})
+	for i := len(sub) - 1; i >= 0; i-- {
+		_ = os.Remove(sub[i])
+	}
 }
