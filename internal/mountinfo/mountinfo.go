@@ -6,6 +6,7 @@ package mountinfo
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
 	"sort"
 	"strconv"
@@ -14,7 +15,16 @@ import (
 
 // Under returns the mount points at or below dir, deepest first, so they
 // can be unmounted in order. It returns nil when the table cannot be read.
+// A path that does not exist has nothing mounted at or below it (a mount
+// point cannot be removed, and removing it in another mount namespace
+// detaches what was mounted there), so the table, which every pod
+// lengthens by a few lines, is read only when dir exists: most pods have
+// no subPath and no tmpfs volume, and each of their container starts and
+// removals asks about those directories.
 func Under(dir string) []string {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil

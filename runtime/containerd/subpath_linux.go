@@ -112,16 +112,7 @@ func stageSubPath(root, sub, target string, mkdir bool) error {
 }
 
 // unmountAll unmounts everything mounted at or below dir, deepest first.
-// A directory that does not exist has nothing mounted at or below it (a
-// mount point cannot be removed, and removing it in another mount
-// namespace detaches what was mounted there), so the host's mount table,
-// which every pod lengthens, is read only when dir exists: most pods have
-// no subPath and no tmpfs volume, and each of their container starts and
-// removals used to read it.
 func unmountAll(dir string) error {
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
 	for _, m := range mountinfo.Under(dir) {
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 			return fmt.Errorf("unmount %s: %w", m, err)
