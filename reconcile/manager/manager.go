@@ -132,6 +132,7 @@ type Manager struct {
 	// that follows it; nil once a pass used it.
 	syncList   []reconcile.ObservedPod
 	syncListed time.Time
+	cache      podCache // the runtime's pods as last seen (see podCache)
 	synced     bool
 	revision   string
 	objects    []reconcile.Object
@@ -245,11 +246,13 @@ func (m *Manager) sync(ctx context.Context, revision string, objs []reconcile.Ob
 // Notify wakes the worker of pod id (a container of it exited), or the
 // controller when no worker drives it.
 func (m *Manager) Notify(id reconcile.PodID) {
+	now := time.Now()
+	m.noteChanged(id, now)
 	m.mu.Lock()
 	w := m.workers[id]
 	m.mu.Unlock()
 	if w != nil {
-		w.ring()
+		w.poke(now)
 		return
 	}
 	m.ringController()
@@ -447,6 +450,9 @@ func (m *Manager) noteRemoved(id reconcile.PodID) {
 		}
 	}
 	m.removed[id] = now
+	if c := m.cache.pods[id]; c != nil && !now.Before(c.at) {
+		c.obs, c.at = nil, now
+	}
 }
 
 // watchExits wakes the worker of every pod whose container exits. A
@@ -469,6 +475,7 @@ func (m *Manager) watchExits(ctx context.Context, ew reconcile.ExitWatcher) {
 			backoff = minBackoff
 		}
 		m.log.Warn("container exit events unavailable; subscribing again once the runtime answers", "error", err)
+		m.forgetCache()
 		for {
 			select {
 			case <-ctx.Done():
@@ -544,24 +551,25 @@ func (m *Manager) dropWorker(w *podWorker) bool {
 func (m *Manager) pass(ctx context.Context) time.Time {
 	m.mu.Lock()
 	synced, rev, objs, gen := m.synced, m.revision, m.objects, m.gen
-	observed, listed := m.syncList, m.syncListed
-	m.syncList = nil
 	m.mu.Unlock()
 	if !synced {
 		return time.Time{}
 	}
 	now := m.clock.Now()
-	if observed == nil {
-		// Else the pass right after a Sync decides on the pods Sync
-		// listed: a worker that acted since re-observes its own pod.
-		listed = time.Now()
-		var err error
-		if observed, err = m.rt.List(ctx); err != nil {
-			if ctx.Err() == nil { // else the manager is stopping: nothing is wrong
-				m.log.Warn("list pods", "error", err)
-			}
-			return now.Add(m.opts.ResyncInterval)
+	// The pass right after a Sync decides on the pods Sync listed: a
+	// worker that acted since re-observes its own pod.
+	observed, observedAt, listed, err := m.observePods(ctx)
+	if err != nil {
+		if ctx.Err() == nil { // else the manager is stopping: nothing is wrong
+			m.log.Warn("list pods", "error", err)
 		}
+		return now.Add(m.opts.ResyncInterval)
+	}
+	seenAt := func(id reconcile.PodID) time.Time {
+		if t, ok := observedAt[id]; ok {
+			return t
+		}
+		return listed
 	}
 	recs, err := m.store.Load()
 	if err != nil && recs != nil {
@@ -633,7 +641,7 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 	}
 	for id, a := range plan {
 		w := m.worker(id)
-		w.seen(obsByID[id], listed)
+		w.seen(obsByID[id], seenAt(id))
 		w.prime(obsByID[id], a.Spec)
 		if a.Spec != nil {
 			m.mu.Lock()
@@ -646,7 +654,7 @@ func (m *Manager) pass(ctx context.Context) time.Time {
 		o := &observed[i]
 		if _, ok := plan[o.ID]; !ok {
 			w := m.worker(o.ID)
-			w.seen(o, listed)
+			w.seen(o, seenAt(o.ID))
 			w.prime(o, nil)
 			w.update(nil, false, false)
 		}

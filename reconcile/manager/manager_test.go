@@ -399,8 +399,8 @@ func (r *interruptedRuntime) Check(context.Context) error {
 
 // TestExitStreamBreakRingsPassWhenRuntimeIsBack: a broken exit stream
 // counts as an interruption, and once the runtime answers again a pass
-// runs at once (not at the next resync, an hour away here) to find what
-// changed meanwhile.
+// runs at once (not at the next resync, an hour away here) and lists the
+// pods in full to find what changed meanwhile.
 func TestExitStreamBreakRingsPassWhenRuntimeIsBack(t *testing.T) {
 	rt := &interruptedRuntime{Runtime: fake.New(fx.Img), breaks: make(chan struct{}), checks: make(chan struct{}, 16)}
 	m := manager.New(rt, manager.Options{StateDir: t.TempDir(), Node: fx.Node, ResyncInterval: time.Hour})
@@ -418,6 +418,21 @@ func TestExitStreamBreakRingsPassWhenRuntimeIsBack(t *testing.T) {
 		}
 	}
 	wait(first, "first pass")
+	synced := m.Passed()
+	if err := m.Sync(ctx, "r1", []reconcile.Object{fx.PodObj("web", "1d")}); err != nil {
+		t.Fatal(err)
+	}
+	wait(synced, "pass after Sync")
+	eventually(t, "the pod running and the manager quiet", func() bool { return len(runningPods(rt.Runtime)) == 1 && m.Quiet() })
+	lists := func() (n int) {
+		for _, c := range rt.Calls() {
+			if c == "List " {
+				n++
+			}
+		}
+		return n
+	}
+	before := lists()
 
 	rt.down.Store(true)
 	next := m.Passed()
@@ -435,6 +450,9 @@ func TestExitStreamBreakRingsPassWhenRuntimeIsBack(t *testing.T) {
 	}
 	rt.down.Store(false)
 	wait(next, "pass after the runtime came back")
+	if lists() == before {
+		t.Error("the pass after the runtime came back did not list the pods: what changed meanwhile went unseen")
+	}
 }
 
 // gatedRuntime holds every CreateSandbox until the test opens the gate,

@@ -12,9 +12,10 @@ import (
 )
 
 // costlyList is a runtime whose List takes cost on the manual clock that
-// stands for the wall clock.
+// stands for the wall clock. It neither observes one pod nor reports
+// exits, so that every pass lists (see podCache).
 type costlyList struct {
-	*fake.Runtime
+	reconcile.Runtime
 	clock *clocktest.Clock
 	cost  time.Duration
 	lists atomic.Int64

@@ -35,6 +35,7 @@ type podWorker struct {
 	primed   bool                   // status is prime's, not yet published by the worker
 	seenPod  *reconcile.ObservedPod // the manager's last observation of the pod
 	seenAt   time.Time              // when it was listed; zero: none
+	pokedAt  time.Time              // when the pod last changed by itself (poke)
 	// primedRec is the record prime read, for the worker's first
 	// look: the record is read once, not by both.
 	primedRec *reconcile.PodRecord
@@ -47,6 +48,7 @@ type podWorker struct {
 	rec        *reconcile.PodRecord
 	recDirty   bool
 	lastAction time.Time // when the worker last changed the pod
+	observedAt time.Time // when the worker's last observation of the pod began
 	probes     map[string]*containerProbes
 	execWarn   sync.Once
 	panicked   string // specKey of a spec whose sync panicked
@@ -137,8 +139,15 @@ func (w *podWorker) run(ctx context.Context) {
 		cut := pctx.Err() != nil
 		cancel()
 		if !w.lastAction.Before(began) {
-			// Observations listed while this sync changed the pod are stale.
-			w.acted()
+			// Observations listed while this sync changed the pod are
+			// stale: those begun before the sync's own observation after
+			// its last act, or, without one, before now. (Not a change
+			// of its own: the last act counted as one, until observed.)
+			if w.observedAt.After(w.lastAction) {
+				w.lastAction = w.observedAt.Add(-time.Nanosecond)
+			} else {
+				w.lastAction = time.Now()
+			}
 		}
 		if err != nil && !cut && !errors.Is(err, context.Canceled) {
 			w.log.Warn("pod sync failed", "error", err)
@@ -196,7 +205,28 @@ func (w *podWorker) emit(a reconcile.Action, owner, reason string, began time.Ti
 
 // acted notes that the worker changed its pod in the runtime, so an
 // observation made before now is stale.
-func (w *podWorker) acted() { w.lastAction = time.Now() }
+func (w *podWorker) acted() {
+	w.lastAction = time.Now()
+	w.m.noteChanged(w.id, w.lastAction)
+}
+
+// poke wakes the worker for a change it did not make (a container of its
+// pod exited at t): an observation older than that is not to be used.
+func (w *podWorker) poke(t time.Time) {
+	w.mu.Lock()
+	if t.After(w.pokedAt) {
+		w.pokedAt = t
+	}
+	w.mu.Unlock()
+	w.ring()
+}
+
+// busy says whether the worker is in the middle of a sync.
+func (w *podWorker) busy() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.syncing
+}
 
 // seen hands the worker an observation of its pod (nil: not found) that
 // the manager's pass listed at at.
@@ -239,10 +269,10 @@ func (w *podWorker) prime(o *reconcile.ObservedPod, d *reconcile.DesiredPod) {
 // per pass serves every worker.
 func (w *podWorker) current(ctx context.Context) (*reconcile.ObservedPod, error) {
 	w.mu.Lock()
-	o, at := w.seenPod, w.seenAt
+	o, at, poked := w.seenPod, w.seenAt, w.pokedAt
 	w.seenPod, w.seenAt = nil, time.Time{}
 	w.mu.Unlock()
-	if !at.IsZero() && at.After(w.lastAction) {
+	if !at.IsZero() && at.After(w.lastAction) && at.After(poked) {
 		return o, nil
 	}
 	return w.observe(ctx)
@@ -251,8 +281,14 @@ func (w *podWorker) current(ctx context.Context) (*reconcile.ObservedPod, error)
 // observe looks the pod up in the runtime (by itself, when the runtime can
 // observe one pod); nil when it does not exist.
 func (w *podWorker) observe(ctx context.Context) (*reconcile.ObservedPod, error) {
+	began := time.Now()
+	w.observedAt = began
 	if o, ok := w.m.rt.(reconcile.PodObserver); ok {
-		return o.ObservePod(ctx, w.id)
+		p, err := o.ObservePod(ctx, w.id)
+		if err == nil {
+			w.m.noteObserved(w.id, p, began)
+		}
+		return p, err
 	}
 	pods, err := w.m.rt.List(ctx)
 	if err != nil {
