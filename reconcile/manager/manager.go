@@ -411,13 +411,14 @@ const (
 // settle waits, after a ring, until the last pass's cost is repaid (see
 // passSpacing), and reports false if ctx ended first. Cost and wait are
 // wall time (m.wall), whatever clock drives the pods: they measure what
-// a pass costs the host. A pass lists every
-// pod and asks the runtime for each container's task; while pods come up
+// a pass costs the host. A pass that lists every
+// pod asks the runtime for each container's task; while pods come up
 // one after the other, each ringing as it does, passes ran back to back
 // and their cost grew with the square of the pods: 47 passes and 2,665
 // task lookups in containerd to start 50 pods. Spaced, passes take at
-// most a quarter of the time. A ring that comes while the pass waits is
-// taken by the pass that follows: that pass sees what rang.
+// most a quarter of the time (and most passes no longer list: see
+// podCache). A ring that comes while the pass waits is taken by the
+// pass that follows: that pass sees what rang.
 func (m *Manager) settle(ctx context.Context, cost time.Duration, ended time.Time) bool {
 	wait := min(passSpacing*cost, maxPassSpacing) - m.wall.Now().Sub(ended)
 	if wait <= 0 {
