@@ -66,3 +66,7 @@ func (m *Manager) Quiet() bool {
 	}
 	return m.rings.Load() == 0
 }
+
+// SetSubscribeGrace sets how long after subscribing to exits the stream
+// counts as live (the fake runtime subscribes at once).
+func (m *Manager) SetSubscribeGrace(d time.Duration) { m.subscribeGrace = d }

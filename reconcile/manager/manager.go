@@ -132,14 +132,20 @@ type Manager struct {
 	// that follows it; nil once a pass used it.
 	syncList   []reconcile.ObservedPod
 	syncListed time.Time
-	cache      podCache // the runtime's pods as last seen (see podCache)
-	synced     bool
-	revision   string
-	objects    []reconcile.Object
-	workers    map[reconcile.PodID]*podWorker
-	known      map[reconcile.PodID]*reconcile.DesiredPod // the last spec handed to each worker
-	workloads  []reconcile.WorkloadStatus
-	deploys    map[string]*reconcile.DeploymentRecord
+	// syncTrusted says whether syncList was listed here (not handed in by
+	// the caller, at an unknown time) in cache epoch syncEpoch.
+	syncTrusted bool
+	syncEpoch   uint64
+	cache       podCache // the runtime's pods as last seen (see podCache)
+	// subscribeGrace is subscribeGrace but in tests.
+	subscribeGrace time.Duration
+	synced         bool
+	revision       string
+	objects        []reconcile.Object
+	workers        map[reconcile.PodID]*podWorker
+	known          map[reconcile.PodID]*reconcile.DesiredPod // the last spec handed to each worker
+	workloads      []reconcile.WorkloadStatus
+	deploys        map[string]*reconcile.DeploymentRecord
 	// jobStatuses and cronStatuses are the Job and CronJob rows of the
 	// workloads' status, from the last pass.
 	jobStatuses  []reconcile.WorkloadStatus
@@ -171,7 +177,9 @@ func New(rt reconcile.Runtime, opts Options) *Manager {
 		bell:    make(chan struct{}, 1),
 		starts:  make(chan struct{}, opts.MaxParallelStarts),
 		workers: map[reconcile.PodID]*podWorker{}, known: map[reconcile.PodID]*reconcile.DesiredPod{},
-		passed: make(chan struct{}),
+		passed:         make(chan struct{}),
+		cache:          podCache{pods: map[reconcile.PodID]*cachedPod{}},
+		subscribeGrace: subscribeGrace,
 	}
 }
 
@@ -212,7 +220,10 @@ func (m *Manager) sync(ctx context.Context, revision string, objs []reconcile.Ob
 	if err != nil {
 		return err
 	}
-	listed := time.Now()
+	listed, trusted := time.Now(), observed == nil
+	m.mu.Lock()
+	epoch := m.cache.epoch
+	m.mu.Unlock()
 	if observed == nil {
 		if observed, err = m.rt.List(ctx); err != nil {
 			return fmt.Errorf("list pods: %w", err)
@@ -236,7 +247,7 @@ func (m *Manager) sync(ctx context.Context, revision string, objs []reconcile.Ob
 	}
 	m.mu.Lock()
 	m.synced, m.revision, m.objects, m.keep = true, revision, objs, kept
-	m.syncList, m.syncListed = observed, listed
+	m.syncList, m.syncListed, m.syncTrusted, m.syncEpoch = observed, listed, trusted, epoch
 	m.gen++
 	m.mu.Unlock()
 	m.ringController()
@@ -467,6 +478,7 @@ func (m *Manager) watchExits(ctx context.Context, ew reconcile.ExitWatcher) {
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		began := time.Now()
+		m.subscribing()
 		err := ew.WatchExits(ctx, m.Notify)
 		if ctx.Err() != nil {
 			return
