@@ -335,8 +335,20 @@ func TestWorkerPanicLeavesOtherPodsRunning(t *testing.T) {
 func TestExitWakesWorkerWithoutResync(t *testing.T) {
 	rt := fake.New(fx.Img)
 	// A resync far away: only the exit event can bring the container back.
-	m := manager.New(rt, manager.Options{StateDir: t.TempDir(), Node: fx.Node, ResyncInterval: time.Hour,
-		InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	restartsAfterKill(t, rt, rt.Kill, manager.Options{ResyncInterval: time.Hour}, nil)
+}
+
+// restartsAfterKill runs a manager over rt with opts (and fast restarts;
+// prepare, if set, adjusts it before it runs), converges pod web, kills
+// its container with kill and waits until the manager restarted it.
+func restartsAfterKill(t *testing.T, rt reconcile.Runtime, kill func(reconcile.PodID, reconcile.ContainerKind, string, int) error, opts manager.Options, prepare func(*manager.Manager)) {
+	t.Helper()
+	opts.StateDir, opts.Node = t.TempDir(), fx.Node
+	opts.InitialBackoff, opts.MaxBackoff = time.Millisecond, time.Millisecond
+	m := manager.New(rt, opts)
+	if prepare != nil {
+		prepare(m)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -345,7 +357,7 @@ func TestExitWakesWorkerWithoutResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := reconcile.PodID{Namespace: "default", Name: "web"}
-	if err := rt.Kill(id, reconcile.AppContainer, "main", 1); err != nil {
+	if err := kill(id, reconcile.AppContainer, "main", 1); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the killed container restarted", func() bool {

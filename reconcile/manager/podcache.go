@@ -98,16 +98,23 @@ func (m *Manager) cacheFromList(observed []reconcile.ObservedPod, listed time.Ti
 	}
 }
 
-// noteObserved records the observation of pod id (nil: not in the
-// runtime) that began at at.
-func (m *Manager) noteObserved(id reconcile.PodID, o *reconcile.ObservedPod, at time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// cachedPod returns the cache's entry of pod id, made empty if there is
+// none; m.mu is held.
+func (m *Manager) cachedPod(id reconcile.PodID) *cachedPod {
 	c := m.cache.pods[id]
 	if c == nil {
 		c = &cachedPod{}
 		m.cache.pods[id] = c
 	}
+	return c
+}
+
+// noteObserved records the observation of pod id (nil: not in the
+// runtime) that began at at.
+func (m *Manager) noteObserved(id reconcile.PodID, o *reconcile.ObservedPod, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.cachedPod(id)
 	if at.Before(c.at) {
 		return
 	}
@@ -123,11 +130,7 @@ func (m *Manager) noteObserved(id reconcile.PodID, o *reconcile.ObservedPod, at 
 func (m *Manager) noteChanged(id reconcile.PodID, t time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := m.cache.pods[id]
-	if c == nil {
-		c = &cachedPod{}
-		m.cache.pods[id] = c
-	}
+	c := m.cachedPod(id)
 	if t.After(c.changed) {
 		c.changed = t
 	}

@@ -86,26 +86,7 @@ func (silentExits) WatchExits(ctx context.Context, _ func(reconcile.PodID)) erro
 // without it the cache would show the container running.
 func TestResyncListsWhatNoEventReported(t *testing.T) {
 	rt := silentExits{fake.New(fx.Img)}
-	m := manager.New(rt, manager.Options{StateDir: t.TempDir(), Node: fx.Node, ResyncInterval: 50 * time.Millisecond,
-		InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
-	m.SetSubscribeGrace(0) // else the passes of the first seconds list anyway
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	if err := converge2(ctx, m, "r1", fx.PodObj("web", "1d")); err != nil {
-		t.Fatal(err)
-	}
-	id := reconcile.PodID{Namespace: "default", Name: "web"}
-	if err := rt.Kill(id, reconcile.AppContainer, "main", 1); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the killed container restarted", func() bool {
-		for _, st := range m.Pods() {
-			if st.ID == id && st.Restarts() == 1 && st.Phase == reconcile.PodRunning && st.Containers[0].State == reconcile.Running {
-				return true
-			}
-		}
-		return false
+	restartsAfterKill(t, rt, rt.Kill, manager.Options{ResyncInterval: 50 * time.Millisecond}, func(m *manager.Manager) {
+		m.SetSubscribeGrace(0) // else the passes of the first seconds list anyway
 	})
 }
