@@ -186,3 +186,33 @@ func TestCacheForgottenDuringAPassLists(t *testing.T) {
 		t.Errorf("%d lists, pods %v; want one list showing web", rt.lists, got)
 	}
 }
+
+// The list a caller hands to Sync (berth apply's, made to print the plan
+// at a time the manager does not know) decides the first pass, and the
+// next pass lists again.
+func TestAHandedInListIsUsedOnce(t *testing.T) {
+	rt := &forgetting{Runtime: fake.New(fx.Img)}
+	m := New(rt, Options{StateDir: t.TempDir(), Node: fx.Node, ResyncInterval: time.Hour})
+	m.subscribeGrace = 0
+	rt.m = m
+	runningPod(t, rt.Runtime)
+	observed, err := rt.Runtime.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.sync(context.Background(), "r1", []reconcile.Object{fx.PodObj("web", "1d")}, nil, observed); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := m.observePods(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rt.lists != 0 || m.trusted() {
+		t.Errorf("after the pass on the handed-in list: %d lists, cache trusted %v; want none and not trusted", rt.lists, m.trusted())
+	}
+	if _, _, _, err := m.observePods(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rt.lists != 1 || !m.trusted() {
+		t.Errorf("after the next pass: %d lists, cache trusted %v; want one and trusted", rt.lists, m.trusted())
+	}
+}
