@@ -56,6 +56,7 @@ cleanup() {
 	fi
 	grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
 	ip link delete berthcmp0 2>/dev/null
+	remove_namespace_dirs bench "$CTRNS"
 	rm -rf "$work"
 }
 trap cleanup EXIT

@@ -80,6 +80,7 @@ cleanup() {
 	fi
 	grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
 	ip link delete berthgrow0 2>/dev/null
+	remove_namespace_dirs bench
 	rm -rf "$work"
 }
 trap cleanup EXIT

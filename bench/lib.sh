@@ -87,3 +87,17 @@ spec:
 YAML
 	done
 }
+
+# remove_namespace_dirs NS...: the parent cgroups (every hierarchy) and the
+# runc directory of containerd namespaces NS, which runc leaves behind,
+# empty, once their last container is gone. Only empty ones go (rmdir).
+remove_namespace_dirs() {
+	local ns c
+	for ns in "$@"; do
+		for c in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
+			[ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null
+		done
+		rmdir "/run/containerd/runc/$ns" 2>/dev/null
+	done
+	return 0
+}
