@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,10 +42,22 @@ func Namespace(tb testing.TB, c *Containerd) string {
 		if err := cleanNamespace(c.Address(), ns); err != nil {
 			tb.Errorf("testenv: namespace %s: %v", ns, err)
 		}
+		// A shim of the namespace still running has no task left in
+		// containerd, but may still be creating one for a berth that was
+		// killed (the fault tests), which would make runc state and
+		// cgroups after this cleanup: it goes first.
+		killShims(c.Address(), ns)
 		// runc's state directory of the namespace: its tasks are deleted by
 		// now, but a runc killed in the middle of a create leaves its
 		// container's directory.
 		_ = os.RemoveAll(filepath.Join("/run/containerd/runc", ns))
+		// runc's cgroupfs driver leaves the per-namespace parent cgroups,
+		// and a runc killed in the middle of a create leaves its
+		// container's cgroup below it: remove them deepest first.
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns)
+		for _, d := range dirs {
+			removeCgroupTree(d)
+		}
 	})
 	return ns
 }
@@ -113,14 +126,6 @@ func cleanNamespace(address, ns string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// runc's cgroupfs driver leaves the per-namespace parent cgroups, and
-	// a runc killed in the middle of a create (the fault tests) leaves
-	// its container's cgroup below it: remove them deepest first. rmdir
-	// removes only a cgroup with no process and no child in it.
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns)
-	for _, d := range dirs {
-		removeCgroupTree(d)
-	}
 	if len(leaked) > 0 {
 		return fmt.Errorf("left behind: %s", strings.Join(leaked, ", "))
 	}
@@ -130,9 +135,63 @@ func cleanNamespace(address, ns string) error {
 	return nil
 }
 
+// killShims kills the shims of namespace ns of the containerd at address
+// that still run (found by their command line), and waits until they are
+// gone.
+func killShims(address, ns string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var killed []int
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") ||
+			!hasArgs(args, "-namespace", ns) || !hasArgs(args, "-address", address) {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(filepath.Base(filepath.Dir(p)), &pid); err != nil {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "testenv: killing shim %d of namespace %s, still running after its tasks were deleted\n", pid, ns)
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, pid)
+		}
+	}
+	waitGone(killed)
+}
+
+// hasArgs says whether args has flag followed by value.
+func hasArgs(args []string, flag, value string) bool {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag && args[i+1] == value {
+			return true
+		}
+	}
+	return false
+}
+
+// waitGone waits, up to 2 s each, until the processes pids have exited
+// (gone, or zombies of a parent that does not reap them).
+func waitGone(pids []int) {
+	for _, pid := range pids {
+		for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+			if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(st), ") Z ") {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // removeCgroupTree removes the cgroup at dir and the cgroups below it,
-// children before parents; a cgroup that still has a process stays, and
-// so does every parent of it.
+// children before parents. A process still in one once the namespace is
+// empty has no container left to own it (a runc init whose create
+// finished after the test removed its runc state, seen after a killed
+// apply): it is killed, and said on stderr, so that no test leaves a
+// process behind.
 func removeCgroupTree(dir string) {
 	var sub []string
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -141,6 +200,22 @@ func removeCgroupTree(dir string) {
 		}
 		return nil
 	})
+	var killed []int
+	for _, d := range sub {
+		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			var pid int
+			if _, err := fmt.Sscan(f, &pid); err != nil || pid <= 1 {
+				continue
+			}
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			fmt.Fprintf(os.Stderr, "testenv: killing process %d (%s) left in cgroup %s\n", pid, strings.ReplaceAll(strings.TrimRight(string(cmd), "\x00"), "\x00", " "), d)
+			if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+				killed = append(killed, pid)
+			}
+		}
+	}
+	waitGone(killed) // out of its cgroup once it has exited: then rmdir works
 	for i := len(sub) - 1; i >= 0; i-- {
 		_ = os.Remove(sub[i])
 	}
