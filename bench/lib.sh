@@ -1,5 +1,6 @@
-# Shared by the bench scripts: a private containerd under a work directory
-# and the busybox test image in it. Source this file; it defines functions
+# Shared by the bench scripts (and scripts/demo.sh, for
+# remove_namespace_dirs): a private containerd under a work directory and
+# the busybox test image in it. Source this file; it defines functions
 # only.
 
 # start_containerd WORK: start a containerd with its own root, state and
@@ -95,9 +96,9 @@ remove_namespace_dirs() {
 	local ns c
 	for ns in "$@"; do
 		for c in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
-			[ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null
+			[ -d "$c" ] && { find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
 		done
-		rmdir "/run/containerd/runc/$ns" 2>/dev/null
+		rmdir "/run/containerd/runc/$ns" 2>/dev/null || true
 	done
 	return 0
 }

@@ -47,12 +47,9 @@ if [ "${1:-}" = clean ]; then
 		rm -f "$n"
 	done
 	# The namespace's parent cgroups and runc directory, which runc
-	# leaves behind, empty, once the last pod is gone (rmdir takes only
-	# empty ones).
-	for c in /sys/fs/cgroup/*/"$BERTH_NAMESPACE" /sys/fs/cgroup/"$BERTH_NAMESPACE"; do
-		[ -d "$c" ] && { find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
-	done
-	rmdir "/run/containerd/runc/$BERTH_NAMESPACE" 2>/dev/null || true
+	# leaves behind, empty, once the last pod is gone.
+	. bench/lib.sh # functions only
+	remove_namespace_dirs "$BERTH_NAMESPACE"
 	rm -rf "$demo" "$run"
 	echo "demo removed"
 	exit 0

@@ -2,8 +2,7 @@ package manager
 
 import (
 	"context"
-	"slices"
-	"strings"
+	"sort"
 	"time"
 
 	"berth.dev/berth/reconcile"
@@ -224,11 +223,6 @@ func (m *Manager) fromCache(ctx context.Context, epoch0 uint64) (observed []reco
 			observed = append(observed, *c.obs)
 		}
 	}
-	slices.SortFunc(observed, func(a, b reconcile.ObservedPod) int {
-		if c := strings.Compare(a.ID.Namespace, b.ID.Namespace); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID.Name, b.ID.Name)
-	})
+	sort.Slice(observed, func(i, j int) bool { return reconcile.PodLess(observed[i].ID, observed[j].ID) })
 	return observed, at, m.cache.listed, true, nil
 }
